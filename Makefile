@@ -1,0 +1,28 @@
+# rlplat: the two commands of the README.
+#   make run  [ARGS="grpo.total_steps=10 ..."]   train the embedded default (or any experiment)
+#   make test [PYTEST_ARGS="-k sync"]            the test suite
+# Both create .venv with everything needed when it is missing (scripts/setup.sh; idempotent).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRA ?= cpu
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup run test bench clean
+
+$(VENV)/.rlplat-installed: pyproject.toml scripts/setup.sh
+	EXTRA=$(EXTRA) bash scripts/setup.sh $(VENV)
+
+setup: $(VENV)/.rlplat-installed
+
+run: setup
+	$(PY) -m rlplat.launch $(ARGS)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) runs outputs .pytest_cache

@@ -1,0 +1,323 @@
+"""In-sandbox test harness for the ``code`` reward (stdlib only; any Python >= 3.8).
+
+It runs inside the sandbox as ``python harness.py`` next to ``solution.py`` (the candidate) and
+``job.json`` (tests and options); it is read as text by ``rewards.code`` and never imported there.
+
+Protocol: the first line of stdin is a random nonce. The harness reads it before any candidate code
+runs, keeps the result channel (a duplicate of stdout) to itself and sends the candidate's own
+stdout to /dev/null. Only after every test has run does it write one line, ``<nonce> <json>``, with
+the per-test results, and exit at once with ``os._exit(0)`` (no atexit hooks of the candidate).
+The scorer accepts exactly one well-formed line with the right nonce from a sandbox that exited 0;
+anything else (``sys.exit``/``os._exit`` before the tests ran, a killed harness, a closed or forged
+result channel) scores 0.
+
+Formats (``job["format"]``):
+* ``assert``: every top-level statement containing an ``assert`` is a test; other statements
+  (imports, helper definitions) are setup run in order. Candidate functions are called through a
+  guard that rejects return values whose classes define comparison or truthiness hooks in the
+  candidate's code (the "always equal" object hack).
+* ``humaneval``: the test program is run, then each top-level statement of ``check``'s body that
+  contains an ``assert`` is a test, with ``candidate`` bound to the guarded entry point.
+* ``stdio``: ``solution.py`` runs as a separate process per case, stdin fed from the case, stdout
+  compared token-wise (floats within ``float_tol``). The harness makes itself non-dumpable so that
+  the candidate (same uid) cannot read its memory.
+
+Departure from plain exec-based graders: a per-test timeout (SIGALRM) lets a hanging test fail
+alone instead of costing the whole program; the sandbox's wall-clock deadline is the backstop.
+"""
+
+import ast
+import builtins
+import json
+import os
+import signal
+import subprocess
+import sys
+import types
+
+SUSPECT_HOOKS = frozenset(
+    ["__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__bool__", "__len__", "__contains__",
+     "__sub__", "__rsub__", "__abs__", "__float__", "__int__", "__index__", "__round__", "__hash__",
+     "__instancecheck__", "__getattribute__", "__class__"]
+)
+MAX_ELEMENTS = 1_000_000
+
+
+class TestTimeout(BaseException):
+    """Raised by SIGALRM inside a test; a BaseException so candidate ``except Exception`` misses it."""
+
+
+class UntrustedValue(Exception):
+    pass
+
+
+def trusted_snapshot():
+    """Stdlib heap classes that may be returned, with their hooks as they are before the candidate runs."""
+    import collections
+    import decimal
+    import fractions
+
+    classes = [fractions.Fraction, decimal.Decimal, collections.Counter, collections.OrderedDict,
+               collections.defaultdict, collections.deque]
+    return {cls: {k: cls.__dict__.get(k) for k in SUSPECT_HOOKS} for cls in classes}
+
+
+def make_guard(snapshot, _type=type, _isinstance=isinstance, _len=len, _vars=vars):
+    """A checker of return values, closed over builtins captured before the candidate runs."""
+    heap_flag = 1 << 9
+    containers = (list, tuple, set, frozenset, dict)
+
+    def class_ok(cls):
+        for klass in cls.__mro__:
+            if not klass.__flags__ & heap_flag:
+                continue  # a static (C) type: its hooks cannot be changed by Python code
+            saved = snapshot.get(klass)
+            own = _vars(klass)
+            if saved is not None:
+                if any(own.get(k) is not v for k, v in saved.items()):
+                    return False  # a trusted stdlib class was monkeypatched
+            elif any(k in own for k in SUSPECT_HOOKS):
+                return False
+        return True
+
+    def value_ok(value, budget):
+        stack = [value]
+        while stack:
+            v = stack.pop()
+            budget[0] -= 1
+            if budget[0] < 0:
+                return True  # too large to be a hack worth checking further
+            cls = _type(v)
+            if not class_ok(cls):
+                return False
+            if _isinstance(v, dict):
+                stack.extend(v.keys())
+                stack.extend(v.values())
+            elif _isinstance(v, containers):
+                stack.extend(v)
+        return True
+
+    def check_iter(it):
+        for item in it:
+            if not value_ok(item, [MAX_ELEMENTS]):
+                raise UntrustedValue("generated value of untrusted type")
+            yield item
+
+    def guard(fn):
+        def guarded(*args, **kwargs):
+            result = fn(*args, **kwargs)
+            if not value_ok(result, [MAX_ELEMENTS]):
+                raise UntrustedValue("return value of type %s overrides comparison hooks" % _type(result).__name__)
+            if _type(result).__flags__ & heap_flag == 0 and hasattr(result, "__next__") and not _isinstance(result, containers):
+                return check_iter(result)  # a generator or iterator: check what it yields
+            return result
+
+        guarded.__name__ = getattr(fn, "__name__", "candidate")
+        guarded.__doc__ = getattr(fn, "__doc__", None)
+        return guarded
+
+    return guard
+
+
+def split_statements(source, filename):
+    """[(is_test, code)] for each top-level statement; a test is one containing an assert."""
+    tree = ast.parse(source, filename)
+    items = []
+    for node in tree.body:
+        is_test = any(isinstance(n, ast.Assert) for n in ast.walk(node))
+        items.append((is_test, compile(ast.Module(body=[node], type_ignores=[]), filename, "exec")))
+    return items
+
+
+def check_body(test_source):
+    """[(is_test, code)] for the statements of ``def check(candidate)``, or None if absent."""
+    tree = ast.parse(test_source, "test.py")
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "check":
+            items = []
+            for stmt in node.body:
+                is_test = any(isinstance(n, ast.Assert) for n in ast.walk(stmt))
+                items.append((is_test, compile(ast.Module(body=[stmt], type_ignores=[]), "test.py", "exec")))
+            return items
+    return None
+
+
+def run_item(code, ns, seconds):
+    """Exec one statement with a per-test alarm; returns None on success or an error string."""
+    def on_alarm(signum, frame):
+        raise TestTimeout()
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    # Re-fire every 0.1 s: a candidate that swallows the first TestTimeout gets another.
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.1)
+    try:
+        exec(code, ns)
+        return None
+    except TestTimeout:
+        return "timeout"
+    except BaseException as exc:  # noqa: BLE001 - SystemExit inside a test is a failure
+        return short_error(exc)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def short_error(exc):
+    try:
+        return ("%s: %s" % (type(exc).__name__, exc))[:200]
+    except BaseException:  # noqa: BLE001 - hostile __str__
+        return type(exc).__name__
+
+
+def run_items(items, ns, seconds):
+    passed, errors = [], []
+    for is_test, code in items:
+        err = run_item(code, ns, seconds)
+        if is_test:
+            passed.append(err is None)
+            errors.append(err)
+    return passed, errors
+
+
+def load_candidate(job):
+    """Exec the candidate as module ``solution``; returns (namespace, load error or None).
+
+    A failing load does not stop the tests: functions defined before the failure still count.
+    """
+    with open("solution.py", encoding="utf-8", errors="replace") as f:
+        source = job.get("prefix", "") + f.read()
+    ns = {"__name__": "solution", "__builtins__": builtins}
+    try:
+        code = compile(source, "solution.py", "exec")
+    except BaseException as exc:  # noqa: BLE001 - SyntaxError, or worse on hostile input
+        return ns, short_error(exc)
+    return ns, run_item(code, ns, job["per_test_timeout"])
+
+
+def guarded_namespace(ns, guard):
+    """A copy of the candidate namespace whose candidate-defined functions are guarded."""
+    test_ns = dict(ns)
+    if guard is None:
+        return test_ns
+    for name, value in ns.items():
+        if isinstance(value, types.FunctionType) and value.__code__.co_filename == "solution.py":
+            test_ns[name] = guard(value)
+    return test_ns
+
+
+def run_assert(job, guard):
+    ns, load_error = load_candidate(job)
+    test_ns = guarded_namespace(ns, guard)
+    items = []
+    for i, test in enumerate([job.get("setup", "")] + list(job["tests"])):
+        try:
+            parsed = split_statements(test, "test_%d.py" % i)
+        except SyntaxError as exc:
+            return {"passed": [], "errors": [], "load_error": load_error, "test_error": short_error(exc)}
+        items += parsed if i else [(False, code) for _, code in parsed]
+    passed, errors = run_items(items, test_ns, job["per_test_timeout"])
+    return {"passed": passed, "errors": errors, "load_error": load_error}
+
+
+def run_humaneval(job, guard):
+    ns, load_error = load_candidate(job)
+    entry = ns.get(job["entry_point"])
+    candidate = guard(entry) if (guard and isinstance(entry, types.FunctionType)) else entry
+    test_ns = {"__name__": "test", "__builtins__": builtins}
+    try:
+        body = check_body(job["tests"])
+        module_items = [(False, c) for _, c in split_statements(job["tests"], "test.py")]
+    except SyntaxError as exc:
+        return {"passed": [], "errors": [], "load_error": load_error, "test_error": short_error(exc)}
+    run_items(module_items, test_ns, job["per_test_timeout"])  # defines check, imports, METADATA
+    if entry is None:
+        n = max(1, sum(t for t, _ in body or []))
+        return {"passed": [False] * n, "errors": ["entry point %r not defined" % job["entry_point"]] * n,
+                "load_error": load_error}
+    test_ns["candidate"] = candidate
+    items = body or [(True, compile("check(candidate)", "test.py", "exec"))]
+    passed, errors = run_items(items, test_ns, job["per_test_timeout"])
+    return {"passed": passed, "errors": errors, "load_error": load_error}
+
+
+def tokens_match(got, expected, tol):
+    a, b = got.split(), expected.split()
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if x == y:
+            continue
+        try:
+            fx, fy = float(x), float(y)
+        except ValueError:
+            return False
+        if abs(fx - fy) > tol * max(1.0, abs(fy)):
+            return False
+    return True
+
+
+def run_stdio_case(case, seconds, max_bytes):
+    with open("case_input.txt", "wb") as f:
+        f.write(case["input"].encode("utf-8", "replace"))
+    with open("case_input.txt", "rb") as fin, open("case_output.txt", "wb") as fout:
+        proc = subprocess.Popen([sys.executable, "-I", "-B", "solution.py"], stdin=fin, stdout=fout,
+                                stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+        try:
+            proc.wait(timeout=seconds)
+            err = None if proc.returncode == 0 else "exit status %d" % proc.returncode
+        except subprocess.TimeoutExpired:
+            err = "timeout"
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # also strays the case left behind
+        except OSError:
+            pass
+        proc.wait()
+    with open("case_output.txt", "rb") as f:
+        got = f.read(max_bytes).decode("utf-8", "replace")
+    return err, got
+
+
+def run_stdio(job):
+    set_non_dumpable()
+    passed, errors = [], []
+    for case in job["tests"]:
+        err, got = run_stdio_case(case, job["per_test_timeout"], job["max_output_bytes"])
+        if err is None and not tokens_match(got, case["output"], job["float_tol"]):
+            err = "wrong answer"
+        passed.append(err is None)
+        errors.append(err)
+    return {"passed": passed, "errors": errors, "load_error": None}
+
+
+def set_non_dumpable():
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 0: no ptrace, no /proc/pid/mem
+    except Exception:  # noqa: BLE001 - best effort; the PID namespace still separates runs
+        pass
+
+
+def main(_write=os.write, _dumps=json.dumps, _exit=os._exit, _dup=os.dup, _dup2=os.dup2):
+    nonce = sys.stdin.readline().strip()
+    report_fd = _dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    _dup2(devnull, 0)
+    _dup2(devnull, 1)  # the candidate's prints cannot reach the result channel by accident
+    with open("job.json", encoding="utf-8") as f:
+        job = json.load(f)
+    fmt = job["format"]
+    guard = make_guard(trusted_snapshot()) if job.get("check_return_types", True) else None
+    if fmt == "stdio":
+        report = run_stdio(job)
+    elif fmt == "humaneval":
+        report = run_humaneval(job, guard)
+    else:
+        report = run_assert(job, guard)
+    report["errors"] = [e if i < 20 else None for i, e in enumerate(report["errors"])]  # bounded size
+    line = nonce + " " + _dumps(report) + "\n"
+    _write(report_fd, line.encode("utf-8", "replace"))
+    _exit(0)
+
+
+if __name__ == "__main__":
+    main()

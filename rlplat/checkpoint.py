@@ -1,0 +1,101 @@
+"""Atomic checkpoints: written to a temporary directory, marked complete, then renamed.
+
+Layout: ``<run>/checkpoints/step_000010/{learner/, driver_state.json, COMPLETE}``. Resume only
+ever picks a directory with the ``COMPLETE`` marker, so a run killed mid-write (SIGKILL, disk
+full) leaves the previous checkpoint as the one resumed from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+MARKER = "COMPLETE"
+_STEP_DIR = re.compile(r"^step_(\d{6,})$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written; the message names the one still valid."""
+
+
+def step_dir(run_dir: Path, step: int) -> Path:
+    """Final directory of the checkpoint of ``step``."""
+    return run_dir / "checkpoints" / f"step_{step:06d}"
+
+
+def complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every complete checkpoint, oldest first."""
+    root = run_dir / "checkpoints"
+    found = []
+    for p in root.iterdir() if root.exists() else []:
+        m = _STEP_DIR.match(p.name)
+        if m and (p / MARKER).exists():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
+    """The newest complete checkpoint, or None."""
+    found = complete_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def save_checkpoint(run_dir: Path, step: int, write_learner: Callable[[str], None],
+                    driver_state: dict[str, Any], keep: int) -> Path:
+    """Write the checkpoint of ``step`` atomically and keep only the newest ``keep``.
+
+    Args:
+        write_learner: Writes model and optimizer state into the directory it is given.
+        driver_state: JSON-serialisable driver state (step, curriculum, weights version, ...).
+    """
+    final = step_dir(run_dir, step)
+    tmp = final.with_name(final.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        write_learner(str(tmp / "learner"))
+        _write_json(tmp / "driver_state.json", driver_state)
+        _write_json(tmp / MARKER, {"step": step})
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        prev = latest_checkpoint(run_dir)
+        still = f"the previous checkpoint {prev[1]} (step {prev[0]}) is still valid" if prev else \
+            "no earlier checkpoint exists"
+        raise CheckpointError(f"could not write the checkpoint of step {step} ({err.strerror or err}); "
+                              f"{still}. Free disk space and resume with resume={run_dir}.") from err
+    _prune(run_dir, keep)
+    return final
+
+
+def load_driver_state(path: Path) -> dict[str, Any]:
+    """The driver state saved with a checkpoint."""
+    return json.loads((path / "driver_state.json").read_text())
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _prune(run_dir: Path, keep: int) -> None:
+    for _, path in complete_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(path, ignore_errors=True)

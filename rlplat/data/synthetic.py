@@ -1,0 +1,85 @@
+"""Built-in arithmetic task with ``<think>`` traces, for the offline default experiment.
+
+Problems are sums of two integers of 1..``digits`` digits. A worked solution writes the column
+additions right to left inside ``<think>...</think>`` and then the answer, so a tiny model can learn
+the format in a short supervised pass and still get many sums wrong when it samples at
+temperature 1: the headroom GRPO then climbs. Operand lengths vary, which gives the curriculum a
+spread of difficulty.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from typing import Any
+
+from rlplat.data.chat import THINKING_ON, build_messages, render_prompt
+from rlplat.types import PromptItem
+
+
+@dataclass(frozen=True)
+class ArithProblem:
+    """``a + b``, with its uid."""
+
+    uid: str
+    a: int
+    b: int
+
+    @property
+    def question(self) -> str:
+        """The question text."""
+        return f"{self.a}+{self.b}"
+
+    @property
+    def answer(self) -> str:
+        """The reference answer."""
+        return str(self.a + self.b)
+
+
+def make_problems(count: int, digits: int, seed: int, prefix: str,
+                  exclude: frozenset[tuple[int, int]] = frozenset()) -> list[ArithProblem]:
+    """``count`` distinct problems (none in ``exclude``), reproducible from ``seed``."""
+    rng = random.Random(seed)
+    seen: set[tuple[int, int]] = set(exclude)
+    out: list[ArithProblem] = []
+    capacity = (10 ** digits) ** 2 - len(exclude)
+    if count > capacity:
+        raise ValueError(f"only {capacity} distinct {digits}-digit sums exist; asked for {count}")
+    while len(out) < count:
+        a, b = (rng.randrange(10 ** rng.randint(1, digits)) for _ in range(2))
+        if (a, b) in seen:
+            continue
+        seen.add((a, b))
+        out.append(ArithProblem(f"{prefix}:{len(out)}", a, b))
+    return out
+
+
+def solution(p: ArithProblem) -> str:
+    """Worked solution: column sums with carries inside ``<think>``, then the answer."""
+    xs, ys = str(p.a)[::-1], str(p.b)[::-1]
+    carry, steps = 0, []
+    for i in range(max(len(xs), len(ys))):
+        x = int(xs[i]) if i < len(xs) else 0
+        y = int(ys[i]) if i < len(ys) else 0
+        s = x + y + carry
+        steps.append(f"{x}+{y}+{carry}={s}" if carry else f"{x}+{y}={s}")
+        carry = s // 10
+    return f"<think>{','.join(steps)}</think>{p.answer}"
+
+
+def split_problems(digits: int, num_train: int, num_rl: int,
+                   seed: int) -> tuple[list[ArithProblem], list[ArithProblem]]:
+    """Disjoint warm-start (supervised) and RL problem sets: RL sees only held-out sums."""
+    train = make_problems(num_train, digits, seed, "sft")
+    taken = frozenset((p.a, p.b) for p in train)
+    rl = make_problems(num_rl, digits, seed + 1, "arith", exclude=taken)
+    return train, rl
+
+
+def to_prompt_items(problems: list[ArithProblem], tokenizer: Any) -> list[PromptItem]:
+    """Prompt items with the "detailed thinking on" system prompt (the paper's toggle)."""
+    return [PromptItem(uid=p.uid, index=i, question=p.question,
+                       text=render_prompt(build_messages(THINKING_ON, p.question), tokenizer),
+                       reference=p.answer, system=THINKING_ON, metadata={"thinking": "on"})
+            for i, p in enumerate(problems)]

@@ -1,0 +1,1 @@
+"""Ray plumbing: placement planning (pure), runtime start-up, actor groups with deadlines."""

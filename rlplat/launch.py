@@ -1,0 +1,76 @@
+"""``python -m rlplat.launch [overrides]``: compose config, validate, start Ray, run the stages.
+
+Hydra composes ``conf/`` (compose API, so that errors are ours to phrase); the result is turned
+into the typed ``Config`` once and validated before Ray starts. Exit codes: 0 done, 2 bad config
+or data (one paragraph naming the field and the fix), 1 a failure during the run (the message says
+what failed and how to resume), 143 stopped by SIGTERM/SIGINT after a checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from rlplat.config.errors import ConfigError
+
+EXIT_CONFIG = 2
+EXIT_FAILED = 1
+EXIT_PREEMPTED = 143
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    from rlplat.config.loader import load
+    from rlplat.config.validate import validate
+    from rlplat.runs import prepare_run_dir
+
+    logging.basicConfig(level=logging.INFO, format="[rlplat] %(message)s")
+    try:
+        cfg, run_dir = load(sys.argv[1:] if argv is None else argv)
+        validate(cfg)
+        if cfg.dry_run:
+            from rlplat.config.plan_report import describe
+
+            print(describe(cfg))
+            return 0
+        resume = prepare_run_dir(cfg, run_dir)
+    except ConfigError as err:
+        print(f"rlplat: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    return _run(cfg, run_dir, resume)
+
+
+def _run(cfg, run_dir: Path, resume: bool) -> int:  # type: ignore[no-untyped-def]
+    """Start Ray and run the pipeline; maps failures to exit codes with a clear message."""
+    from rlplat.distributed.runtime import start_ray
+    from rlplat.stages.grpo import Preempted
+    from rlplat.stages.pipeline import run_pipeline
+    from rlplat.stages.report import format_report, summarize
+    from rlplat.metrics import read_metrics
+
+    start_ray(cfg.cluster)
+    try:
+        final = run_pipeline(cfg, run_dir, resume)
+    except ConfigError as err:
+        print(f"rlplat: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Preempted as err:
+        print(f"rlplat: {err}", file=sys.stderr)
+        return EXIT_PREEMPTED
+    except Exception as err:  # noqa: BLE001 - every failure ends in one clear message
+        logging.getLogger("rlplat").exception("run failed")
+        print(f"rlplat: the run failed: {err}\nThe last complete checkpoint (if any) is under "
+              f"{run_dir / 'checkpoints'}; continue with: python -m rlplat.launch resume={run_dir}",
+              file=sys.stderr)
+        return EXIT_FAILED
+    summary = {**summarize(read_metrics(run_dir / "metrics.jsonl")), "run_dir": str(run_dir)}
+    print(format_report(summary))
+    print(f"Final model: {final}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""DeepSpeed learners: the only package that imports DeepSpeed (lazily, inside the actor)."""

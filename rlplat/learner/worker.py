@@ -1,0 +1,273 @@
+"""LearnerWorker: one rank of a DeepSpeed data-parallel group, as a Ray actor.
+
+Each rank holds a DeepSpeed engine (ZeRO stage from config; gloo on CPU, nccl on GPU) around a
+Hugging Face causal LM, and optionally a frozen reference copy for the KL term. The driver calls
+every rank with its shard of each optimizer step; all ranks must take part in every collective
+call (``train_step``, ``sft_step``, ``export_weights``, ``save``/``load``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+
+from rlplat.algo import entropy_from_logits, grpo_loss, masked_mean, token_logprobs
+from rlplat.batch import MicroBatch, TrainShard, micro_batches
+from rlplat.config.schema import GRPOConfig, LearnerConfig
+from rlplat.sync.buckets import pack, plan_buckets
+from rlplat.sync.transport import ExportPlan, SyncManifest, bucket_paths, remove_files, write_bucket
+
+
+@dataclass(frozen=True)
+class LearnerSpec:
+    """What every rank needs to build its engine."""
+
+    model_path: str
+    dtype: str
+    device: str
+    learner: LearnerConfig
+    grpo: GRPOConfig
+    temperature: float
+    lr: float
+    world_size: int
+    master_addr: str
+    master_port: int
+    seed: int
+    collective_timeout_s: float
+    gradient_checkpointing: bool = False
+
+
+class LearnerWorker:
+    """One DeepSpeed rank; created as a Ray actor by ``LearnerGroup``."""
+
+    def __init__(self, spec: LearnerSpec, rank: int) -> None:
+        import ray
+
+        self.spec = spec
+        self.rank = rank
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self._written: tuple[str, ...] = ()
+        if spec.device == "cpu":
+            os.environ["DS_ACCELERATOR"] = "cpu"
+            torch.set_num_threads(spec.learner.cpu_threads)
+        os.environ.update({
+            "MASTER_ADDR": spec.master_addr, "MASTER_PORT": str(spec.master_port),
+            "RANK": str(rank), "WORLD_SIZE": str(spec.world_size),
+            # Ray narrows CUDA_VISIBLE_DEVICES to this actor's GPU, so it is always device 0.
+            "LOCAL_RANK": "0",
+        })
+
+    def setup(self) -> dict[str, Any]:
+        """Join the process group and build the engine; returns node id and pid."""
+        import deepspeed
+        from transformers import AutoModelForCausalLM
+
+        from rlplat.learner.ds_config import build_ds_config
+
+        backend = "gloo" if self.spec.device == "cpu" else "nccl"
+        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False,
+                                   timeout=timedelta(seconds=self.spec.collective_timeout_s))
+        torch.manual_seed(self.spec.seed)
+        dtype = getattr(torch, self.spec.dtype)
+        model = AutoModelForCausalLM.from_pretrained(self.spec.model_path, dtype=dtype)
+        if self.spec.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        self.pad_id = model.config.pad_token_id or 0
+        self.ref = self._load_reference(dtype) if self.spec.learner.reference_model else None
+        ds_cfg = build_ds_config(self.spec.learner, self.spec.lr, self.spec.world_size,
+                                 self.spec.device, self.spec.dtype)
+        self.engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(),
+                                               config=ds_cfg)
+        return {"node_id": self.node_id, "pid": os.getpid(), "rank": self.rank}
+
+    def _load_reference(self, dtype: torch.dtype) -> Any:
+        """Frozen copy of the initial policy; sharded by a ZeRO-3 inference engine when the policy
+        is (a whole copy per rank would not fit at scale)."""
+        import deepspeed
+        from transformers import AutoModelForCausalLM
+
+        ref = AutoModelForCausalLM.from_pretrained(self.spec.model_path, dtype=dtype)
+        ref.requires_grad_(False)
+        if self.spec.learner.zero_stage < 3:
+            return ref.eval().to(self._device())
+        config = {"train_micro_batch_size_per_gpu": self.spec.learner.micro_batch_size,
+                  "zero_optimization": {"stage": 3}, "bf16": {"enabled": self.spec.dtype == "bfloat16"}}
+        engine, *_ = deepspeed.initialize(model=ref, config=config)
+        engine.eval()
+        return engine
+
+    def _device(self) -> torch.device:
+        return torch.device("cpu") if self.spec.device == "cpu" else torch.device("cuda")
+
+    def info(self) -> dict[str, Any]:
+        """Node id, pid and rank (placement checks, fault injection)."""
+        return {"node_id": self.node_id, "pid": os.getpid(), "rank": self.rank}
+
+    # ----------------------------------------------------------------------------- training
+
+    def train_step(self, shard: TrainShard) -> dict[str, float]:
+        """One GRPO optimizer step over this rank's shard; returns this rank's mean stats."""
+        self.engine.train()
+        batches = micro_batches(shard, self.spec.learner.micro_batch_size, self.pad_id)
+        totals: dict[str, float] = {}
+        for i, mb in enumerate(batches):
+            self.engine.set_gradient_accumulation_boundary(i == len(batches) - 1)
+            stats = self._grpo_micro_step(mb, shard)
+            for k, v in stats.items():
+                totals[k] = totals.get(k, 0.0) + v * mb.input_ids.shape[0]
+        self.engine.step()
+        n = len(shard.sequences)
+        out = {k: v / n for k, v in totals.items()}
+        out["grad_norm"] = float(self.engine.get_global_grad_norm() or 0.0)
+        return out
+
+    def _grpo_micro_step(self, mb: MicroBatch, shard: TrainShard) -> dict[str, float]:
+        g = self.spec.grpo
+        mb = _to_device(mb, self._device())
+        logits = self._logits(self.engine, mb)
+        logprobs = token_logprobs(logits, mb.input_ids[:, 1:])
+        ref_lp = self._ref_logprobs(mb) if self.ref is not None else None
+        loss, stats = grpo_loss(
+            logprobs, mb.old_logprobs, mb.advantages, mb.loss_mask,
+            clip_low=g.clip_low, clip_high=g.clip_high, agg_mode=g.loss_agg,
+            ref_logprobs=ref_lp, kl_coef=g.kl_coef, logits=logits,
+            num_tokens=float(shard.num_tokens), num_seqs=float(shard.num_seqs),
+            seq_len_norm=float(max(mb.loss_mask.shape[1], 1)) if g.loss_agg == "seq_mean_token_sum" else None,
+        )
+        # DeepSpeed averages gradients over ranks; the loss is already normalised by the global
+        # batch, so undo the average (see rlplat.algo.aggregate).
+        self.engine.backward(loss * self.spec.world_size, scale_wrt_gas=False)
+        if ref_lp is None:
+            # Without a reference model, ``kl`` reports the drift between the rollout policy and
+            # the learner (k3 of old vs new logprobs), so the key is always meaningful.
+            from rlplat.algo import kl_k3
+
+            stats["kl"] = float(masked_mean(kl_k3(logprobs.detach(), mb.old_logprobs), mb.loss_mask))
+        return stats
+
+    def _logits(self, model: Any, mb: MicroBatch) -> torch.Tensor:
+        out = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, use_cache=False)
+        return out.logits[:, :-1].float() / self.spec.temperature
+
+    @torch.no_grad()
+    def _ref_logprobs(self, mb: MicroBatch) -> torch.Tensor:
+        return token_logprobs(self._logits(self.ref, mb), mb.input_ids[:, 1:])
+
+    def sft_step(self, shard: TrainShard, lr: float) -> dict[str, float]:
+        """One supervised step at learning rate ``lr``: token-mean cross-entropy on the completions."""
+        self.set_lr(lr)
+        self.engine.train()
+        batches = micro_batches(shard, self.spec.learner.micro_batch_size, self.pad_id)
+        total = 0.0
+        for i, mb in enumerate(batches):
+            self.engine.set_gradient_accumulation_boundary(i == len(batches) - 1)
+            mb = _to_device(mb, self._device())
+            lp = token_logprobs(self._logits(self.engine, mb), mb.input_ids[:, 1:])
+            loss = -(lp * mb.loss_mask).sum() / shard.num_tokens
+            self.engine.backward(loss * self.spec.world_size, scale_wrt_gas=False)
+            total += float(loss)
+        self.engine.step()
+        return {"sft/loss": total}
+
+    def set_lr(self, lr: float) -> None:
+        """Set the learning rate of every parameter group (SFT and GRPO share one optimizer)."""
+        for group in self.engine.optimizer.param_groups:
+            group["lr"] = lr
+
+    # ----------------------------------------------------------------------------- weight export
+
+    def export_weights(self, plan: ExportPlan) -> SyncManifest | None:
+        """Publish the current weights; every rank must call it (ZeRO-3 gathers are collective).
+
+        Writer ranks write bucket files under ``plan.shm_dir``; rank 0 returns the manifest (other
+        ranks return None). Files of the previous version are removed first.
+        """
+        remove_files(self._written)
+        self._written = ()
+        named = list(self.engine.module.named_parameters())
+        metas = [(n, p.dtype, tuple(getattr(p, "ds_shape", p.shape))) for n, p in named]
+        specs = plan_buckets(metas, plan.bucket_bytes)
+        paths = bucket_paths(plan.shm_dir, plan.tag, plan.version, len(specs))
+        params = dict(named)
+        refs = []
+        for spec, path in zip(specs, paths):
+            group = [params[e.name] for e in spec.entries]
+            with _gathered(self.engine, group):
+                if self.rank in plan.shm_writer_ranks or (plan.object_store and self.rank == 0):
+                    buf = pack(spec, {e.name: params[e.name].data for e in spec.entries})
+                    if self.rank in plan.shm_writer_ranks:
+                        write_bucket(path, buf)
+                    if plan.object_store and self.rank == 0:
+                        import ray
+
+                        refs.append(ray.put(buf))
+        if self.rank in plan.shm_writer_ranks:
+            self._written = paths
+        if self.rank != 0:
+            return None
+        return SyncManifest(plan.version, tuple(specs), paths, frozenset(), tuple(refs))
+
+    def release_weights(self) -> None:
+        """Remove this rank's bucket files (end of run)."""
+        remove_files(self._written)
+        self._written = ()
+
+    # ----------------------------------------------------------------------------- checkpoints
+
+    def save(self, directory: str) -> None:
+        """Save model and optimizer state (DeepSpeed format) into ``directory``; collective."""
+        self.engine.save_checkpoint(directory, tag="deepspeed")
+
+    def load(self, directory: str) -> None:
+        """Restore what ``save`` wrote; collective."""
+        path, _ = self.engine.load_checkpoint(directory, tag="deepspeed")
+        if path is None:
+            raise RuntimeError(f"learner rank {self.rank}: no DeepSpeed checkpoint in {directory}")
+
+    def save_hf(self, directory: str) -> None:
+        """Write the policy as a Hugging Face model directory (rank 0 writes; collective)."""
+        with _gathered(self.engine, list(self.engine.module.parameters())):
+            if self.rank == 0:
+                self.engine.module.save_pretrained(directory, safe_serialization=True)
+
+    # ----------------------------------------------------------------------------- evaluation
+
+    @torch.no_grad()
+    def greedy(self, prompt_token_ids: list[list[int]], max_tokens: int) -> list[list[int]]:
+        """Greedy completions from the learner's own weights (to compare with the engine's)."""
+        model = self.engine.module
+        model.eval()
+        outs = []
+        for prompt in prompt_token_ids:
+            ids = torch.tensor([prompt], device=self._device())
+            gen = model.generate(ids, do_sample=False, max_new_tokens=max_tokens, min_new_tokens=max_tokens,
+                                 pad_token_id=self.pad_id)
+            outs.append(gen[0, len(prompt):].tolist())
+        return outs
+
+    def ping(self) -> float:
+        """Liveness probe."""
+        return time.time()
+
+
+def _to_device(mb: MicroBatch, device: torch.device) -> MicroBatch:
+    if device.type == "cpu":
+        return mb
+    return MicroBatch(*(t.to(device) for t in (mb.input_ids, mb.attention_mask, mb.loss_mask,
+                                              mb.old_logprobs, mb.advantages)))
+
+
+def _gathered(engine: Any, params: list[torch.nn.Parameter]) -> Any:
+    """Context that materialises full ZeRO-3 parameters (a no-op below stage 3)."""
+    import contextlib
+
+    import deepspeed
+
+    if engine.zero_optimization_stage() == 3:
+        return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+    return contextlib.nullcontext()

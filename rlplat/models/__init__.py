@@ -1,0 +1,1 @@
+"""Model construction helpers (tiny local models for CPU runs and tests)."""

@@ -1,0 +1,97 @@
+"""Build a tiny Llama and a character-level tokenizer locally, with no hub access.
+
+The result is an ordinary Hugging Face model directory (``config.json``, safetensors weights,
+``tokenizer.json`` with a chat template), so vLLM, transformers and DeepSpeed load it exactly as
+they would a real checkpoint. This is what lets the default experiment and the tests run offline.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+# One token per character keeps the tokenizer trivially correct and the vocabulary tiny.
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
+ALPHABET = string.ascii_letters + string.digits + string.punctuation + " \n"
+
+# A minimal chat template: system and user turns, then the assistant turn is opened.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'system' %}[S]{{ m['content'] }}\n"
+    "{% elif m['role'] == 'user' %}[U]{{ m['content'] }}\n"
+    "{% else %}[A]{{ m['content'] }}</s>{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}[A]{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class TinyModelSpec:
+    """Shape of the tiny Llama. Defaults give about 0.8M parameters."""
+
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    max_position_embeddings: int = 256
+    seed: int = 0
+
+
+def build_char_tokenizer(out_dir: Path) -> None:
+    """Write a character-level ``PreTrainedTokenizerFast`` with a chat template to ``out_dir``."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
+    for ch in ALPHABET:
+        vocab.setdefault(ch, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    # Split into single characters, keeping every one (whitespace included) as its own token.
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(str(out_dir))
+
+
+def build_tiny_llama(out_dir: str | Path, spec: TinyModelSpec = TinyModelSpec()) -> Path:
+    """Create a randomly initialised tiny Llama plus tokenizer in ``out_dir`` and return it.
+
+    Idempotent: an existing directory holding ``config.json`` and weights is left untouched.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out = Path(out_dir)
+    if (out / "config.json").exists() and (out / "model.safetensors").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    build_char_tokenizer(out)
+    vocab_size = len(json.loads((out / "tokenizer.json").read_text())["model"]["vocab"])
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_kv_heads,
+        max_position_embeddings=spec.max_position_embeddings,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=False,
+        torch_dtype="float32",
+    )
+    torch.manual_seed(spec.seed)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(str(out), safe_serialization=True)
+    return out

@@ -1,0 +1,1 @@
+"""Rollout engines: the only package that imports vLLM (lazily, inside the actor)."""

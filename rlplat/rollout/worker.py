@@ -1,0 +1,177 @@
+"""RolloutWorker: a Ray actor that owns one vLLM engine.
+
+It generates ``n`` samples per prompt and returns token ids, text and the per-token logprobs of the
+sampled tokens, each sample stamped with the weight version that produced it. New weights arrive
+as a ``SyncManifest`` (see ``rlplat.sync``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rlplat.config.schema import RolloutConfig, SamplingConfig
+from rlplat.sync.transport import SyncManifest, bucket_paths, remove_files, write_bucket
+from rlplat.types import Sample
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt to sample from; ``seed`` makes its samples reproducible on CPU."""
+
+    uid: str
+    prompt_token_ids: tuple[int, ...]
+    seed: int
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What a RolloutWorker needs to build its engine."""
+
+    model_path: str
+    dtype: str
+    device: str
+    rollout: RolloutConfig
+    seed: int
+    # CPU only: cores this engine's OpenMP threads bind to ("0-1", "1"), or "auto".
+    cpu_bind: str = "auto"
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """Result of a weight load on one worker."""
+
+    version: int
+    seconds: float
+    nbytes: int
+    num_tensors: int
+
+
+def _engine_env(spec: EngineSpec) -> dict[str, str]:
+    """Environment vLLM reads at import time; set before the first ``import vllm``."""
+    env = {"VLLM_ALLOW_INSECURE_SERIALIZATION": "1"}
+    if spec.rollout.tensor_parallel_size == 1:
+        # In-process engine: a killed actor takes its engine with it, and weight loads need no IPC.
+        env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    if spec.device == "cpu":
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(spec.rollout.cpu_kvcache_gib)
+        env["VLLM_CPU_OMP_THREADS_BIND"] = spec.cpu_bind
+    return env
+
+
+class RolloutWorker:
+    """Owns a vLLM ``LLM``; created as a Ray actor by ``RolloutGroup``."""
+
+    def __init__(self, spec: EngineSpec, rank: int) -> None:
+        os.environ.update(_engine_env(spec))
+        from vllm import LLM  # heavy import stays inside the actor process
+
+        import ray
+
+        self.rank = rank
+        self.spec = spec
+        self.version = 0
+        self.sleeping = False
+        self.node_id = ray.get_runtime_context().get_node_id()
+        r = spec.rollout
+        self.llm = LLM(
+            model=spec.model_path,
+            dtype=spec.dtype,
+            tensor_parallel_size=r.tensor_parallel_size,
+            gpu_memory_utilization=r.gpu_memory_utilization,
+            max_model_len=r.max_model_len,
+            quantization=r.quantization,
+            enforce_eager=r.enforce_eager,
+            enable_prefix_caching=r.enable_prefix_caching,
+            enable_sleep_mode=spec.device == "gpu" and r.sleep_between_phases,
+            seed=spec.seed,
+            # Logprobs of the distribution actually sampled from (after temperature/top_p),
+            # which is what the PPO ratio needs.
+            logprobs_mode="processed_logprobs",
+            worker_extension_cls="rlplat.rollout.extension.WeightReceiver",
+        )
+
+    def info(self) -> dict[str, Any]:
+        """Node id, pid and current weight version (for placement checks and health)."""
+        return {"node_id": self.node_id, "pid": os.getpid(), "version": self.version, "rank": self.rank}
+
+    def generate(self, requests: list[GenerationRequest], n: int,
+                 sampling: SamplingConfig) -> list[list[Sample]]:
+        """Sample ``n`` completions per request; returns one list of samples per request, in order."""
+        from vllm import SamplingParams
+
+        self._ensure_awake()
+        params = [
+            SamplingParams(n=n, temperature=sampling.temperature, top_p=sampling.top_p,
+                           max_tokens=sampling.max_new_tokens, logprobs=0, seed=req.seed)
+            for req in requests
+        ]
+        prompts = [{"prompt_token_ids": list(req.prompt_token_ids)} for req in requests]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        return [self._to_samples(req, out) for req, out in zip(requests, outputs)]
+
+    def _to_samples(self, req: GenerationRequest, out: Any) -> list[Sample]:
+        samples = []
+        for comp in out.outputs:
+            # Each logprobs entry maps the sampled token id to its Logprob (logprobs=0).
+            lps = tuple(float(d[t].logprob) for t, d in zip(comp.token_ids, comp.logprobs))
+            samples.append(Sample(
+                prompt_uid=req.uid, prompt_token_ids=req.prompt_token_ids,
+                token_ids=tuple(comp.token_ids), text=comp.text, logprobs=lps,
+                weights_version=self.version, finish_reason=str(comp.finish_reason),
+            ))
+        return samples
+
+    def greedy(self, prompt_token_ids: list[list[int]], max_tokens: int) -> list[list[int]]:
+        """Greedy completions (used to check that synced weights equal the learner's)."""
+        from vllm import SamplingParams
+
+        self._ensure_awake()
+        params = SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=True)
+        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompt_token_ids], params,
+                                 use_tqdm=False)
+        return [list(o.outputs[0].token_ids) for o in outs]
+
+    def load_weights(self, manifest: SyncManifest) -> LoadReport:
+        """Load weights version ``manifest.version`` from /dev/shm or the object store."""
+        start = time.perf_counter()
+        paths, own_copy = self._local_paths(manifest)
+        try:
+            if self.sleeping:
+                self.llm.wake_up(tags=["weights"])
+            counts = self.llm.collective_rpc("rlplat_load_buckets", args=(manifest.specs, paths))
+        finally:
+            if own_copy:
+                remove_files(paths)
+        if self.sleeping:
+            self.llm.wake_up(tags=["kv_cache"])
+            self.sleeping = False
+        self.version = manifest.version
+        return LoadReport(manifest.version, time.perf_counter() - start, manifest.nbytes, int(counts[0]))
+
+    def _local_paths(self, manifest: SyncManifest) -> tuple[tuple[str, ...], bool]:
+        """Bucket files readable on this node; fetches them from the object store if needed."""
+        if self.node_id in manifest.shm_nodes:
+            return manifest.shm_paths, False
+        if not manifest.refs:
+            raise RuntimeError(f"rollout worker {self.rank}: no shm copy on node {self.node_id} "
+                               "and no object-store copy in the manifest")
+        import ray
+
+        shm_dir = os.path.dirname(manifest.shm_paths[0]) if manifest.shm_paths else "/dev/shm"
+        paths = bucket_paths(shm_dir, f"recv{os.getpid()}", manifest.version, len(manifest.specs))
+        for path, ref in zip(paths, manifest.refs):
+            write_bucket(path, ray.get(ref))
+        return paths, True
+
+    def sleep(self) -> None:
+        """GPU colocation: free engine memory while the learner trains (level 2: weights too)."""
+        if self.spec.device == "gpu" and self.spec.rollout.sleep_between_phases and not self.sleeping:
+            self.llm.sleep(level=2)
+            self.sleeping = True
+
+    def _ensure_awake(self) -> None:
+        if self.sleeping:
+            raise RuntimeError("engine is asleep: load new weights (load_weights) before generating")

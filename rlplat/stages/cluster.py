@@ -1,0 +1,78 @@
+"""The actors of one stage: placement group, learners, rollout engines, reward scorer.
+
+``StageActors`` is a context manager so that a stage that fails still releases its placement
+group and kills its actors (and the learners remove their /dev/shm files).
+"""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+
+from ray.util.placement_group import remove_placement_group
+
+from rlplat.config.schema import Config
+from rlplat.distributed.placement import cpu_binds, plan_placement
+from rlplat.distributed.runtime import check_resources, create_placement_group
+from rlplat.learner.group import LearnerGroup
+from rlplat.learner.worker import LearnerSpec
+from rlplat.rollout.group import RolloutGroup
+from rlplat.rollout.worker import EngineSpec
+from rlplat.scoring import Scorer
+
+
+def learner_spec(cfg: Config, model_path: str, lr: float) -> LearnerSpec:
+    """LearnerSpec from the run config (address and port are filled in by ``LearnerGroup``)."""
+    return LearnerSpec(
+        model_path=model_path, dtype=cfg.model.dtype, device=cfg.cluster.device, learner=cfg.learner,
+        grpo=cfg.grpo, temperature=cfg.rollout.sampling.temperature, lr=lr, world_size=0,
+        master_addr="", master_port=0, seed=cfg.seed, collective_timeout_s=cfg.timeouts.train_s,
+        gradient_checkpointing=cfg.model.gradient_checkpointing,
+    )
+
+
+class StageActors:
+    """Starts what a stage needs; ``rollout``/``scorer`` False skip engines and rewards."""
+
+    def __init__(self, cfg: Config, model_path: str, lr: float, rollout: bool = True,
+                 scorer: bool = True) -> None:
+        self.cfg = cfg
+        self.plan = plan_placement(cfg.cluster, cfg.rollout)
+        check_resources(self.plan)
+        t = cfg.timeouts
+        self.pg = create_placement_group(self.plan, t.actor_start_s)
+        self.learners: LearnerGroup | None = None
+        self.rollouts: RolloutGroup | None = None
+        self.scorer: Scorer | None = None
+        try:
+            self.learners = LearnerGroup(learner_spec(cfg, model_path, lr), self.plan, self.pg, t.actor_start_s)
+            if rollout:
+                spec = EngineSpec(model_path, cfg.model.dtype, cfg.cluster.device, cfg.rollout, cfg.seed)
+                binds = cpu_binds(self.plan, os.cpu_count() or 1, cfg.cluster.devices_per_node)
+                self.rollouts = RolloutGroup(spec, self.plan, self.pg, binds, t.actor_start_s,
+                                             cfg.faults.max_rollout_restarts)
+            if scorer:
+                self.scorer = Scorer(cfg.reward)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> StageActors:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Kill every actor and release the placement group (idempotent)."""
+        for part in (self.scorer, self.rollouts, self.learners):
+            if part is not None:
+                try:
+                    part.close() if isinstance(part, Scorer) else part.shutdown()
+                except Exception:  # noqa: BLE001 - tearing down; the placement group goes anyway
+                    pass
+        self.scorer = self.rollouts = self.learners = None
+        if self.pg is not None:
+            remove_placement_group(self.pg)
+            self.pg = None  # type: ignore[assignment]

@@ -1,0 +1,91 @@
+"""Pack named tensors into flat byte buckets and unpack them as zero-copy views.
+
+Few large transfers beat one transfer per parameter (the per-parameter RPC pattern is what makes
+the peers' sync slow, anchors.md (d)1), so the learner writes whole buckets and the engine reads
+views into them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+# Offsets are aligned so that every view starts on a boundary valid for any dtype.
+ALIGN = 64
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """Where one tensor lives inside a bucket."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    offset: int
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    """Layout of one bucket: its tensors and total size in bytes."""
+
+    entries: tuple[TensorEntry, ...]
+    nbytes: int
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def plan_buckets(metas: Sequence[tuple[str, torch.dtype, tuple[int, ...]]],
+                 bucket_bytes: int) -> list[BucketSpec]:
+    """Group tensors, in order, into buckets of at most ``bucket_bytes`` (a larger tensor gets its own).
+
+    Args:
+        metas: ``(name, dtype, shape)`` of each tensor, in the order they will be sent.
+        bucket_bytes: Target bucket size; must be positive.
+    """
+    if bucket_bytes <= 0:
+        raise ValueError(f"bucket_bytes must be positive, got {bucket_bytes}")
+    buckets: list[BucketSpec] = []
+    entries: list[TensorEntry] = []
+    offset = 0
+    for name, dtype, shape in metas:
+        nbytes = _numel(shape) * torch.empty((), dtype=dtype).element_size()
+        if entries and offset + nbytes > bucket_bytes:
+            buckets.append(BucketSpec(tuple(entries), offset))
+            entries, offset = [], 0
+        entries.append(TensorEntry(name, _dtype_name(dtype), tuple(shape), offset, nbytes))
+        offset = _align(offset + nbytes)
+    if entries:
+        buckets.append(BucketSpec(tuple(entries), offset))
+    return buckets
+
+
+def pack(spec: BucketSpec, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Copy the bucket's tensors into one contiguous uint8 tensor of ``spec.nbytes`` bytes."""
+    buf = torch.zeros(spec.nbytes, dtype=torch.uint8)
+    for e in spec.entries:
+        src = tensors[e.name].detach().to("cpu").contiguous()
+        buf[e.offset:e.offset + e.nbytes].copy_(src.view(-1).view(torch.uint8))
+    return buf
+
+
+def unpack(spec: BucketSpec, buf: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield ``(name, tensor)`` views into ``buf`` (no copy); ``buf`` must outlive the views."""
+    for e in spec.entries:
+        dtype = getattr(torch, e.dtype)
+        yield e.name, buf[e.offset:e.offset + e.nbytes].view(dtype).view(e.shape)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN

@@ -1,0 +1,83 @@
+"""Prefilter thresholds and dataset writing; DAPO dynamic-sampling filter."""
+
+import json
+
+import pytest
+
+from curricula import (
+    GroupOutcome,
+    PassRateStore,
+    dynamic_dropped_frac,
+    dynamic_sampling_metrics,
+    filter_rows,
+    prefilter,
+    split_informative,
+    write_filtered_dataset,
+    write_pass_rate_table,
+)
+from curricula.testing import store_with_rates
+
+
+def test_paper_threshold_with_8_samples():
+    # k/8 for k = 0..8: the paper drops >= 0.75, i.e. 6, 7, 8 of 8.
+    store = store_with_rates([f"k{k}" for k in range(9)], range(9))
+    result = prefilter(store, drop_at_or_above=0.75)
+    assert result.dropped_easy == ("k6", "k7", "k8")
+    assert result.kept_uids == ("k0", "k1", "k2", "k3", "k4", "k5")
+    assert result.dropped_zero == ()
+    assert result.summary() == {"prefilter/kept": 6.0, "prefilter/dropped_easy": 3.0, "prefilter/dropped_zero": 0.0}
+
+
+def test_drop_zero_and_mapping_input():
+    result = prefilter({"a": 0.0, "b": 0.625, "c": 0.75, "d": 0.7499999999999}, drop_zero=True)
+    assert result.kept_uids == ("b",)
+    assert set(result.dropped_easy) == {"c", "d"}  # float noise below 0.75 still counts as 6/8
+    assert result.dropped_zero == ("a",)
+    assert result.dropped == frozenset({"a", "c", "d"})
+
+
+def test_prompts_without_samples_are_kept_and_bad_inputs_raise():
+    store = PassRateStore()
+    store.add("x", 0, 0, training=False)
+    assert prefilter(store).kept_uids == ("x",)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        prefilter({"a": 1.5})
+    with pytest.raises(ValueError, match="drop_at_or_above"):
+        prefilter({"a": 0.5}, drop_at_or_above=0.0)
+
+
+def test_write_filtered_dataset_keeps_unknown_rows(tmp_path):
+    rows = [{"uid": "k5", "q": "five"}, {"uid": "k6", "q": "six"}, {"uid": "new", "q": "not in table"}]
+    result = prefilter(store_with_rates(["k5", "k6"], [5, 6]))
+    path = tmp_path / "train.filtered.jsonl"
+    assert write_filtered_dataset(rows, result, path) == 2
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [rows[0], rows[2]]
+    by_question = list(filter_rows(rows, result, uid_of=lambda i, row: "k6" if row["q"] == "five" else "x"))
+    assert by_question == rows[1:]
+    with pytest.raises(ValueError, match="no 'id' field"):
+        list(filter_rows(rows, result, uid_of="id"))
+
+
+def test_pass_rate_table_written_from_prefilter_run(tmp_path):
+    store = PassRateStore()
+    store.update([GroupOutcome(uid="a", rewards=[1, 0, 0, 0], correct=[True, False, False, False])])
+    write_pass_rate_table(store, tmp_path / "t.jsonl")
+    assert PassRateStore.from_table(tmp_path / "t.jsonl").latest_pass_rate("a") == 0.25
+
+
+def g(uid: str, rewards: list[float]) -> GroupOutcome:
+    return GroupOutcome(uid=uid, rewards=rewards, correct=[r > 0.5 for r in rewards])
+
+
+def test_split_informative_drops_equal_reward_groups_in_order():
+    groups = [g("all1", [1, 1, 1]), g("mixed", [1, 0, 1]), g("all0", [0, 0, 0]), g("single", [1]),
+              g("noise", [0.3, 0.1 + 0.2]), g("format", [1.0, 0.9])]
+    kept, dropped = split_informative(groups)
+    assert [x.uid for x in kept] == ["mixed", "format"]
+    assert [x.uid for x in dropped] == ["all1", "all0", "single", "noise"]
+    assert dynamic_dropped_frac(kept, dropped) == pytest.approx(4 / 6)
+    assert dynamic_dropped_frac([], []) == 0.0
+    assert dynamic_sampling_metrics(3, 1, rounds=2) == {
+        "curriculum/dynamic_dropped_frac": 0.25, "curriculum/dynamic_extra_rounds": 2.0}
+    kept_strict, _ = split_informative(groups, atol=0.2)
+    assert [x.uid for x in kept_strict] == ["mixed"]

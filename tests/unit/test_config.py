@@ -1,0 +1,109 @@
+"""Config composition, typed conversion and validation (no Ray)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlplat.config.convert import to_config
+from rlplat.config.errors import ConfigError
+from rlplat.config.loader import load
+from rlplat.config.validate import validate
+
+REPO = Path(__file__).resolve().parents[2]
+EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+
+
+def test_default_composes_to_the_tiny_cpu_experiment() -> None:
+    cfg, run_dir = load([])
+    assert cfg.experiment == "tiny" and cfg.cluster.device == "cpu" and cfg.model.path is None
+    assert cfg.stages == ("warmstart", "grpo")
+    assert run_dir.parts[0] == "runs"
+    validate(cfg)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes_and_validates_in_dry_run(name: str) -> None:
+    cfg, _ = load([f"+experiment={name}", "dry_run=true"])
+    assert cfg.experiment == name
+    validate(cfg)
+
+
+def test_ultra_holds_the_paper_recipe() -> None:
+    cfg, _ = load(["+experiment=ultra_grpo", "dry_run=true"])
+    g, c, r = cfg.grpo, cfg.cluster, cfg.rollout
+    assert (c.num_nodes, c.devices_per_node, c.colocate) == (72, 8, True)
+    assert (r.tensor_parallel_size, r.quantization) == (8, "fp8")
+    assert (r.sampling.temperature, r.sampling.top_p) == (1.0, 1.0)
+    assert (g.prompts_per_step, g.samples_per_prompt, g.global_batch) == (72, 16, 576)
+
+
+def test_unknown_key_names_the_field_and_suggests_the_fix() -> None:
+    with pytest.raises(ConfigError) as err:
+        to_config({"grpo": {"total_stepz": 3}})
+    assert err.value.field == "grpo.total_stepz" and "total_steps" in str(err.value)
+
+
+def test_wrong_type_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="grpo.total_steps"):
+        to_config({"grpo": {"total_steps": "many"}})
+    with pytest.raises(ConfigError, match="learner.zero_stage"):
+        to_config({"learner": {"zero_stage": 4}})
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (["grpo.global_batch=100"], "grpo.global_batch"),
+    (["grpo.global_batch=129", "grpo.prompts_per_step=129", "grpo.samples_per_prompt=1"], "grpo.global_batch"),
+    (["grpo.samples_per_prompt=1", "grpo.global_batch=32"], "grpo.samples_per_prompt"),
+    (["model.dtype=bfloat16"], "model.dtype"),
+    (["rollout.quantization=fp8"], "rollout.quantization"),
+    (["cluster.num_nodes=4"], "cluster.num_nodes"),
+    (["model.path=/nonexistent/model"], "model.path"),
+    (["stages=[grpo,nas]"], "stages"),
+    (["reward.components={nosuch: 1.0}"], "reward.components"),
+    (["curriculum.name=nosuch"], "curriculum.name"),
+])
+def test_bad_config_is_caught_before_ray(overrides: list[str], field: str) -> None:
+    cfg, _ = load(overrides)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert err.value.field == field
+    assert "Fix:" in str(err.value)
+
+
+def _launch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rlplat.launch", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_launch_exits_2_with_one_paragraph_on_bad_config(tmp_path: Path) -> None:
+    out = _launch("grpo.total_stepz=3", cwd=tmp_path)
+    assert out.returncode == 2
+    msg = out.stderr.strip()
+    assert "grpo.total_stepz" in msg and "Did you mean 'total_steps'" in msg and "\n" not in msg
+
+
+def test_launch_ultra_without_cluster_fails_fast(tmp_path: Path) -> None:
+    out = _launch("+experiment=ultra_grpo", cwd=tmp_path)
+    assert out.returncode == 2 and "72 nodes" in out.stderr and "cluster.address" in out.stderr
+
+
+def test_launch_ultra_dry_run_prints_plan(tmp_path: Path) -> None:
+    out = _launch("+experiment=ultra_grpo", "dry_run=true", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "72 node(s) x 8 GPU = 576 devices" in out.stdout
+    assert "72 x vLLM TP8" in out.stdout and "Memory per device" in out.stdout
+    assert "2 optimizer step(s) per rollout" in out.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_dir_holding_another_run_is_not_overwritten(tmp_path: Path) -> None:
+    from rlplat.runs import prepare_run_dir
+
+    cfg, _ = load([f"hydra.run.dir={tmp_path / 'r'}"])
+    prepare_run_dir(cfg, tmp_path / "r")
+    with pytest.raises(ConfigError, match="resume="):
+        prepare_run_dir(cfg, tmp_path / "r")
