@@ -60,11 +60,24 @@ def enter_namespaces(libc, spec):
         write_file("/proc/self/uid_map", "%d %d 1" % (uid, uid))
         write_file("/proc/self/gid_map", "%d %d 1" % (gid, gid))
     if "mount" in names:
+        # The host working directory (under /tmp) is about to be hidden: carry its files over.
+        files = {name: open(name, "rb").read() for name in os.listdir(".")}
         libc_call(libc, "mount", None, b"/", None, MS_REC | MS_PRIVATE, None)
         for path, mode in spec.get("tmpfs", []):
             if os.path.isdir(path):
                 opts = ("size=%dm,mode=%s" % (spec["tmpfs_mb"], mode)).encode()
                 libc_call(libc, "mount", b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts)
+        move_workdir(files, spec["workdir"], spec.get("uid"))
+
+
+def move_workdir(files, workdir, uid):
+    os.makedirs(workdir, 0o700)
+    for name, data in files.items():
+        with open(os.path.join(workdir, name), "wb") as f:
+            f.write(data)
+    if uid is not None:
+        os.chown(workdir, uid, uid)
+    os.chdir(workdir)
 
 
 def apply_limits(spec):

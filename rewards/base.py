@@ -90,6 +90,22 @@ def clean_text(value: Any) -> str:
     return text.replace("\x00", "") if "\x00" in text else text
 
 
+def split_think(text: str) -> tuple[str, str]:
+    """Split a completion into (reasoning, final part) at the last ``</think>``.
+
+    An opened but unclosed ``<think>`` (a truncated completion) is all reasoning.
+    """
+    end = text.rfind("</think>")
+    if end >= 0:
+        start = text.find("<think>")
+        reasoning = text[start + len("<think>") : end] if 0 <= start < end else text[:end]
+        return reasoning, text[end + len("</think>") :]
+    start = text.find("<think>")
+    if start >= 0:
+        return text[start + len("<think>") :], ""
+    return "", text
+
+
 def clean_input(inp: Any) -> RewardInput:
     """Normalise a possibly malformed input into a well-typed ``RewardInput``.
 

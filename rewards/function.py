@@ -7,8 +7,6 @@ A returned float must be finite; ``correct`` is derived from it with ``correct_t
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import inspect
 import math
 import threading
@@ -53,7 +51,12 @@ class FunctionReward(Reward):
     def _score(self, inp: RewardInput) -> RewardOutput:
         result = self.fn(inp, **self.kwargs)
         if inspect.isawaitable(result):
-            result = _run_coroutine(_with_timeout(result, self.timeout_s))
+            import asyncio
+
+            try:
+                result = _run_coroutine(_with_timeout(result, self.timeout_s))
+            except (TimeoutError, asyncio.TimeoutError) as exc:  # distinct types before 3.11
+                return self.failure(exc, timed_out=True)
         return self._to_output(result)
 
     def score_batch(self, inps: Sequence[RewardInput]) -> list[RewardOutput]:
@@ -63,9 +66,13 @@ class FunctionReward(Reward):
         return _run_coroutine(self._score_all_async(list(inps)))
 
     async def _score_all_async(self, inps: list[RewardInput]) -> list[RewardOutput]:
+        import asyncio
+
         return list(await asyncio.gather(*(self._score_one_async(inp) for inp in inps)))
 
     async def _score_one_async(self, inp: RewardInput) -> RewardOutput:
+        import asyncio
+
         try:
             result = await _with_timeout(self.fn(clean_input(inp), **self.kwargs), self.timeout_s)
             return self._to_output(result)
@@ -89,6 +96,8 @@ class FunctionReward(Reward):
 
 
 async def _with_timeout(awaitable: Any, timeout_s: float | None) -> Any:
+    import asyncio
+
     if timeout_s is None:
         return await awaitable
     return await asyncio.wait_for(awaitable, timeout_s)
@@ -96,6 +105,9 @@ async def _with_timeout(awaitable: Any, timeout_s: float | None) -> Any:
 
 def _run_coroutine(coro: Any) -> Any:
     """Run a coroutine to completion from sync code, even if this thread already runs a loop."""
+    import asyncio  # lazy: asyncio costs ~15 ms, and most rewards are sync
+    import concurrent.futures
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -12,6 +12,9 @@ anything else (``sys.exit``/``os._exit`` before the tests ran, a killed harness,
 result channel) scores 0.
 
 Formats (``job["format"]``):
+A candidate that raises SystemExit while loading (``sys.exit``, ``exit()``) fails every test, like
+one that calls ``os._exit``; other exceptions while loading do not stop the tests.
+
 * ``assert``: every top-level statement containing an ``assert`` is a test; other statements
   (imports, helper definitions) are setup run in order. Candidate functions are called through a
   guard that rejects return values whose classes define comparison or truthiness hooks in the
@@ -57,8 +60,9 @@ def trusted_snapshot():
     import decimal
     import fractions
 
-    classes = [fractions.Fraction, decimal.Decimal, collections.Counter, collections.OrderedDict,
-               collections.defaultdict, collections.deque]
+    roots = [fractions.Fraction, decimal.Decimal, collections.Counter, collections.OrderedDict,
+             collections.defaultdict, collections.deque]
+    classes = {klass for root in roots for klass in root.__mro__}  # with their bases (numbers.Rational...)
     return {cls: {k: cls.__dict__.get(k) for k in SUSPECT_HOOKS} for cls in classes}
 
 
@@ -204,23 +208,32 @@ def guarded_namespace(ns, guard):
     return test_ns
 
 
+def exited(load_error):
+    """The candidate tried to exit (sys.exit, exit(), KeyboardInterrupt) before its tests ran."""
+    return bool(load_error) and load_error.startswith(("SystemExit", "KeyboardInterrupt"))
+
+
 def run_assert(job, guard):
     ns, load_error = load_candidate(job)
-    test_ns = guarded_namespace(ns, guard)
-    items = []
-    for i, test in enumerate([job.get("setup", "")] + list(job["tests"])):
-        try:
-            parsed = split_statements(test, "test_%d.py" % i)
-        except SyntaxError as exc:
-            return {"passed": [], "errors": [], "load_error": load_error, "test_error": short_error(exc)}
-        items += parsed if i else [(False, code) for _, code in parsed]
-    passed, errors = run_items(items, test_ns, job["per_test_timeout"])
+    if exited(load_error):
+        ns = {"__name__": "solution", "__builtins__": builtins}  # exiting early earns nothing
+    try:
+        setup = split_statements(job.get("setup", ""), "setup.py")
+        tests = []
+        for i, test in enumerate(job["tests"]):
+            tests += split_statements(test, "test_%d.py" % i)
+    except SyntaxError as exc:
+        return {"passed": [], "errors": [], "load_error": load_error, "test_error": short_error(exc)}
+    # MBPP semantics: the program is candidate + setup + tests in one module, so the setup runs in
+    # the candidate's globals (visible to both); the tests then see guarded candidate functions.
+    run_items([(False, code) for _, code in setup], ns, job["per_test_timeout"])
+    passed, errors = run_items(tests, guarded_namespace(ns, guard), job["per_test_timeout"])
     return {"passed": passed, "errors": errors, "load_error": load_error}
 
 
 def run_humaneval(job, guard):
     ns, load_error = load_candidate(job)
-    entry = ns.get(job["entry_point"])
+    entry = None if exited(load_error) else ns.get(job["entry_point"])
     candidate = guard(entry) if (guard and isinstance(entry, types.FunctionType)) else entry
     test_ns = {"__name__": "test", "__builtins__": builtins}
     try:

@@ -24,7 +24,7 @@ import re
 import unicodedata
 from typing import Any, Sequence
 
-from rewards.base import OnError, Reward, RewardError, RewardInput, RewardOutput
+from rewards.base import OnError, Reward, RewardError, RewardInput, RewardOutput, split_think
 from rewards.function import is_main_thread
 
 STRATEGIES = ("boxed", "answer_is", "last_number")
@@ -48,22 +48,6 @@ _UNICODE_MATH = str.maketrans({
 })
 _AFTER_NFKC = str.maketrans({"\u2044": "/"})  # NFKC turns "½" into "1⁄2" (fraction slash)
 MAX_BRACE_DEPTH = 50
-
-
-def split_think(text: str) -> tuple[str, str]:
-    """Split a completion into (reasoning, final part) at the last ``</think>``.
-
-    An opened but unclosed ``<think>`` (a truncated completion) is all reasoning.
-    """
-    end = text.rfind("</think>")
-    if end >= 0:
-        start = text.find("<think>")
-        reasoning = text[start + len("<think>") : end] if 0 <= start < end else text[:end]
-        return reasoning, text[end + len("</think>") :]
-    start = text.find("<think>")
-    if start >= 0:
-        return text[start + len("<think>") :], ""
-    return "", text
 
 
 def last_boxed(text: str) -> str | None:
@@ -154,7 +138,7 @@ def unicode_math(text: str) -> str:
 def normalize_answer(ans: str) -> tuple[str, bool]:
     """Normalise Unicode math and units; returns ``(latex, had_percent)``."""
     ans = unicode_math(ans).strip()
-    ans = re.sub(r"^\$+|\$+$", "", ans).strip().rstrip(".").strip()
+    ans = re.sub(r"^\$+|\$+$", "", ans.rstrip(".").strip()).strip().rstrip(".").strip()
     unit = _UNIT_RE.fullmatch(ans)
     if unit:
         ans = unit.group(1)
@@ -233,7 +217,12 @@ class MathReward(Reward):
         self.max_answer_chars = max_answer_chars
 
     def warmup(self) -> None:
-        self._equivalent("1", "1")
+        # First use of each kind of expression pays sympy's lazy imports (up to ~1 s on a busy
+        # CPU); paying them here keeps the first samples of a fresh pool worker within timeout.
+        for gold, pred in (("1", "1"), ("\\frac{1}{2}", "0.5"), ("[1, 2)", "[1,2)"), ("\\{1, 2\\}", "\\{2,1\\}"),
+                           ("x^2+x", "x(x+1)"), ("\\begin{pmatrix}1\\\\2\\end{pmatrix}", "(1, 2)"), ("x=1", "1")):
+            self._equivalent(gold, pred)
+        _parse.cache_clear()
 
     def _score(self, inp: RewardInput) -> RewardOutput:
         golds = reference_answers(inp.reference)

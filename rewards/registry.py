@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from importlib import metadata as importlib_metadata
+import os
+import sys
 from typing import Any, Callable, Mapping, TypeVar
 
 from rewards.base import Reward, RewardError
@@ -71,7 +72,7 @@ def register_reward(name: str, *, overwrite: bool = False, **defaults: Any) -> C
 
 def registered_names() -> list[str]:
     """Names that resolve without an import path (built-ins, registered, installed plugins)."""
-    plugins = {ep.name for ep in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    plugins = {ep.name for ep in _entry_points()}
     return sorted(set(_BUILTINS) | set(_REGISTRY) | plugins)
 
 
@@ -142,7 +143,7 @@ def _lookup(name: str) -> tuple[Any, dict[str, Any]]:
         return _REGISTRY[name]
     if name in _BUILTINS:
         return import_object(_BUILTINS[name]), {}
-    for ep in importlib_metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in _entry_points():
         if ep.name == name:
             try:
                 return ep.load(), {}
@@ -157,6 +158,13 @@ def _lookup(name: str) -> tuple[Any, dict[str, Any]]:
     )
 
 
+def _entry_points() -> list[Any]:
+    """Installed reward plugins (importlib.metadata is slow to import, so only on a registry miss)."""
+    from importlib import metadata
+
+    return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
 def _instantiate(obj: Any, name: str, options: dict[str, Any]) -> Reward:
     """A Reward instance is used as is, a Reward class is built with ``options``, a function wrapped."""
     if isinstance(obj, Reward):
@@ -168,7 +176,7 @@ def _instantiate(obj: Any, name: str, options: dict[str, Any]) -> Reward:
             raise RewardError(f"reward {name!r} is a class but not a rewards.Reward subclass: {obj!r}")
         try:
             reward = obj(**options)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise RewardError(f"bad options for reward {name!r}: {exc}") from exc
         if reward.name in ("reward", ""):
             reward.name = name
@@ -177,4 +185,12 @@ def _instantiate(obj: Any, name: str, options: dict[str, Any]) -> Reward:
 
 
 def _identity(obj: Any) -> str:
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+    """Source file + qualified name: the same definition imported twice (as ``__main__`` and as a
+    module, or again in a spawned worker) is one reward, not a conflict."""
+    code = getattr(obj, "__code__", None)
+    if code is not None:
+        where = code.co_filename
+    else:
+        module = sys.modules.get(getattr(obj, "__module__", ""))
+        where = getattr(module, "__file__", None) or getattr(obj, "__module__", "?")
+    return f"{os.path.realpath(where) if os.path.isabs(where) else where}:{getattr(obj, '__qualname__', repr(obj))}"

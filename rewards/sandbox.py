@@ -191,9 +191,11 @@ class Sandbox:
     def _launch_spec(self, iso: Isolation, uid: int | None, argv: list[str], workdir: str | None) -> dict:
         lim = self.limits
         nproc = lim.max_processes if uid is not None else _count_processes(os.getuid()) + lim.max_processes
+        home = SANDBOX_DIR if (iso.bwrap or "mount" in iso.unshare) else workdir
         spec = {
             "argv": argv,
-            "env": sandbox_env(SANDBOX_DIR if iso.bwrap else workdir),
+            "env": sandbox_env(home),
+            "workdir": SANDBOX_DIR,
             "rlimits": {
                 "cpu": lim.cpu_s, "as": lim.memory_mb << 20, "fsize": lim.max_file_mb << 20,
                 "nofile": lim.max_open_files, "core": 0,
@@ -248,7 +250,7 @@ def fallback_tmpfs_paths(iso: Isolation, workdir: str | None) -> list[tuple[str,
 
     World-writable temp dirs become private (mode 1777); home and project directories become empty
     (mode 755). Paths holding the sandbox's interpreter are left visible, or it could not start.
-    The working directory lives under /tmp but stays reachable: the launcher starts inside it.
+    The launcher moves the working directory's files into the private /tmp before dropping privileges.
     """
     if "mount" not in iso.unshare:
         return []
@@ -395,9 +397,12 @@ def _uid_exists(uid: int) -> bool:
         return False
 
 
-def processes_of_uid(uid: int) -> list[int]:
-    """Live (non-zombie) processes whose real uid is ``uid``, from /proc."""
-    pids = []
+def processes_by_uid() -> dict[int, list[int]]:
+    """Live (non-zombie) processes grouped by real uid, from /proc/*/status.
+
+    /proc/<pid> ownership is not enough: a non-dumpable process (our stdio harness) shows as root.
+    """
+    found: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -407,9 +412,16 @@ def processes_of_uid(uid: int) -> list[int]:
         except OSError:
             continue
         fields = dict(line.split(b":", 1) for line in status.splitlines() if b":" in line)
-        if int(fields.get(b"Uid", b"-1 ").split()[0]) == uid and not fields.get(b"State", b"").strip().startswith(b"Z"):
-            pids.append(int(entry.name))
-    return pids
+        if fields.get(b"State", b"").strip().startswith(b"Z"):
+            continue
+        uid = int(fields.get(b"Uid", b"-1").split()[0])
+        found.setdefault(uid, []).append(int(entry.name))
+    return found
+
+
+def processes_of_uid(uid: int) -> list[int]:
+    """Live (non-zombie) processes whose real uid is ``uid``."""
+    return processes_by_uid().get(uid, [])
 
 
 def _count_processes(uid: int) -> int:
@@ -436,18 +448,18 @@ def sweep_uid(uid: int, python: str, timeout_s: float = 5.0) -> bool:
 
 def sweep_free_slots(base: int = 64000, count: int = 64, python: str | None = None) -> None:
     """Kill leftovers of sandbox uids that no live sandbox owns (e.g. after a worker was killed)."""
-    if os.geteuid() != 0:
+    lock_dir = os.path.join(tempfile.gettempdir(), f"rlplat-sandbox-locks-{os.getuid()}")
+    if os.geteuid() != 0 or not os.path.isdir(lock_dir):
         return
-    python = python or probe_isolation("auto", None, base).python
-    lock_dir = _lock_dir()
-    for uid in range(base, base + count):
-        fd = os.open(os.path.join(lock_dir, f"uid-{uid}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    live = [uid for uid in processes_by_uid() if base <= uid < base + count]
+    python = python or choose_python(need_world_access=True)
+    for uid in live:
+        fd = os.open(os.path.join(_lock_dir(), f"uid-{uid}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if processes_of_uid(uid):
-                sweep_uid(uid, python)
+            sweep_uid(uid, python)
         except BlockingIOError:
-            pass
+            pass  # a live sandbox owns it
         finally:
             os.close(fd)
 

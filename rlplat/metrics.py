@@ -89,4 +89,4 @@ def _fmt(v: Any) -> str:
 def _progress_bar(total: int, start: int) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=start, desc="grpo", unit="step", dynamic_ncols=True)
+    return tqdm(total=total, initial=start, desc="grpo", unit="step", dynamic_ncols=True, mininterval=1.0)

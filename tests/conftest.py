@@ -37,6 +37,6 @@ def ray_local() -> Iterator[None]:
     from rlplat.config.schema import ClusterConfig
     from rlplat.distributed.runtime import start_ray
 
-    start_ray(ClusterConfig(num_cpus=8), dashboard=False)
+    start_ray(ClusterConfig(num_cpus=8, dashboard=False))
     yield
     ray.shutdown()

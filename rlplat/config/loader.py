@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rlplat.config.convert import to_config
-from rlplat.config.errors import ConfigError
+from rlplat.config.errors import ConfigError, did_you_mean
 from rlplat.config.schema import Config
 
 
@@ -35,6 +35,15 @@ def load(overrides: list[str]) -> tuple[Config, Path]:
     return to_config({**data, "run_dir": str(run_dir)}), run_dir
 
 
+# Free-form mappings of the schema: their keys are not known in advance, so an override such as
+# ``data.file.path=x.jsonl`` is turned into Hydra's add-or-override form ``++data.file.path=x.jsonl``.
+FREE_FORM = ("data.file.", "reward.components.", "reward.options.", "curriculum.options.")
+
+
+def _free_form(overrides: list[str]) -> list[str]:
+    return [f"++{o}" if o.startswith(FREE_FORM) else o for o in overrides]
+
+
 def _resume_dir(overrides: list[str]) -> Path | None:
     for o in overrides:
         if o.startswith("resume=") and o.split("=", 1)[1] not in ("", "null", "None"):
@@ -48,9 +57,10 @@ def _compose(overrides: list[str]) -> tuple[dict[str, Any], Path]:
     from omegaconf import OmegaConf, open_dict
     from omegaconf.errors import OmegaConfBaseException
 
+    register_defaults()
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            composed = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+            composed = compose(config_name="config", overrides=_free_form(overrides), return_hydra_config=True)
         # Only hydra.run.dir matters to rlplat; the rest of the hydra node needs a running job
         # to resolve, so it is dropped before resolving the run config.
         run_dir = Path(str(composed.hydra.run.dir))
@@ -72,20 +82,41 @@ def _compose_error(err: Exception, overrides: list[str]) -> ConfigError:
         names = sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
         return ConfigError("experiment", text, f"use one of: {', '.join(names)} (+experiment=NAME).")
     if "not in struct" in text or "Could not override" in text:
-        from rlplat.config.convert import to_config as _check
-
-        # Re-run the typed conversion on the bare key to get the did-you-mean hint.
-        parts = str(key).split(".")
-        probe: dict[str, Any] = {}
-        cur = probe
-        for p in parts[:-1]:
-            cur = cur.setdefault(p, {})
-        cur[parts[-1]] = None
-        try:
-            _check(probe)
-        except ConfigError as typed:
-            return typed
+        return unknown_key_error(str(key))
     return ConfigError(str(key), text, "check the override's spelling and value (see rlplat/config/schema.py).")
+
+
+def unknown_key_error(dotted: str) -> ConfigError:
+    """``ConfigError`` for a key the schema does not have, with a did-you-mean hint."""
+    import dataclasses
+    import typing
+
+    cls: Any = Config
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        names = {f.name for f in dataclasses.fields(cls)}
+        where = ".".join(parts[:i + 1])
+        if part not in names:
+            return ConfigError(where, f"unknown key '{part}'.{did_you_mean(part, names)}",
+                               f"remove it or use one of: {', '.join(sorted(names))}.")
+        nxt = typing.get_type_hints(cls)[part]
+        if not dataclasses.is_dataclass(nxt):
+            break
+        cls = nxt
+    return ConfigError(dotted, "this key cannot be overridden here.", "check the override against rlplat/config/schema.py.")
+
+
+def register_defaults() -> None:
+    """Store every schema default as the ``rlplat_defaults`` config, under ``conf/config.yaml``.
+
+    The YAML files then need to list only what they change, and any schema field can be
+    overridden from the command line without a ``+``; unknown keys are still rejected.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    from rlplat.config.convert import to_plain
+
+    ConfigStore.instance().store(name="rlplat_defaults", node=to_plain(Config()))
 
 
 def _load_resumed(run_dir: Path, overrides: list[str]) -> tuple[Config, Path]:

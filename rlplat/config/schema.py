@@ -60,6 +60,10 @@ class ClusterConfig:
     num_cpus: int = 8
     # Non-colocated mode only: devices reserved for rollout engines (the rest train).
     rollout_devices: int = 0
+    # Start the Ray dashboard with a local Ray instance (bound to 127.0.0.1).
+    dashboard: bool = True
+    # Stream actor logs (vLLM, DeepSpeed) to the console; they are in Ray's session logs anyway.
+    log_to_driver: bool = False
     # Memory of one device in GiB, for the dry-run estimate (H100: 80).
     device_memory_gib: float = 80.0
 
@@ -87,6 +91,11 @@ class RolloutConfig:
     # Off by default: a recomputed prefix and a cached one differ in the last float bits, which
     # would make resumed runs diverge from uninterrupted ones.
     enable_prefix_caching: bool = False
+    # Chunked prefill. None: off on CPU (vLLM's CPU sampler cannot rewind the per-request
+    # generators that make sampling reproducible when a prefill chunk is discarded), on on GPU.
+    chunked_prefill: bool | None = None
+    # Token budget of one engine step (None: vLLM's default, or max_model_len x 16 without chunking).
+    max_num_batched_tokens: int | None = None
     # GPU colocation: put vLLM to sleep while the learner trains (frees its memory).
     sleep_between_phases: bool = True
     # CPU only: KV-cache space per engine in GiB (VLLM_CPU_KVCACHE_SPACE).
@@ -100,6 +109,9 @@ class LearnerConfig:
 
     zero_stage: Literal[0, 1, 2, 3] = 1
     lr: float = 1e-5
+    # Linear warm-up over this many optimizer steps. A fresh Adam's first updates are about
+    # lr * sign(grad) for every weight, which noisy RL gradients turn into a random jump.
+    warmup_steps: int = 0
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0
@@ -143,9 +155,12 @@ class SyntheticTaskConfig:
     """Built-in arithmetic task with ``<think>`` traces (see ``rlplat.data.synthetic``)."""
 
     digits: int = 2
-    operands: int = 2
     num_train: int = 4000
     num_rl: int = 2000
+    # Share of warm-start solutions whose final answer is right. Below 1 the warm-start data comes
+    # from a "teacher" that slips when writing the answer (its reasoning is right): the supervised
+    # student imitates the slips, and GRPO has to go beyond its teacher (paper-notes, item 9).
+    teacher_accuracy: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -55,8 +55,9 @@ def make_problems(count: int, digits: int, seed: int, prefix: str,
     return out
 
 
-def solution(p: ArithProblem) -> str:
-    """Worked solution: column sums with carries inside ``<think>``, then the answer."""
+def solution(p: ArithProblem, answer: str | None = None) -> str:
+    """Worked solution: column sums with carries inside ``<think>``, then ``answer`` (default: the
+    right one)."""
     xs, ys = str(p.a)[::-1], str(p.b)[::-1]
     carry, steps = 0, []
     for i in range(max(len(xs), len(ys))):
@@ -65,7 +66,22 @@ def solution(p: ArithProblem) -> str:
         s = x + y + carry
         steps.append(f"{x}+{y}+{carry}={s}" if carry else f"{x}+{y}={s}")
         carry = s // 10
-    return f"<think>{','.join(steps)}</think>{p.answer}"
+    return f"<think>{','.join(steps)}</think>{p.answer if answer is None else answer}"
+
+
+def teacher_solutions(problems: list[ArithProblem], accuracy: float, seed: int) -> list[str]:
+    """Worked solutions of a teacher whose final answer is right with probability ``accuracy``;
+    a slip changes one digit of the answer (the reasoning before it stays right)."""
+    rng = random.Random(seed + 7919)
+    out = []
+    for p in problems:
+        answer = p.answer
+        if rng.random() >= accuracy:
+            i = rng.randrange(len(answer))
+            wrong = rng.choice([d for d in "0123456789" if d != answer[i] and (i or d != "0" or len(answer) == 1)])
+            answer = answer[:i] + wrong + answer[i + 1:]
+        out.append(solution(p, answer))
+    return out
 
 
 def split_problems(digits: int, num_train: int, num_rl: int,

@@ -28,7 +28,7 @@ def actor_env(cluster: ClusterConfig) -> dict[str, str]:
     return env
 
 
-def start_ray(cluster: ClusterConfig, dashboard: bool = True) -> None:
+def start_ray(cluster: ClusterConfig) -> None:
     """Start a local Ray instance (``cluster.address`` unset) or join the given cluster."""
     if ray.is_initialized():
         return
@@ -37,8 +37,8 @@ def start_ray(cluster: ClusterConfig, dashboard: bool = True) -> None:
         ray.init(address=cluster.address, runtime_env=runtime_env, log_to_driver=True)
         return
     ray.init(num_cpus=cluster.num_cpus, num_gpus=None if cluster.device == "gpu" else 0,
-             include_dashboard=dashboard, dashboard_host="127.0.0.1", runtime_env=runtime_env,
-             log_to_driver=True, configure_logging=False)
+             include_dashboard=cluster.dashboard, dashboard_host="127.0.0.1", runtime_env=runtime_env,
+             log_to_driver=cluster.log_to_driver, configure_logging=False)
 
 
 def check_resources(plan: PlacementPlan) -> None:

@@ -34,6 +34,10 @@ def build_ds_config(cfg: LearnerConfig, lr: float, world_size: int, device: str,
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
+    if cfg.warmup_steps > 0:
+        config["scheduler"] = {"type": "WarmupLR", "params": {
+            "warmup_min_lr": 0.0, "warmup_max_lr": lr, "warmup_num_steps": cfg.warmup_steps,
+            "warmup_type": "linear"}}
     if dtype == "bfloat16":
         config["bf16"] = {"enabled": True}
     elif dtype == "float16":

@@ -19,7 +19,7 @@ from ray.util.placement_group import PlacementGroup
 from rlplat.config.schema import SamplingConfig
 from rlplat.distributed.actors import in_bundle, wait_all
 from rlplat.distributed.placement import PlacementPlan
-from rlplat.rollout.worker import EngineSpec, GenerationRequest, LoadReport, RolloutWorker
+from rlplat.rollout.worker import EngineSpec, GenerationRequest, RolloutWorker
 from rlplat.sync.transport import SyncManifest
 from rlplat.types import Sample
 
@@ -89,13 +89,13 @@ class RolloutGroup:
                 results[i] = out
         return [group for chunk in results for group in chunk or []]
 
-    def _collect(self, refs: list[Any], idx: list[int], timeout_s: float) -> list[Any]:
+    def _collect(self, refs: list[Any], idx: list[int], timeout_s: float, phase: str = "generate") -> list[Any]:
         """Wait for each ref; restart the workers that died or timed out (their result is None)."""
-        ready, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+        _, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
         out: list[Any] = []
         for ref, i in zip(refs, idx):
             if ref in pending:
-                self.restart(i, f"no generation result within {timeout_s:g} s")
+                self.restart(i, f"no {phase} result within {timeout_s:g} s (timeouts.{phase}_s)")
                 out.append(None)
                 continue
             try:
@@ -105,11 +105,13 @@ class RolloutGroup:
                 out.append(None)
         return out
 
-    def load_weights(self, manifest: SyncManifest, timeout_s: float) -> list[LoadReport]:
-        """Load ``manifest`` into every engine within ``timeout_s``."""
+    def load_weights(self, manifest: SyncManifest, timeout_s: float) -> None:
+        """Load ``manifest`` into every engine within ``timeout_s``; an engine that dies or hangs
+        is replaced (the replacement loads the same manifest)."""
         self.manifest = manifest
-        return wait_all([w.load_weights.remote(manifest) for w in self.workers], self.names, "sync",
-                        timeout_s)
+        idx = list(range(len(self.workers)))
+        refs = [w.load_weights.remote(manifest) for w in self.workers]
+        self._collect(refs, idx, timeout_s, phase="sync")
 
     def sleep(self, timeout_s: float) -> None:
         """GPU colocation: let engines free their memory while learners train."""

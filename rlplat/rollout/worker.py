@@ -61,6 +61,17 @@ def _engine_env(spec: EngineSpec) -> dict[str, str]:
     return env
 
 
+def _batching_args(spec: EngineSpec) -> dict[str, Any]:
+    """Chunked-prefill settings (see ``RolloutConfig.chunked_prefill``)."""
+    r = spec.rollout
+    chunked = r.chunked_prefill if r.chunked_prefill is not None else spec.device != "cpu"
+    budget = r.max_num_batched_tokens or (None if chunked else r.max_model_len * 16)
+    args: dict[str, Any] = {"enable_chunked_prefill": chunked}
+    if budget:
+        args["max_num_batched_tokens"] = budget
+    return args
+
+
 class RolloutWorker:
     """Owns a vLLM ``LLM``; created as a Ray actor by ``RolloutGroup``."""
 
@@ -85,6 +96,7 @@ class RolloutWorker:
             quantization=r.quantization,
             enforce_eager=r.enforce_eager,
             enable_prefix_caching=r.enable_prefix_caching,
+            **_batching_args(spec),
             enable_sleep_mode=spec.device == "gpu" and r.sleep_between_phases,
             seed=spec.seed,
             # Logprobs of the distribution actually sampled from (after temperature/top_p),

@@ -57,6 +57,11 @@ class StageActors:
             self.close()
             raise
 
+    def placement(self) -> dict[str, list[dict[str, object]]]:
+        """Which actor runs where (node id, pid): written to ``placement.json`` by stages."""
+        return {"learners": list(self.learners.infos) if self.learners else [],
+                "engines": list(self.rollouts.infos) if self.rollouts else []}
+
     def __enter__(self) -> StageActors:
         return self
 

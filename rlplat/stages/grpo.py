@@ -9,6 +9,7 @@ every ``checkpoint.every`` steps and when SIGTERM/SIGINT arrives.
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 import time
@@ -53,6 +54,7 @@ class GRPOStage:
         self.curriculum = self._curriculum()
         with StageActors(cfg, ctx.model_path, cfg.learner.lr) as actors, StopRequested() as stop:
             self.actors = actors
+            (ctx.run_dir / "placement.json").write_text(json.dumps(actors.placement(), indent=2))
             self.sync = WeightSync(cfg.sync, actors.learners, actors.rollouts, tag=_tag(ctx.run_dir))
             start = self._restore()
             metrics = MetricsLogger(ctx.run_dir, cfg.grpo.total_steps, start)

@@ -6,7 +6,6 @@ import hashlib
 import random
 import statistics
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
@@ -60,11 +59,12 @@ def outcomes(groups: Sequence[ScoredGroup]) -> list[GroupOutcome]:
 
 
 def rollout_metrics(groups: Sequence[ScoredGroup]) -> dict[str, float]:
-    """Reward, pass-rate, length and per-component metrics of the step's samples."""
+    """Reward, pass-rate and length metrics of the step's samples (per-component means come from
+    the reward pool's counters)."""
     samples = [s for g in groups for s in g.samples]
     rewards = [s.reward for s in samples]
     lengths = [len(s.sample.token_ids) for s in samples]
-    out: dict[str, Any] = {
+    out: dict[str, float] = {
         "reward/mean": statistics.fmean(rewards),
         "reward/std": statistics.pstdev(rewards),
         "pass_rate": sum(s.correct for s in samples) / len(samples),
@@ -74,7 +74,4 @@ def rollout_metrics(groups: Sequence[ScoredGroup]) -> dict[str, float]:
         "reward/timed_out_frac": sum(s.timed_out for s in samples) / len(samples),
         "tokens/generated": float(sum(lengths)),
     }
-    components = sorted({k for s in samples for k in s.details})
-    for k in components:
-        out[f"reward/{k}"] = statistics.fmean(s.details.get(k, 0.0) for s in samples)
     return out

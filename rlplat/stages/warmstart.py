@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rlplat.batch import TrainSequence, split_for_ranks
 from rlplat.config.errors import ConfigError
-from rlplat.data.synthetic import solution, split_problems, to_prompt_items
+from rlplat.data.synthetic import split_problems, teacher_solutions, to_prompt_items
 from rlplat.stages.cluster import StageActors
 from rlplat.stages.context import StageContext
 
@@ -40,7 +40,7 @@ class WarmStartStage:
         out = ctx.run_dir / "warmstart_model"
         with StageActors(cfg, ctx.model_path, cfg.sft.lr, rollout=False, scorer=False) as actors:
             learners = actors.learners
-            bar = tqdm(range(cfg.sft.steps), desc="warm start (SFT)", unit="step", dynamic_ncols=True)
+            bar = tqdm(range(cfg.sft.steps), desc="warm start (SFT)", unit="step", dynamic_ncols=True, mininterval=2.0)
             for step in bar:
                 # Linear decay to 10% keeps the last steps from undoing the first ones.
                 lr = cfg.sft.lr * (1.0 - 0.9 * step / max(cfg.sft.steps - 1, 1))
@@ -58,7 +58,8 @@ class WarmStartStage:
         items = to_prompt_items(train, tokenizer)
         eos = tokenizer.eos_token  # type: ignore[attr-defined]
         encode = lambda text: tuple(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-        return [TrainSequence(encode(it.text), encode(solution(p) + eos), (), 0.0) for it, p in zip(items, train)]
+        solutions = teacher_solutions(train, s.teacher_accuracy, ctx.cfg.seed)
+        return [TrainSequence(encode(it.text), encode(sol + eos), (), 0.0) for it, sol in zip(items, solutions)]
 
 
 def _copy_tokenizer(src: Path, dst: Path) -> None:

@@ -1,0 +1,156 @@
+"""RewardPool: killable workers, per-sample timeouts, crash recovery, metrics, hostile inputs."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from rewards import RewardError, RewardInput, RewardPool, build_reward
+from rewards.sandbox import processes_by_uid
+
+MODULES = ["helper_rewards"]
+
+
+def inp(completion: str, reference: object = None, **metadata: object) -> RewardInput:
+    return RewardInput(prompt="detailed thinking on", completion=completion, reference=reference, metadata=dict(metadata))
+
+
+@pytest.fixture(scope="module")
+def math_pool():
+    config = {"components": {"math": 1.0, "format": 0.1}, "accuracy": "math"}
+    with RewardPool(config, num_workers=2, timeout_s=5.0) as pool:
+        yield pool
+
+
+def test_pool_matches_in_process_scores_in_order(math_pool: RewardPool) -> None:
+    batch = [inp(f"<think>t</think> \\boxed{{{i}}}", str(i % 4)) for i in range(40)]
+    outs = math_pool.score_batch(batch)
+    expected = build_reward({"components": {"math": 1.0, "format": 0.1}}).score_batch(batch)
+    assert [(o.score, o.correct) for o in outs] == [(e.score, e.correct) for e in expected]
+    assert [o.correct for o in outs] == [i < 4 for i in range(40)]
+    stats = math_pool.stats_and_reset()
+    assert stats["reward/samples"] == 40 and stats["reward/timeouts"] == 0 and stats["reward/errors"] == 0
+    assert stats["reward/math/mean"] == pytest.approx(0.1) and stats["reward/format/mean"] == 1.0
+    assert 0 < stats["reward/latency_p50_s"] <= stats["reward/latency_p99_s"] <= stats["reward/latency_max_s"]
+    assert math_pool.stats_and_reset()["reward/samples"] == 0  # reset
+
+
+def test_pool_empty_batch_and_single_score(math_pool: RewardPool) -> None:
+    assert math_pool.score_batch([]) == []
+    assert math_pool.score(inp("<think>a</think>\\boxed{2}", "2")).correct
+
+
+HOSTILE = [
+    "\\boxed{10^10^10^10}",
+    "The answer is 9**9**9**9**9",
+    "\x00" * 1000 + "\\boxed{1}",
+    "\udcff\udcfe \\boxed{1}",
+    "x" * 1_000_000,
+    "\\boxed{" + "\\frac{" * 3000,
+    "",
+]
+
+
+def test_pool_survives_hostile_math_inputs(math_pool: RewardPool) -> None:
+    batch = [inp(c, "1") for c in HOSTILE] + [inp("\\boxed{1}", ref) for ref in (None, {"x": 1}, [[1]], 1)]
+    start = time.monotonic()
+    outs = math_pool.score_batch(batch)
+    assert time.monotonic() - start < 30
+    assert len(outs) == len(batch)
+    assert [o.correct for o in outs] == [False, False, True, True, False, False, False, False, False, False, True]
+    assert all(not o.timed_out for o in outs)
+
+
+@pytest.mark.parametrize("reward", ["t_sleep", "t_c_hang"])
+def test_hanging_reward_is_bounded_by_the_timeout(reward: str) -> None:
+    config = {"components": {reward: 1.0}, "modules": MODULES}
+    with RewardPool(config, num_workers=2, timeout_s=1.0, batch_size=4) as pool:
+        batch = [inp("ok")] * 3 + [inp("hang")] + [inp("ok")] * 6
+        start = time.monotonic()
+        outs = pool.score_batch(batch)
+        elapsed = time.monotonic() - start
+        assert elapsed < 8.0
+        assert [o.timed_out for o in outs] == [i == 3 for i in range(10)]
+        assert outs[3].score == 0.0 and "timed out" in outs[3].error
+        assert all(o.score == 1.0 for i, o in enumerate(outs) if i != 3)
+        stats = pool.stats_and_reset()
+        assert stats["reward/timeouts"] == 1 and stats["reward/worker_restarts"] >= 1
+        assert 1.0 <= stats["reward/latency_max_s"] < 3.0
+        assert all(o.score == 1.0 for o in pool.score_batch([inp("ok")] * 4))  # replacements work
+
+
+def test_worker_death_costs_only_its_sample() -> None:
+    config = {"components": {"t_exit": 1.0}, "modules": MODULES}
+    with RewardPool(config, num_workers=2, timeout_s=5.0) as pool:
+        outs = pool.score_batch([inp("fine"), inp("die"), inp("fine"), inp("die"), inp("fine")])
+        assert [o.score for o in outs] == [1.0, 0.0, 1.0, 0.0, 1.0]
+        assert "worker died" in outs[1].error and not outs[1].timed_out
+        stats = pool.stats_and_reset()
+        assert stats["reward/errors"] == 2 and stats["reward/worker_restarts"] == 2
+
+
+def test_user_errors_follow_the_policy() -> None:
+    config = {"components": {"t_raise": 1.0, "t_len": 1.0}, "modules": MODULES}
+    with RewardPool(config, num_workers=1, timeout_s=5.0, on_error=-1.0) as pool:
+        out = pool.score(inp("abcd"))
+        assert out.score == pytest.approx(-1.0 + 0.04) and "exploded" in out.error
+        assert pool.stats_and_reset()["reward/errors"] == 1
+    with RewardPool(config, num_workers=1, timeout_s=5.0, on_error="raise") as pool:
+        with pytest.raises(RewardError, match="exploded"):
+            pool.score_batch([inp("x")])
+
+
+def test_async_user_reward_in_pool() -> None:
+    config = {"components": {"t_async": 1.0}, "modules": MODULES}
+    with RewardPool(config, num_workers=1, timeout_s=5.0) as pool:
+        assert [o.score for o in pool.score_batch([inp("yes"), inp("no")])] == [1.0, 0.0]
+
+
+def test_code_reward_escapes_in_pool_are_contained() -> None:
+    tests = ["assert add(1, 2) == 3"]
+    bombs = [
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+        "while True:\n    pass\n",
+        "x = bytearray(10**11)\n",
+        "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n",
+    ]
+    batch = [inp(b, tests) for b in bombs] + [inp("def add(a, b):\n    return a + b\n", tests)]
+    config = {"components": {"code": 1.0}, "options": {"code": {"timeout_s": 2.0}}}
+    with RewardPool(config, num_workers=2, timeout_s=15.0) as pool:
+        outs = pool.score_batch(batch)
+    assert [o.score for o in outs] == [0.0, 0.0, 0.0, 0.0, 1.0]
+    assert outs[1].timed_out
+    time.sleep(0.5)
+    leftovers = [p for uid, pids in processes_by_uid().items() if 64000 <= uid < 64064 for p in pids]
+    assert not leftovers
+
+
+def test_config_must_be_plain_data() -> None:
+    with pytest.raises(RewardError, match="picklable"):
+        RewardPool({"components": {"t_len": 1.0}, "options": {"t_len": {"scale": lambda: 1}}}, num_workers=1)
+
+
+@pytest.mark.parametrize(
+    "config, kwargs",
+    [
+        ({"components": {"nope": 1.0}}, {}),
+        ("math", {"num_workers": 0}),
+        ("math", {"timeout_s": 0}),
+        ("math", {"on_error": "sometimes"}),
+    ],
+)
+def test_bad_pool_config_raises_before_spawning(config: object, kwargs: dict) -> None:
+    with pytest.raises(RewardError):
+        RewardPool(config, **kwargs)  # type: ignore[arg-type]
+
+
+def test_close_stops_workers_and_rejects_use() -> None:
+    pool = RewardPool("format", num_workers=2, timeout_s=5.0)
+    procs = [w.proc for w in pool._workers]
+    assert all(p.is_alive() for p in procs)
+    pool.close()
+    assert not any(p.is_alive() for p in procs)
+    with pytest.raises(RewardError, match="closed"):
+        pool.score(inp("x"))
+    pool.close()  # idempotent
