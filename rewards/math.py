@@ -19,10 +19,13 @@ math-verify and sympy are imported on first use, not when ``rewards`` is importe
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
+import signal
+import time
 import unicodedata
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from rewards.base import OnError, Reward, RewardError, RewardInput, RewardOutput, split_think
 from rewards.function import is_main_thread
@@ -240,14 +243,35 @@ class MathReward(Reward):
         pred_n, pred_pct = normalize_answer(pred)
         if is_explosive(gold_n, self.max_answer_chars) or is_explosive(pred_n, self.max_answer_chars):
             return canonical_string(gold_n) == canonical_string(pred_n)
-        timeout = self.timeout_s if is_main_thread() else None
-        if _verify(gold_n, pred_n, timeout, **self.verify_kwargs):
+        if not is_main_thread():
+            return self._equivalent_normalized(gold_n, gold_pct, pred_n, pred_pct, None)
+        with _preserve_alarm():
+            return self._equivalent_normalized(gold_n, gold_pct, pred_n, pred_pct, self.timeout_s)
+
+    def _equivalent_normalized(self, gold: str, gold_pct: bool, pred: str, pred_pct: bool, timeout: int | None) -> bool:
+        if _verify(gold, pred, timeout, **self.verify_kwargs):
             return True
         if gold_pct or pred_pct:  # "50%" vs "0.5": also try the percentage as a fraction
-            gold_f = _as_fraction_of_100(gold_n) if gold_pct else gold_n
-            pred_f = _as_fraction_of_100(pred_n) if pred_pct else pred_n
+            gold_f = _as_fraction_of_100(gold) if gold_pct else gold
+            pred_f = _as_fraction_of_100(pred) if pred_pct else pred
             return _verify(gold_f, pred_f, timeout, **self.verify_kwargs)
         return False
+
+
+@contextlib.contextmanager
+def _preserve_alarm() -> Iterator[None]:
+    """Re-arm the caller's ITIMER_REAL after math-verify's ``signal.alarm`` calls cancel it.
+
+    math-verify restores its SIGALRM handler but not a timer set by someone else (pytest-timeout,
+    a user's own alarm); without this, scoring in a main thread would silently disarm theirs.
+    """
+    remaining, interval = signal.getitimer(signal.ITIMER_REAL)
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        if remaining > 0:
+            signal.setitimer(signal.ITIMER_REAL, max(remaining - (time.monotonic() - start), 1e-3), interval)
 
 
 def _as_fraction_of_100(ans: str) -> str:

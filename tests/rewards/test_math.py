@@ -178,3 +178,20 @@ def test_works_off_the_main_thread() -> None:
     with concurrent.futures.ThreadPoolExecutor(2) as ex:
         outs = list(ex.map(MATH.score, [RewardInput(prompt="", completion="\\boxed{0.5}", reference="1/2")] * 4))
     assert all(o.correct and o.error is None for o in outs)
+
+
+def test_callers_alarm_survives_math_verify() -> None:
+    """math-verify uses signal.alarm; a timer the caller set (e.g. pytest-timeout) must stay armed."""
+    import signal
+
+    fired: list[int] = []
+    old = signal.signal(signal.SIGALRM, lambda *_: fired.append(1))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 30.0)
+        assert check("\\boxed{(x+1)^2}", "x^2+2x+1")
+        remaining, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert 25.0 < remaining <= 30.0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert not fired
