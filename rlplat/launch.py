@@ -60,8 +60,11 @@ def _run(cfg, run_dir: Path, resume: bool) -> int:  # type: ignore[no-untyped-de
         print(f"rlplat: {err}", file=sys.stderr)
         return EXIT_PREEMPTED
     except Exception as err:  # noqa: BLE001 - every failure ends in one clear message
-        logging.getLogger("rlplat").exception("run failed")
-        print(f"rlplat: the run failed: {err}\nThe last complete checkpoint (if any) is under "
+        import traceback
+
+        (run_dir / "error.log").write_text(traceback.format_exc())
+        print(f"rlplat: the run failed: {err}\n(traceback in {run_dir / 'error.log'}) "
+              f"The last complete checkpoint (if any) is under "
               f"{run_dir / 'checkpoints'}; continue with: python -m rlplat.launch resume={run_dir}",
               file=sys.stderr)
         return EXIT_FAILED

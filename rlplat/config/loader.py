@@ -36,12 +36,25 @@ def load(overrides: list[str]) -> tuple[Config, Path]:
 
 
 # Free-form mappings of the schema: their keys are not known in advance, so an override such as
-# ``data.file.path=x.jsonl`` is turned into Hydra's add-or-override form ``++data.file.path=x.jsonl``.
-FREE_FORM = ("data.file.", "reward.components.", "reward.options.", "curriculum.options.")
+# ``data.file.path=x.jsonl`` is turned into Hydra's add-or-override form ``++data.file.path=x.jsonl``,
+# and ``reward.components={format: 1.0}`` replaces the whole mapping (Hydra would merge it).
+FREE_FORM = ("data.file", "reward.components", "reward.options", "curriculum.options")
 
 
-def _free_form(overrides: list[str]) -> list[str]:
-    return [f"++{o}" if o.startswith(FREE_FORM) else o for o in overrides]
+def _free_form(overrides: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """Split overrides into Hydra's and the free-form mappings replaced after composition."""
+    import yaml
+
+    hydra_overrides, replace = [], {}
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key in FREE_FORM:
+            replace[key] = yaml.safe_load(value) if value.strip() else {}
+        elif key.startswith(tuple(f"{k}." for k in FREE_FORM)):
+            hydra_overrides.append(f"++{o}")
+        else:
+            hydra_overrides.append(o)
+    return hydra_overrides, replace
 
 
 def _resume_dir(overrides: list[str]) -> Path | None:
@@ -58,14 +71,17 @@ def _compose(overrides: list[str]) -> tuple[dict[str, Any], Path]:
     from omegaconf.errors import OmegaConfBaseException
 
     register_defaults()
+    hydra_overrides, replace = _free_form(overrides)
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            composed = compose(config_name="config", overrides=_free_form(overrides), return_hydra_config=True)
+            composed = compose(config_name="config", overrides=hydra_overrides, return_hydra_config=True)
         # Only hydra.run.dir matters to rlplat; the rest of the hydra node needs a running job
         # to resolve, so it is dropped before resolving the run config.
         run_dir = Path(str(composed.hydra.run.dir))
         with open_dict(composed):
             del composed["hydra"]
+            for key, value in replace.items():
+                OmegaConf.update(composed, key, value, merge=False)
         data = OmegaConf.to_container(composed, resolve=True)
     except (HydraException, OmegaConfBaseException, ValueError) as err:
         raise _compose_error(err, overrides) from err

@@ -138,6 +138,12 @@ class GRPOConfig:
     clip_high: float = 0.28
     loss_agg: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum"] = "token_mean"
     kl_coef: float = 0.0
+    # Held-out evaluation: every ``eval_every`` steps (and at the last step) the engines sample
+    # ``eval_samples`` completions for each of ``eval_prompts`` prompts that are held out of
+    # training, logged as ``eval/pass_rate`` (0 and 0: off).
+    eval_every: int = 0
+    eval_prompts: int = 0
+    eval_samples: int = 4
 
 
 @dataclass(frozen=True)
@@ -171,6 +177,10 @@ class DataConfig:
     synthetic: SyntheticTaskConfig = field(default_factory=SyntheticTaskConfig)
     # Fields of rlplat.data.datasets.DatasetConfig (path, prompt_field, answer_field, ...).
     file: dict[str, Any] = field(default_factory=dict)
+    # File listing the prompt uids GRPO trains on, one a line (a prefilter's kept_uids.txt);
+    # prompts not listed are dropped. Unset: all prompts, or the kept ones of a prefilter stage
+    # that ran earlier in the same pipeline.
+    keep_uids: str | None = None
 
 
 @dataclass(frozen=True)
@@ -198,8 +208,25 @@ class CurriculumConfig:
     # DAPO dynamic sampling: drop groups whose samples all got the same reward, refill.
     dynamic_sampling: bool = False
     dynamic_max_rounds: int = 2
-    # Pass-rate table (JSONL) from a prefilter run, to seed the store.
+    # Pass-rate table (JSONL) from a prefilter run, to seed the store. Unset: the table of a
+    # prefilter stage that ran earlier in the same pipeline, if any.
     pass_rate_table: str | None = None
+
+
+@dataclass(frozen=True)
+class PrefilterConfig:
+    """Stage ``prefilter`` (LN §5.1 data filtering): sample ``samples`` responses per training
+    prompt with a reference model, drop the prompts it already solves, seed the curriculum."""
+
+    samples: int = 8
+    # Drop prompts whose pass rate is >= this (paper: 0.75, i.e. 6 or more of 8 correct).
+    drop_at_or_above: float = 0.75
+    # Also drop prompts no sample solved (the paper does not say it did).
+    drop_zero: bool = False
+    # Reference model directory (the paper: LN-Super). Unset: the stage's input model.
+    model_path: str | None = None
+    # Prompts per generation call (granularity of the progress bar; bounds driver memory).
+    prompts_per_call: int = 256
 
 
 @dataclass(frozen=True)
@@ -260,6 +287,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    prefilter: PrefilterConfig = field(default_factory=PrefilterConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
     timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)

@@ -18,6 +18,7 @@ def validate(cfg: Config) -> None:
     _check_cluster(cfg)
     _check_engine(cfg)
     _check_stages(cfg)
+    _check_prefilter_and_eval(cfg)
     _check_paths(cfg)
     _check_plugins(cfg)
 
@@ -85,6 +86,13 @@ def _check_local_resources(cfg: Config) -> None:
                           f"{c.device.upper()}s but no Ray cluster is configured (cluster.address is unset), "
                           "and this machine is one node.", "start a Ray cluster (see launch/ and the README) "
                           "and set cluster.address=HEAD:6379, or add dry_run=true to print the plan only.")
+    from rlplat.distributed.placement import plan_placement
+
+    need_cpus = sum(b.get("CPU", 0.0) for b in plan_placement(c, cfg.rollout).bundles)
+    if need_cpus > c.num_cpus:
+        raise ConfigError("cluster.devices_per_node", f"{c.devices_per_node} devices need {need_cpus:g} logical "
+                          f"CPUs (one learner and one engine each) but the local Ray instance gets "
+                          f"cluster.num_cpus={c.num_cpus}.", "lower cluster.devices_per_node or raise cluster.num_cpus.")
     if c.device == "gpu":
         have = _local_gpus()
         if have < c.devices_per_node:
@@ -123,6 +131,25 @@ def _check_stages(cfg: Config) -> None:
             raise ConfigError("stages", f"unknown stage '{s}'.", f"use stages from {', '.join(STAGE_NAMES)}.")
 
 
+def _check_prefilter_and_eval(cfg: Config) -> None:
+    p, g = cfg.prefilter, cfg.grpo
+    if "prefilter" in cfg.stages:
+        _positive("prefilter.samples", p.samples)
+        _positive("prefilter.drop_at_or_above", p.drop_at_or_above)
+        _positive("prefilter.prompts_per_call", p.prompts_per_call)
+        if "grpo" in cfg.stages and cfg.stages.index("prefilter") > cfg.stages.index("grpo"):
+            raise ConfigError("stages", "prefilter runs after grpo, so GRPO cannot use what it filters.",
+                              "list prefilter before grpo, e.g. stages=[warmstart,prefilter,grpo].")
+    for name in ("eval_every", "eval_prompts"):
+        if getattr(g, name) < 0:
+            raise ConfigError(f"grpo.{name}", f"must be >= 0, found {getattr(g, name)}.", f"set grpo.{name} >= 0.")
+    _positive("grpo.eval_samples", g.eval_samples)
+    if (g.eval_every > 0) != (g.eval_prompts > 0):
+        raise ConfigError("grpo.eval_every", f"held-out evaluation needs both eval_every and eval_prompts "
+                          f"(found {g.eval_every} and {g.eval_prompts}).",
+                          "set both grpo.eval_every and grpo.eval_prompts above 0, or both to 0 (off).")
+
+
 def _check_paths(cfg: Config) -> None:
     if cfg.model.path and not cfg.dry_run:
         p = Path(cfg.model.path)
@@ -140,6 +167,14 @@ def _check_paths(cfg: Config) -> None:
             validate_dataset_file(dataset_config(cfg))
         except DataError as err:
             raise ConfigError("data.file", str(err), "correct the file or the data.file field mapping.") from err
+    reference = cfg.prefilter.model_path
+    if reference and "prefilter" in cfg.stages and not cfg.dry_run and not (Path(reference) / "config.json").is_file():
+        raise ConfigError("prefilter.model_path", f"{reference} is not a Hugging Face model directory (no "
+                          "config.json).", "point it at the reference model, or set it to null to prefilter "
+                          "with the stage's input model.")
+    if cfg.data.keep_uids and not Path(cfg.data.keep_uids).is_file():
+        raise ConfigError("data.keep_uids", f"{cfg.data.keep_uids} does not exist.",
+                          "point it at the kept_uids.txt a prefilter run wrote, or set it to null.")
     if cfg.curriculum.pass_rate_table and not Path(cfg.curriculum.pass_rate_table).is_file():
         raise ConfigError("curriculum.pass_rate_table", f"{cfg.curriculum.pass_rate_table} does not exist.",
                           "point it at the pass-rate table a prefilter run wrote, or set it to null.")

@@ -138,6 +138,13 @@ def load_prompts(cfg: DatasetConfig, tokenizer: PreTrainedTokenizerBase | None =
     return items
 
 
+def read_rows(cfg: DatasetConfig) -> list[dict[str, Any]]:
+    """The dataset's raw rows (the first ``cfg.limit``) in file order: row ``i`` is the one that
+    ``load_prompts`` turns into the item with ``index == i`` (used to write filtered copies)."""
+    rows = _read_rows(cfg)
+    return rows if cfg.limit is None else rows[: cfg.limit]
+
+
 def validate_dataset_file(cfg: DatasetConfig) -> None:
     """Check a dataset without a tokenizer (cheap; for config validation before Ray starts).
 

@@ -35,8 +35,9 @@ class ActorFailure(RuntimeError):
         self.index = index
         self.cause = cause
         self.died = isinstance(cause, RayActorError)
-        what = "died" if self.died else "failed"
-        super().__init__(f"{phase}: {actor} {what}: {_first_line(cause)}")
+        what = ("died (its process exited: killed, out of memory, or crashed; see the Ray worker logs)"
+                if self.died else f"failed: {_first_line(cause)}")
+        super().__init__(f"{phase}: {actor} {what}")
 
 
 def _first_line(err: BaseException) -> str:
@@ -53,12 +54,16 @@ def wait_all(refs: Sequence[ray.ObjectRef], names: Sequence[str], phase: str,
     if pending:
         pending_set = set(pending)
         raise PhaseTimeout(phase, [n for r, n in zip(refs, names) if r in pending_set], timeout_s)
-    results = []
+    results, failures = [], []
     for i, (ref, name) in enumerate(zip(refs, names)):
         try:
             results.append(ray.get(ref, timeout=timeout_s))
         except (RayActorError, RayTaskError, GetTimeoutError) as err:
-            raise ActorFailure(phase, name, i, err) from err
+            failures.append(ActorFailure(phase, name, i, err))
+    if failures:
+        # A dead actor makes its peers' collectives fail too: name the one that died.
+        first = next((f for f in failures if f.died), failures[0])
+        raise first from first.cause
     return results
 
 

@@ -32,10 +32,11 @@ def learner_spec(cfg: Config, model_path: str, lr: float) -> LearnerSpec:
 
 
 class StageActors:
-    """Starts what a stage needs; ``rollout``/``scorer`` False skip engines and rewards."""
+    """Starts what a stage needs; ``rollout``/``scorer``/``learners`` False skip engines, rewards
+    and learners (the placement group keeps its full shape either way)."""
 
     def __init__(self, cfg: Config, model_path: str, lr: float, rollout: bool = True,
-                 scorer: bool = True) -> None:
+                 scorer: bool = True, learners: bool = True) -> None:
         self.cfg = cfg
         self.plan = plan_placement(cfg.cluster, cfg.rollout)
         check_resources(self.plan)
@@ -45,7 +46,8 @@ class StageActors:
         self.rollouts: RolloutGroup | None = None
         self.scorer: Scorer | None = None
         try:
-            self.learners = LearnerGroup(learner_spec(cfg, model_path, lr), self.plan, self.pg, t.actor_start_s)
+            if learners:
+                self.learners = LearnerGroup(learner_spec(cfg, model_path, lr), self.plan, self.pg, t.actor_start_s)
             if rollout:
                 spec = EngineSpec(model_path, cfg.model.dtype, cfg.cluster.device, cfg.rollout, cfg.seed)
                 binds = cpu_binds(self.plan, os.cpu_count() or 1, cfg.cluster.devices_per_node)

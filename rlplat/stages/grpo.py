@@ -13,18 +13,23 @@ import json
 import logging
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from curricula import Curriculum, PassRateStore, build_curriculum, is_informative
 from rlplat.batch import split_for_ranks
+from rlplat.distributed.actors import ActorFailure, PhaseTimeout
+from rlplat.rollout.group import RolloutRestartLimit
 from rlplat.checkpoint import latest_checkpoint, load_driver_state, save_checkpoint
 from rlplat.metrics import MetricsLogger, read_metrics, truncate_after
 from rlplat.stages.cluster import StageActors
 from rlplat.stages.context import StageContext
+from rlplat.stages.evaluate import HeldOutEval
 from rlplat.stages.grpo_batch import (advantages, make_requests, minibatches, outcomes, rollout_metrics,
                                       train_sequences)
-from rlplat.stages.prompts import load_rl_prompts, tokenize_prompts
+from rlplat.stages.prefilter import curriculum_inputs
+from rlplat.stages.prompts import keep_listed, load_prompt_split, tokenize_prompts
 from rlplat.stages.report import write_report
 from rlplat.stages.signals import StopRequested
 from rlplat.sync.coordinator import WeightSync
@@ -48,10 +53,15 @@ class GRPOStage:
         cfg = ctx.cfg
         self.ctx, self.cfg = ctx, cfg
         tokenizer = AutoTokenizer.from_pretrained(ctx.model_path)
-        self.prompts = load_rl_prompts(cfg, tokenizer)
-        r = cfg.rollout
-        self.token_ids = tokenize_prompts(self.prompts, tokenizer, r.max_model_len - r.sampling.max_new_tokens)
-        self.curriculum = self._curriculum()
+        # Explicit config, else what a prefilter stage of this pipeline left: drop the prompts it
+        # filtered out and seed the curriculum with its pass rates.
+        inputs = curriculum_inputs(cfg, ctx.run_dir)
+        split = load_prompt_split(cfg, tokenizer)
+        self.prompts = keep_listed(split.train, inputs.keep_uids)
+        max_prompt = cfg.rollout.max_model_len - cfg.rollout.sampling.max_new_tokens
+        self.token_ids = tokenize_prompts(self.prompts, tokenizer, max_prompt)
+        self.evaluation = HeldOutEval(cfg, split.held_out, tokenize_prompts(split.held_out, tokenizer, max_prompt))
+        self.curriculum = self._curriculum(inputs.pass_rate_table)
         with StageActors(cfg, ctx.model_path, cfg.learner.lr) as actors, StopRequested() as stop:
             self.actors = actors
             (ctx.run_dir / "placement.json").write_text(json.dumps(actors.placement(), indent=2))
@@ -59,19 +69,29 @@ class GRPOStage:
             start = self._restore()
             metrics = MetricsLogger(ctx.run_dir, cfg.grpo.total_steps, start)
             try:
-                for step in range(start + 1, cfg.grpo.total_steps + 1):
-                    metrics.log(self._step(step))
-                    if step % cfg.checkpoint.every == 0 or step == cfg.grpo.total_steps or stop:
-                        self._checkpoint(step)
-                    if stop:
-                        raise Preempted(f"signal {stop.signal}: stopped after step {step} with a checkpoint; "
-                                        f"continue with resume={ctx.run_dir}")
+                self._loop(start, stop, metrics)
+            except (RolloutRestartLimit, PhaseTimeout, ActorFailure) as err:
+                self._save_after_failure(err)
+                raise
             finally:
                 metrics.close()
             final = ctx.run_dir / "final_model"
             actors.learners.save_hf(str(final), cfg.timeouts.checkpoint_s)
         write_report(ctx.run_dir, read_metrics(ctx.run_dir / "metrics.jsonl"))
         return str(final)
+
+    def _loop(self, start: int, stop: StopRequested, metrics: MetricsLogger) -> None:
+        """Steps ``start + 1 .. total_steps``; checkpoints every ``checkpoint.every`` and on a signal."""
+        cfg = self.cfg
+        for step in range(start + 1, cfg.grpo.total_steps + 1):
+            # The state a checkpoint would hold if this step failed before training.
+            self.boundary: _Boundary | None = _Boundary(step - 1, self.sync.version, self.curriculum.state_dict())
+            metrics.log(self._step(step))
+            if step % cfg.checkpoint.every == 0 or step == cfg.grpo.total_steps or stop:
+                self._checkpoint(step)
+            if stop:
+                raise Preempted(f"signal {stop.signal}: stopped after step {step} with a checkpoint; "
+                                f"continue with resume={self.ctx.run_dir}")
 
     # ------------------------------------------------------------------------- one step
 
@@ -80,6 +100,7 @@ class GRPOStage:
         t0 = time.perf_counter()
         batch, timing, extra = self._collect(step)
         t1 = time.perf_counter()
+        self.boundary = None  # the learners change from here on
         train = self._train(batch, step)
         t2 = time.perf_counter()
         report = self.sync.sync(self.cfg.timeouts.sync_s)
@@ -97,6 +118,7 @@ class GRPOStage:
             "faults/rollout_restarts": self.actors.rollouts.restarts,
             **{k: v for k, v in train.items() if k not in ("kl", "entropy")},
             **extra, **self.curriculum.metrics(),
+            **self.evaluation.metrics(step, self.actors.rollouts, self.actors.scorer),
         }
 
     def _collect(self, step: int) -> tuple[list[ScoredGroup], dict[str, float], dict[str, float]]:
@@ -155,9 +177,9 @@ class GRPOStage:
 
     # ------------------------------------------------------------------------- state
 
-    def _curriculum(self) -> Curriculum:
+    def _curriculum(self, pass_rate_table: str | None) -> Curriculum:
         c = self.cfg.curriculum
-        store = PassRateStore.from_table(c.pass_rate_table) if c.pass_rate_table else None
+        store = PassRateStore.from_table(pass_rate_table) if pass_rate_table else None
         return build_curriculum(c.name, uids=[p.uid for p in self.prompts], seed=self.cfg.seed,
                                 total_steps=self.cfg.grpo.total_steps, store=store, **c.options)
 
@@ -179,11 +201,35 @@ class GRPOStage:
         return step
 
     def _checkpoint(self, step: int) -> Path:
-        state = {"step": step, "weights_version": self.sync.version,
-                 "curriculum": self.curriculum.state_dict()}
+        return self._save(_Boundary(step, self.sync.version, self.curriculum.state_dict()))
+
+    def _save(self, b: _Boundary) -> Path:
+        state = {"step": b.step, "weights_version": b.weights_version, "curriculum": b.curriculum}
         learners, timeout = self.actors.learners, self.cfg.timeouts.checkpoint_s
-        return save_checkpoint(self.ctx.run_dir, step, lambda d: learners.save(d, timeout), state,
+        return save_checkpoint(self.ctx.run_dir, b.step, lambda d: learners.save(d, timeout), state,
                                self.cfg.checkpoint.keep)
+
+    def _save_after_failure(self, err: Exception) -> None:
+        """After an engine failure before training started, checkpoint the last finished step so
+        that the run can resume without losing it (learner failures leave the last periodic one)."""
+        b = getattr(self, "boundary", None)
+        last = latest_checkpoint(self.ctx.run_dir)
+        if b is None or b.step == 0 or (last is not None and last[0] >= b.step):
+            return
+        try:
+            path = self._save(b)
+            log.warning("%s; saved checkpoint %s before stopping", err, path)
+        except Exception as save_err:  # noqa: BLE001 - report the original failure, not this one
+            log.warning("could not checkpoint after the failure: %s", save_err)
+
+
+@dataclass(frozen=True)
+class _Boundary:
+    """Driver state between two steps: what a checkpoint of ``step`` holds."""
+
+    step: int
+    weights_version: int
+    curriculum: dict[str, Any]
 
 
 def _outcome(g: ScoredGroup) -> Any:

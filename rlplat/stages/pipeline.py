@@ -13,6 +13,7 @@ from typing import Protocol
 from rlplat.config.schema import Config
 from rlplat.stages.context import StageContext, read_manifest, write_manifest
 from rlplat.stages.grpo import GRPOStage
+from rlplat.stages.prefilter import PrefilterStage
 from rlplat.stages.warmstart import WarmStartStage
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ class Stage(Protocol):
         ...
 
 
-STAGES: dict[str, type[Stage]] = {"warmstart": WarmStartStage, "grpo": GRPOStage}
+STAGES: dict[str, type[Stage]] = {"warmstart": WarmStartStage, "prefilter": PrefilterStage, "grpo": GRPOStage}
 
 
 def initial_model(cfg: Config, run_dir: Path) -> str:

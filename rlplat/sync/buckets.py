@@ -65,11 +65,20 @@ def plan_buckets(metas: Sequence[tuple[str, torch.dtype, tuple[int, ...]]],
 
 
 def pack(spec: BucketSpec, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Copy the bucket's tensors into one contiguous uint8 tensor of ``spec.nbytes`` bytes."""
-    buf = torch.zeros(spec.nbytes, dtype=torch.uint8)
+    """Copy the bucket's tensors into one contiguous uint8 tensor of ``spec.nbytes`` bytes.
+
+    Alignment gaps are zeroed, so equal tensors always give equal bytes.
+    """
+    # ``empty`` plus zeroing only the gaps: ``zeros`` would write every byte twice (bench_sync.py
+    # measured the extra pass at about 10-30% of pack time on a 400 MB model).
+    buf = torch.empty(spec.nbytes, dtype=torch.uint8)
+    end = 0
     for e in spec.entries:
+        buf[end:e.offset].zero_()
         src = tensors[e.name].detach().to("cpu").contiguous()
         buf[e.offset:e.offset + e.nbytes].copy_(src.view(-1).view(torch.uint8))
+        end = e.offset + e.nbytes
+    buf[end:].zero_()
     return buf
 
 

@@ -12,24 +12,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from rlplat.checkpoint import latest_checkpoint
-from launch_helpers import FAST, REPRODUCED, launch
+from launch_helpers import FAST, REPRODUCED, wait_for_checkpoint
 from rlplat.metrics import STEP_KEYS, read_metrics
 
 pytestmark = pytest.mark.slow
-
-@pytest.fixture(scope="module")
-def reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run_dir = tmp_path_factory.mktemp("e2e") / "run"
-    out = launch(run_dir)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return run_dir
-
 
 def test_every_step_logs_the_contract_keys(reference_run: Path) -> None:
     rows = read_metrics(reference_run / "metrics.jsonl")
@@ -50,24 +41,13 @@ def test_run_directory_holds_config_checkpoints_model_and_report(reference_run: 
     assert report["steps"] == 4 and "pass_rate/start" in report
 
 
-def _wait_for_checkpoint(proc: subprocess.Popen[str], run_dir: Path, step: int, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = latest_checkpoint(run_dir)
-        if found and found[0] >= step:
-            return
-        assert proc.poll() is None, "the run ended before the checkpoint"
-        time.sleep(0.2)
-    raise AssertionError(f"no checkpoint of step {step} within {timeout} s")
-
-
 def test_sigkilled_run_resumes_and_reproduces_the_uninterrupted_metrics(reference_run: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "rlplat.launch", f"hydra.run.dir={run_dir}", *FAST]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
                             start_new_session=True)
     try:
-        _wait_for_checkpoint(proc, run_dir, 2, 600)
+        wait_for_checkpoint(proc, run_dir, 2, 600)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started, at once
         proc.wait()

@@ -41,6 +41,13 @@ def test_pack_unpack_roundtrip_is_exact(tmp_path: Path) -> None:
         assert got[k].dtype == t[k].dtype and torch.equal(got[k], t[k])
 
 
+def test_pack_zeroes_alignment_gaps() -> None:
+    t = {"a": torch.full((3,), -1, dtype=torch.int8), "b": torch.full((5,), -1, dtype=torch.int8)}
+    (spec,) = plan_buckets([(k, v.dtype, tuple(v.shape)) for k, v in t.items()], 1 << 20)
+    buf = pack(spec, t)
+    assert spec.nbytes == 2 * ALIGN and int((buf != 0).sum()) == 8  # only the 8 payload bytes
+
+
 def test_unpack_gives_views_not_copies() -> None:
     t = {"w": torch.ones(4)}
     (spec,) = plan_buckets([("w", torch.float32, (4,))], 1 << 20)

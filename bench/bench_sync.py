@@ -1,0 +1,206 @@
+"""Weight-sync bandwidth against this machine's memory-copy and /dev/shm bandwidth, same run.
+
+For each model (``--models``) the benchmark starts the stage's real actors (``StageActors``: two
+co-located bundles, two ZeRO-1 learner ranks, two vLLM engines) and times:
+
+1. the full sync, ``WeightSync.sync`` (gather -> pack -> bucket files in /dev/shm -> both engines
+   reload), for each bucket size of ``--bucket-mb``: one warm-up sync, then ``--repeats`` timed;
+   GB/s = ``sync/bytes`` (one copy of the weights) / median seconds;
+2. the same path split into phases: the learners' export (pack + write, rank 0 writes), and the
+   engines' load (driver round trip, and the in-engine time ``LoadReport.seconds``);
+3. in this process, single-threaded like the learner and the engine, the pure-torch pieces on the
+   model's real tensors: ``pack`` all buckets, ``write_bucket`` them to /dev/shm, and read them
+   back (``iter_weights`` + ``copy_`` into preallocated tensors, i.e. the engine's copy without
+   vLLM's post-load processing), and an alternative export that packs straight into the mapped
+   /dev/shm file (what removing the intermediate bucket tensor would save);
+4. references measured in the same invocation: 1 GiB ``copy_`` bandwidth with 1 and with all
+   threads, and /dev/shm write and read+copy bandwidth of a 1 GiB file.
+
+Usage::
+
+    python bench/bench_sync.py                              # tiny and 100m, buckets 16/64/256 MB
+    python bench/bench_sync.py --models 100m --bucket-mb 64 --repeats 5 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from common import (GIB, SHAPES, ModelShape, build_model, count_params, machine_info, memcpy_bandwidth,
+                    shm_bandwidth, summary, write_json)
+
+TIMEOUT_S = 600.0
+
+
+def actors_config(model_dir: Path) -> Any:
+    """The run config of the sync benchmark: the embedded default's cluster, no reference model."""
+    from rlplat.config.schema import Config, LearnerConfig, ModelConfig
+
+    return Config(model=ModelConfig(path=str(model_dir)), learner=LearnerConfig(reference_model=False))
+
+
+def full_syncs(actors: Any, cfg: Any, bucket_mb: int, repeats: int) -> tuple[dict[str, Any], Any]:
+    """Median of ``WeightSync.sync`` (the production path) at ``bucket_mb``, after one warm-up;
+    returns the results and the ``WeightSync`` (its version must keep increasing)."""
+    from rlplat.sync.coordinator import WeightSync
+
+    sync = WeightSync(replace(cfg.sync, bucket_mb=bucket_mb), actors.learners, actors.rollouts,
+                      tag=f"bench{os.getpid()}", version=actors.rollouts.infos[0]["version"])
+    sync.sync(TIMEOUT_S)
+    reports = [sync.sync(TIMEOUT_S) for _ in range(repeats)]
+    nbytes = reports[0].nbytes
+    secs = summary([r.seconds for r in reports])
+    row = {"bucket_mb": bucket_mb, "nbytes": nbytes, "seconds": secs, "gbps": nbytes / secs["median"] / 1e9,
+           "shm_engines": reports[0].shm_engines}
+    return row, sync
+
+
+def phase_syncs(actors: Any, sync: Any, repeats: int) -> dict[str, Any]:
+    """The steps of ``WeightSync.sync``, timed one by one (export, then each engine's load)."""
+    import ray
+
+    from rlplat.sync.coordinator import plan_export
+
+    learners, rollouts = actors.learners, actors.rollouts
+    export, load_rt, load_engine = [], [], []
+    manifest = None
+    for _ in range(repeats):
+        version = sync.version + 1
+        plan = plan_export(sync.cfg, learners.node_ids(), rollouts.node_ids(), version, sync.tag)
+        shm_nodes = frozenset(learners.node_ids()[r] for r in plan.shm_writer_ranks)
+        t0 = time.perf_counter()
+        manifest = replace(learners.export_weights(plan, TIMEOUT_S), shm_nodes=shm_nodes)
+        t1 = time.perf_counter()
+        loads = ray.get([w.load_weights.remote(manifest) for w in rollouts.workers], timeout=TIMEOUT_S)
+        t2 = time.perf_counter()
+        sync.version = version
+        export.append(t1 - t0)
+        load_rt.append(t2 - t1)
+        load_engine.append(max(r.seconds for r in loads))
+    return {"export_s": summary(export), "load_roundtrip_s": summary(load_rt),
+            "load_in_engine_s": summary(load_engine), "buckets": len(manifest.specs) if manifest else 0}
+
+
+def pack_into_shm(spec: Any, tensors: dict[str, Any], path: str) -> None:
+    """Alternative export (not what rlplat does): pack straight into the mapped /dev/shm file,
+    skipping the intermediate bucket tensor (its page faults, and one copy)."""
+    import torch
+
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.truncate(spec.nbytes)  # a sparse tmpfs file reads as zeros: the alignment gaps
+    buf = torch.from_file(tmp, shared=True, size=spec.nbytes, dtype=torch.uint8)
+    for e in spec.entries:
+        buf[e.offset:e.offset + e.nbytes].copy_(tensors[e.name].contiguous().view(-1).view(torch.uint8))
+    del buf
+    os.replace(tmp, path)
+
+
+def torch_pieces(model_dir: Path, bucket_mb: int, repeats: int) -> dict[str, Any]:
+    """Single-threaded pack / write / read+copy of the model's tensors, as the sync does them, and
+    the pack-into-shm alternative; GB/s of each over the model's bytes."""
+    import torch
+    from safetensors.torch import load_file
+
+    from rlplat.sync.buckets import pack, plan_buckets
+    from rlplat.sync.transport import bucket_paths, iter_weights, remove_files, write_bucket
+
+    torch.set_num_threads(1)
+    tensors = load_file(str(model_dir / "model.safetensors"))
+    dest = {k: torch.zeros_like(v) for k, v in tensors.items()}
+    specs = plan_buckets([(k, v.dtype, tuple(v.shape)) for k, v in tensors.items()], bucket_mb << 20)
+    paths = bucket_paths("/dev/shm", f"benchpieces{os.getpid()}", 0, len(specs))
+    times: dict[str, list[float]] = {"pack": [], "write": [], "read_copy": [], "pack_into_shm": []}
+    try:
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            bufs = [pack(s, tensors) for s in specs]
+            t1 = time.perf_counter()
+            for p, b in zip(paths, bufs):
+                write_bucket(p, b)
+            t2 = time.perf_counter()
+            del bufs
+            for name, view in iter_weights(specs, paths):
+                dest[name].copy_(view)
+            t3 = time.perf_counter()
+            remove_files(paths)
+            t4 = time.perf_counter()
+            for spec, p in zip(specs, paths):
+                pack_into_shm(spec, tensors, p)
+            t5 = time.perf_counter()
+            remove_files(paths)
+            for k, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t5 - t4)):
+                times[k].append(dt)
+    finally:
+        remove_files(paths)
+    nbytes = sum(s.nbytes for s in specs)
+    # The first round faults in the allocator's pages; it is dropped like a warm-up.
+    out = {k: {"seconds": summary(v[1:]), "gbps": nbytes / summary(v[1:])["median"] / 1e9}
+           for k, v in times.items()}
+    export = [a + b for a, b in zip(times["pack"][1:], times["write"][1:])]
+    out["pack_plus_write"] = {"seconds": summary(export), "gbps": nbytes / summary(export)["median"] / 1e9}
+    return out
+
+
+def bench_model(shape: ModelShape, root: Path, bucket_sizes: list[int], repeats: int) -> dict[str, Any]:
+    """Every sync measurement for one model."""
+    from rlplat.stages.cluster import StageActors
+
+    model_dir = build_model(shape, root / "models")
+    cfg = actors_config(model_dir)
+    out: dict[str, Any] = {"model": shape.name, "params": count_params(model_dir), "loadavg_start": os.getloadavg()}
+    with StageActors(cfg, str(model_dir), cfg.learner.lr, scorer=False) as actors:
+        rows = []
+        for mb in bucket_sizes:
+            row, sync = full_syncs(actors, cfg, mb, repeats)
+            row.update(phase_syncs(actors, sync, repeats))
+            rows.append(row)
+        out["syncs"] = rows
+    out["torch_pieces"] = {mb: torch_pieces(model_dir, mb, repeats) for mb in bucket_sizes}
+    out["loadavg_end"] = os.getloadavg()
+    return out
+
+
+def references() -> dict[str, Any]:
+    """Copy and /dev/shm bandwidths of 1 GiB buffers (GB/s)."""
+    threads = os.cpu_count() or 1
+    return {"memcpy_1thread": memcpy_bandwidth(GIB, threads=1),
+            f"memcpy_{threads}threads": memcpy_bandwidth(GIB, threads=threads),
+            "shm_1thread": shm_bandwidth(GIB)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="tiny,100m", help="comma-separated: tiny, 100m")
+    parser.add_argument("--bucket-mb", default="16,64,256", help="comma-separated sync.bucket_mb values")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--workdir", type=Path, default=None, help="where models are built (default: a temp dir)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    import ray
+
+    from rlplat.config.schema import ClusterConfig
+    from rlplat.distributed.runtime import start_ray
+
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="rlplat-bench-sync-"))
+    buckets = [int(b) for b in args.bucket_mb.split(",")]
+    result: dict[str, Any] = {"machine": machine_info(), "references_before": references(), "models": []}
+    start_ray(ClusterConfig(num_cpus=8, dashboard=False))
+    try:
+        for name in args.models.split(","):
+            result["models"].append(bench_model(SHAPES[name], root, buckets, args.repeats))
+    finally:
+        ray.shutdown()
+    result["references_after"] = references()
+    result["machine"]["loadavg_end"] = os.getloadavg()
+    write_json(args.json, result)
+
+
+if __name__ == "__main__":
+    main()
