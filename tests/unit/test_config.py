@@ -107,3 +107,29 @@ def test_run_dir_holding_another_run_is_not_overwritten(tmp_path: Path) -> None:
     prepare_run_dir(cfg, tmp_path / "r")
     with pytest.raises(ConfigError, match="resume="):
         prepare_run_dir(cfg, tmp_path / "r")
+
+
+def test_launch_refuses_a_run_dir_holding_another_run(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.yaml").write_text("seed: 1\n")
+    out = _launch(f"hydra.run.dir={run}", cwd=tmp_path)
+    assert out.returncode == 2 and "already holds a run" in out.stderr and f"resume={run}" in out.stderr
+
+
+def test_launch_names_file_and_row_of_a_malformed_dataset(tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "1+1", "answer": "2"}\n{"question": "2+2", "answer": "4"}\n{"answer": "6"}\n')
+    out = _launch("stages=[grpo]", "data.source=file", f"data.file.path={data}", cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert str(data) in out.stderr and "row 3" in out.stderr and "question" in out.stderr
+
+
+def test_launch_reports_a_missing_dataset_file(tmp_path: Path) -> None:
+    out = _launch("stages=[grpo]", "data.source=file", f"data.file.path={tmp_path / 'nope.jsonl'}", cwd=tmp_path)
+    assert out.returncode == 2 and "nope.jsonl" in out.stderr
+
+
+def test_resume_of_a_directory_without_checkpoints_is_refused(tmp_path: Path) -> None:
+    out = _launch(f"resume={tmp_path}", cwd=tmp_path)
+    assert out.returncode == 2 and "resume" in out.stderr
