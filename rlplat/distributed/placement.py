@@ -28,7 +28,9 @@ class PlacementPlan:
         learner_bundles: Bundle index of each learner rank.
         engine_bundles: Bundle indices of each rollout engine (``tp`` of them).
         learner_gpus: GPU share of a learner actor (0 on CPU).
-        engine_gpus: GPU share of an engine actor (0 on CPU).
+        engine_gpus: GPU share of an engine actor (0 on CPU; 0 with TP > 1, where vLLM's own Ray
+            workers hold the GPUs).
+        engine_worker_gpus: GPU share of each of vLLM's TP workers (TP > 1 only).
         nodes: Number of nodes the plan needs.
     """
 
@@ -38,6 +40,7 @@ class PlacementPlan:
     engine_bundles: tuple[tuple[int, ...], ...]
     learner_gpus: float
     engine_gpus: float
+    engine_worker_gpus: float
     nodes: int
 
     @property
@@ -61,15 +64,15 @@ def plan_placement(cluster: ClusterConfig, rollout: RolloutConfig) -> PlacementP
         engines = tuple(tuple(range(i, i + tp)) for i in range(0, total, tp))
         share = GPU_SHARE_COLOCATED if gpu else 0.0
         return PlacementPlan(tuple(dict(bundle) for _ in range(total)), cluster.placement_strategy,
-                             tuple(range(total)), engines, share, share / tp if tp > 1 else share,
+                             tuple(range(total)), engines, share, 0.0 if tp > 1 else share, share,
                              cluster.num_nodes)
     n_roll = cluster.rollout_devices
     bundle = {"CPU": CPU_PER_ACTOR, **({"GPU": 1.0} if gpu else {})}
     learners = tuple(range(total - n_roll))
     engines = tuple(tuple(range(i, i + tp)) for i in range(total - n_roll, total, tp))
+    gpus = 1.0 if gpu else 0.0
     return PlacementPlan(tuple(dict(bundle) for _ in range(total)), cluster.placement_strategy,
-                         learners, engines, 1.0 if gpu else 0.0, (1.0 if tp == 1 else 0.1) if gpu else 0.0,
-                         cluster.num_nodes)
+                         learners, engines, gpus, 0.0 if tp > 1 else gpus, gpus, cluster.num_nodes)
 
 
 def cpu_binds(plan: PlacementPlan, cores_per_node: int, devices_per_node: int) -> list[str]:

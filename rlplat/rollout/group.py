@@ -53,7 +53,8 @@ class RolloutGroup:
         return [f"rollout worker {i}" for i in range(len(self.workers))]
 
     def _spawn(self, i: int) -> Any:
-        spec = replace(self.spec, cpu_bind=self.binds[i] if self.spec.device == "cpu" else "auto")
+        spec = replace(self.spec, cpu_bind=self.binds[i] if self.spec.device == "cpu" else "auto",
+                       bundles=self.plan.engine_bundles[i], worker_gpu_share=self.plan.engine_worker_gpus)
         actor_cls = ray.remote(RolloutWorker)
         return actor_cls.options(
             num_cpus=1, num_gpus=self.plan.engine_gpus,

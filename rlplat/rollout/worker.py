@@ -37,6 +37,10 @@ class EngineSpec:
     seed: int
     # CPU only: cores this engine's OpenMP threads bind to ("0-1", "1"), or "auto".
     cpu_bind: str = "auto"
+    # GPU with tensor parallelism > 1: the placement-group bundles of this engine's TP workers and
+    # each worker's GPU share (vLLM's Ray executor places one worker per bundle).
+    bundles: tuple[int, ...] = ()
+    worker_gpu_share: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,11 @@ def _engine_env(spec: EngineSpec) -> dict[str, str]:
     if spec.rollout.tensor_parallel_size == 1:
         # In-process engine: a killed actor takes its engine with it, and weight loads need no IPC.
         env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    elif spec.bundles:
+        # TP > 1 (GPU): vLLM's Ray executor starts one worker per bundle of the actor's placement
+        # group (captured by the actor's scheduling strategy). Not exercised by the CPU test suite.
+        env["VLLM_RAY_BUNDLE_INDICES"] = ",".join(map(str, spec.bundles))
+        env["VLLM_RAY_PER_WORKER_GPUS"] = str(spec.worker_gpu_share)
     if spec.device == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = str(spec.rollout.cpu_kvcache_gib)
         env["VLLM_CPU_OMP_THREADS_BIND"] = spec.cpu_bind
@@ -103,6 +112,7 @@ class RolloutWorker:
             # which is what the PPO ratio needs.
             logprobs_mode="processed_logprobs",
             worker_extension_cls="rlplat.rollout.extension.WeightReceiver",
+            distributed_executor_backend="ray" if r.tensor_parallel_size > 1 else None,
         )
 
     def info(self) -> dict[str, Any]:
