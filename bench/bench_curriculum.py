@@ -30,12 +30,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import shutil
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from common import machine_info, run_launcher, write_json
+from common import REPO, machine_info, write_json
+
+from rlplat.checkpoint import latest_checkpoint
 
 ARMS: dict[str, list[str]] = {
     "uniform": ["curriculum.name=uniform"],
@@ -52,23 +58,48 @@ def eval_overrides(args: argparse.Namespace) -> list[str]:
 def prepare(seed: int, root: Path, args: argparse.Namespace) -> Path:
     """Warm start and prefilter for ``seed`` (reused when already done); returns the run directory."""
     run_dir = root / f"prepare_seed{seed}"
-    if not (run_dir / "stages" / "prefilter.json").is_file():
-        run_launcher(run_dir, ["stages=[warmstart,prefilter]", f"seed={seed}", *eval_overrides(args)])
+    launch(run_dir, ["stages=[warmstart,prefilter]", f"seed={seed}", *eval_overrides(args)],
+           run_dir / "stages" / "prefilter.json", args.retries)
     return run_dir
+
+
+def launch(run_dir: Path, overrides: list[str], done: Path, retries: int) -> None:
+    """Run the launcher until the file ``done`` exists (at once if it does).
+
+    This machine is shared, and Ray's memory monitor may kill a worker when others' jobs fill the
+    memory. A failed run is resumed (``resume=DIR``), which continues from its last checkpoint and
+    reproduces the uninterrupted run (DESIGN.md contract 4); a run with nothing to resume from is
+    started again.
+    """
+    for attempt in range(retries + 1):
+        if done.is_file():
+            return
+        if (run_dir / "config.yaml").is_file() and not (latest_checkpoint(run_dir) or (run_dir / "stages").is_dir()):
+            shutil.rmtree(run_dir)
+        resume = (run_dir / "config.yaml").is_file()
+        cmd = [sys.executable, "-m", "rlplat.launch",
+               *([f"resume={run_dir}"] if resume else [*overrides, f"hydra.run.dir={run_dir}"])]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(run_dir / f"launch{attempt}.log", "w") as out:
+            proc = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, check=False,
+                                  env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        if proc.returncode != 0:
+            print(f"{run_dir.name}: launcher exited {proc.returncode} (attempt {attempt + 1}; see "
+                  f"{out.name})", flush=True)
+    if not done.is_file():
+        raise RuntimeError(f"{run_dir} did not finish after {retries + 1} attempts")
 
 
 def run_arm(arm: str, seed: int, prepared: Path, root: Path, args: argparse.Namespace) -> dict[str, Any]:
     """One GRPO run; returns its held-out curve, training pass rates and wall time."""
     run_dir = root / f"{arm}_seed{seed}"
     overrides = [f"model.path={prepared / 'warmstart_model'}", "stages=[grpo]", f"seed={seed}",
-                 f"grpo.total_steps={args.steps}", "checkpoint.every=1000",
+                 f"grpo.total_steps={args.steps}", "checkpoint.every=5",
                  f"curriculum.pass_rate_table={prepared / 'prefilter' / 'pass_rates.jsonl'}",
                  f"data.keep_uids={prepared / 'prefilter' / 'kept_uids.txt'}", *eval_overrides(args), *ARMS[arm]]
     t0 = time.perf_counter()
-    if (run_dir / "report.json").is_file():
-        lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    else:
-        lines = run_launcher(run_dir, overrides)
+    launch(run_dir, overrides, run_dir / "report.json", args.retries)
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
     curve = {m["step"]: m["eval/pass_rate"] for m in lines if "eval/pass_rate" in m}
     return {"arm": arm, "seed": seed, "overrides": overrides, "wall_s": time.perf_counter() - t0,
             "eval_curve": curve, "train_pass_rate": [m["pass_rate"] for m in lines],
@@ -92,6 +123,9 @@ def summarize(runs: list[dict[str, Any]], target: float) -> dict[str, Any]:
             "steps_to_target": {r["seed"]: steps_to(r["eval_curve"], target) for r in mine},
             "median_steps_to_target": statistics.median(steps_to(r["eval_curve"], target) for r in mine),
             "final_eval_pass_rate": {r["seed"]: r["eval_curve"][steps[-1]] for r in mine},
+            # Mean over the evaluations: the area under the curve, finer than the step count
+            # (which moves in steps of --eval-every).
+            "mean_eval_pass_rate": {r["seed"]: statistics.fmean(r["eval_curve"].values()) for r in mine},
             "median_curve": {s: statistics.median(r["eval_curve"][s] for r in mine) for s in steps},
             "median_train_pass_rate": statistics.median(statistics.fmean(r["train_pass_rate"]) for r in mine),
         }
@@ -100,12 +134,14 @@ def summarize(runs: list[dict[str, Any]], target: float) -> dict[str, Any]:
 
 def table(summary: dict[str, Any], target: float) -> str:
     """Markdown table of the summary (what docs/benchmarks_curriculum.md shows)."""
-    lines = [f"| arm | steps to {target:g} per seed | median | final held-out pass rate per seed |",
-             "|---|---|---|---|"]
+    header = (f"| arm | steps to {target:g} per seed | median | mean held-out pass rate over the run, per seed "
+              "| final held-out pass rate per seed |")
+    lines = [header, "|---|---|---|---|---|"]
     for arm, s in summary.items():
         per = ", ".join(_fmt(v) for v in s["steps_to_target"].values())
+        mean = ", ".join(f"{v:.3f}" for v in s["mean_eval_pass_rate"].values())
         final = ", ".join(f"{v:.3f}" for v in s["final_eval_pass_rate"].values())
-        lines.append(f"| {arm} | {per} | {_fmt(s['median_steps_to_target'])} | {final} |")
+        lines.append(f"| {arm} | {per} | {_fmt(s['median_steps_to_target'])} | {mean} | {final} |")
     steps = next(iter(summary.values()))["median_curve"]
     lines += ["", "| step | " + " | ".join(str(k) for k in steps) + " |", "|---" * (len(steps) + 1) + "|"]
     for arm, s in summary.items():
@@ -125,6 +161,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=3)
     ap.add_argument("--eval-prompts", type=int, default=256)
     ap.add_argument("--eval-samples", type=int, default=4)
+    ap.add_argument("--retries", type=int, default=2, help="resumes of a run that failed (shared machine)")
     ap.add_argument("--root", type=Path, default=Path("runs/bench_curriculum"))
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()

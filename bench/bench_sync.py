@@ -32,8 +32,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from common import (GIB, SHAPES, ModelShape, build_model, count_params, machine_info, memcpy_bandwidth,
-                    shm_bandwidth, summary, write_json)
+from common import (
+    GIB,
+    SHAPES,
+    ModelShape,
+    build_model,
+    count_params,
+    machine_info,
+    memcpy_bandwidth,
+    save_json,
+    shm_bandwidth,
+    summary,
+    write_json,
+)
 
 TIMEOUT_S = 600.0
 
@@ -195,6 +206,7 @@ def main() -> None:
     try:
         for name in args.models.split(","):
             result["models"].append(bench_model(SHAPES[name], root, buckets, args.repeats))
+            save_json(args.json, result)  # keep finished models if a later one fails
     finally:
         ray.shutdown()
     result["references_after"] = references()

@@ -63,7 +63,7 @@ def count_params(model_dir: Path) -> int:
 
     total = 0
     with safe_open(str(model_dir / "model.safetensors"), framework="pt") as f:
-        for k in f.keys():
+        for k in f.keys():  # noqa: SIM118 - safe_open has keys(), not __iter__
             n = 1
             for s in f.get_slice(k).get_shape():
                 n *= s
@@ -129,7 +129,22 @@ def memcpy_bandwidth(nbytes: int = GIB, threads: int = 1, repeats: int = 5) -> d
         times = timed_median(lambda: dst.copy_(src), repeats)
     finally:
         torch.set_num_threads(old)
-    del src, dst
+    return _gbps(nbytes, times)
+
+
+def read_bandwidth(nbytes: int = GIB, threads: int = 1, repeats: int = 5) -> dict[str, float]:
+    """Bytes per second read by ``t.sum()`` over an ``nbytes`` float32 tensor (memory-bound): the
+    rate at which a decode step can stream the weights. Summary of GB/s over ``repeats``."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        t = torch.ones(nbytes // 4, dtype=torch.float32)
+        t.sum()
+        times = timed_median(lambda: t.sum(), repeats)
+    finally:
+        torch.set_num_threads(old)
     return _gbps(nbytes, times)
 
 
@@ -203,7 +218,8 @@ def run_launcher(run_dir: Path, overrides: Sequence[str], timeout_s: float = 360
     log = run_dir / "launch.log"
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     with open(log, "w") as out:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=timeout_s)
+        proc = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=timeout_s,
+                              check=False)
     if proc.returncode != 0:
         tail = log.read_text()[-3000:]
         raise RuntimeError(f"launcher exited {proc.returncode}: {' '.join(cmd)}\n{tail}")
@@ -216,10 +232,17 @@ def step_medians(lines: Sequence[dict[str, Any]], skip: int = 1) -> dict[str, di
     return {k: summary([float(m[k]) for m in kept if k in m]) for k in STEP_KEYS}
 
 
-def write_json(path: Path | None, data: dict[str, Any]) -> None:
-    """Print ``data`` as JSON and write it to ``path`` when given."""
+def save_json(path: Path | None, data: dict[str, Any]) -> str:
+    """Write ``data`` as JSON to ``path`` when given (atomically); returns the text."""
     text = json.dumps(data, indent=2, default=str)
-    print(text)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return text
+
+
+def write_json(path: Path | None, data: dict[str, Any]) -> None:
+    """Print ``data`` as JSON and write it to ``path`` when given."""
+    print(save_json(path, data))

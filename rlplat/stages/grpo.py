@@ -52,16 +52,7 @@ class GRPOStage:
 
         cfg = ctx.cfg
         self.ctx, self.cfg = ctx, cfg
-        tokenizer = AutoTokenizer.from_pretrained(ctx.model_path)
-        # Explicit config, else what a prefilter stage of this pipeline left: drop the prompts it
-        # filtered out and seed the curriculum with its pass rates.
-        inputs = curriculum_inputs(cfg, ctx.run_dir)
-        split = load_prompt_split(cfg, tokenizer)
-        self.prompts = keep_listed(split.train, inputs.keep_uids)
-        max_prompt = cfg.rollout.max_model_len - cfg.rollout.sampling.max_new_tokens
-        self.token_ids = tokenize_prompts(self.prompts, tokenizer, max_prompt)
-        self.evaluation = HeldOutEval(cfg, split.held_out, tokenize_prompts(split.held_out, tokenizer, max_prompt))
-        self.curriculum = self._curriculum(inputs.pass_rate_table)
+        self._prompts(AutoTokenizer.from_pretrained(ctx.model_path))
         with StageActors(cfg, ctx.model_path, cfg.learner.lr) as actors, StopRequested() as stop:
             self.actors = actors
             (ctx.run_dir / "placement.json").write_text(json.dumps(actors.placement(), indent=2))
@@ -176,6 +167,19 @@ class GRPOStage:
         return out
 
     # ------------------------------------------------------------------------- state
+
+    def _prompts(self, tokenizer: Any) -> None:
+        """Training prompts, held-out evaluation prompts, and the curriculum over the former."""
+        cfg = self.cfg
+        # The config's files, else what a prefilter stage of this pipeline left: train only on the
+        # prompts it kept and seed the curriculum with its pass rates.
+        inputs = curriculum_inputs(cfg, self.ctx.run_dir)
+        split = load_prompt_split(cfg, tokenizer)
+        self.prompts = keep_listed(split.train, inputs.keep_uids)
+        max_prompt = cfg.rollout.max_model_len - cfg.rollout.sampling.max_new_tokens
+        self.token_ids = tokenize_prompts(self.prompts, tokenizer, max_prompt)
+        self.evaluation = HeldOutEval(cfg, split.held_out, tokenize_prompts(split.held_out, tokenizer, max_prompt))
+        self.curriculum = self._curriculum(inputs.pass_rate_table)
 
     def _curriculum(self, pass_rate_table: str | None) -> Curriculum:
         c = self.cfg.curriculum

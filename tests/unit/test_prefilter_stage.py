@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,25 @@ def test_prefilter_pipeline_config_validates() -> None:
     cfg, _ = load(["stages=[warmstart,prefilter,grpo]", "grpo.eval_every=5", "grpo.eval_prompts=64"])
     validate(cfg)
     assert cfg.prefilter.samples == 8 and cfg.prefilter.drop_at_or_above == 0.75 and not cfg.prefilter.drop_zero
+
+
+def test_outputs_of_a_file_dataset_prefilter(tmp_path: Path) -> None:
+    from curricula import PassRateStore, prefilter, read_jsonl
+    from rlplat.data.datasets import load_prompts
+    from rlplat.stages.context import StageContext
+    from rlplat.stages.prefilter import _write_outputs
+    from rlplat.stages.prompts import dataset_config
+
+    gsm8k = Path(__file__).resolve().parents[1] / "data" / "gsm8k_small.jsonl"
+    cfg, _ = load(["data.source=file", f"data.file.path={gsm8k}", "data.file.answer_format=gsm8k"])
+    items = load_prompts(dataset_config(cfg))
+    store = PassRateStore()
+    for item, solved in zip(items, (8, 2, 0)):  # the first prompt is too easy
+        store.add(item.uid, 8, solved)
+    _write_outputs(StageContext(cfg, tmp_path, "model", False), "ref", items, store, prefilter(store))
+    out = PrefilterOutputs.in_run(tmp_path)
+    assert out.kept_uids.read_text().split() == [items[1].uid, items[2].uid]
+    assert [row["uid"] for row in read_jsonl(out.table)] == [it.uid for it in items]
+    assert [row["question"] for row in read_jsonl(out.dataset)] == [items[1].question, items[2].question]
+    summary = json.loads(out.summary.read_text())
+    assert summary["prefilter/kept"] == 2 and summary["dataset_rows"] == 2 and summary["reference_model"] == "ref"
