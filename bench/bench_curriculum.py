@@ -21,7 +21,7 @@ and the median curve. Run directories are reused when complete, so an interrupte
 
 Usage::
 
-    python bench/bench_curriculum.py                       # 3 seeds x (warm start + 2 arms), about 20 min
+    python bench/bench_curriculum.py                       # 3 seeds x (warm start + 2 arms), 45 min on a busy 2-core box
     python bench/bench_curriculum.py --seeds 0 --steps 12 --json out.json
 """
 
