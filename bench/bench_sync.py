@@ -5,7 +5,9 @@ co-located bundles, two ZeRO-1 learner ranks, two vLLM engines) and times:
 
 1. the full sync, ``WeightSync.sync`` (gather -> pack -> bucket files in /dev/shm -> both engines
    reload), for each bucket size of ``--bucket-mb``: one warm-up sync, then ``--repeats`` timed;
-   GB/s = ``sync/bytes`` (one copy of the weights) / median seconds;
+   GB/s = ``sync/bytes`` (one copy of the weights) / median seconds; each sync is followed by a
+   single-threaded 256 MiB ``copy_``, and the median of the per-repeat ratios (sync GB/s / copy
+   GB/s) is the figure that survives the neighbours' load;
 2. the same path split into phases: the learners' export (pack + write, rank 0 writes), and the
    engines' load (driver round trip, and the in-engine time ``LoadReport.seconds``);
 3. in this process, single-threaded like the learner and the engine, the pure-torch pieces on the
@@ -56,18 +58,51 @@ def actors_config(model_dir: Path) -> Any:
     return Config(model=ModelConfig(path=str(model_dir)), learner=LearnerConfig(reference_model=False))
 
 
-def full_syncs(actors: Any, cfg: Any, bucket_mb: int, repeats: int) -> tuple[dict[str, Any], Any]:
-    """Median of ``WeightSync.sync`` (the production path) at ``bucket_mb``, after one warm-up;
-    returns the results and the ``WeightSync`` (its version must keep increasing)."""
+class PairedCopy:
+    """A single-threaded 256 MiB ``copy_``, timed right after each sync: on a shared machine the
+    ratio of two rates measured a moment apart is steadier than either rate."""
+
+    NBYTES = 256 << 20
+
+    def __init__(self) -> None:
+        import torch
+
+        self.src = torch.ones(self.NBYTES, dtype=torch.uint8)
+        self.dst = torch.zeros(self.NBYTES, dtype=torch.uint8)
+
+    def gbps(self) -> float:
+        """GB/s of one copy (each byte counted once)."""
+        import torch
+
+        old = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            start = time.perf_counter()
+            self.dst.copy_(self.src)
+            return self.NBYTES / (time.perf_counter() - start) / 1e9
+        finally:
+            torch.set_num_threads(old)
+
+
+def full_syncs(actors: Any, cfg: Any, bucket_mb: int, repeats: int,
+               copy: PairedCopy) -> tuple[dict[str, Any], Any]:
+    """Median of ``WeightSync.sync`` (the production path) at ``bucket_mb``, after one warm-up, each
+    sync paired with a memory copy; returns the results and the ``WeightSync`` (whose version must
+    keep increasing)."""
     from rlplat.sync.coordinator import WeightSync
 
     sync = WeightSync(replace(cfg.sync, bucket_mb=bucket_mb), actors.learners, actors.rollouts,
                       tag=f"bench{os.getpid()}", version=actors.rollouts.infos[0]["version"])
     sync.sync(TIMEOUT_S)
-    reports = [sync.sync(TIMEOUT_S) for _ in range(repeats)]
+    reports, copies = [], []
+    for _ in range(repeats):
+        reports.append(sync.sync(TIMEOUT_S))
+        copies.append(copy.gbps())
     nbytes = reports[0].nbytes
     secs = summary([r.seconds for r in reports])
+    ratios = [nbytes / r.seconds / 1e9 / c for r, c in zip(reports, copies)]
     row = {"bucket_mb": bucket_mb, "nbytes": nbytes, "seconds": secs, "gbps": nbytes / secs["median"] / 1e9,
+           "paired_memcpy_gbps": summary(copies), "sync_over_memcpy": summary(ratios),
            "shm_engines": reports[0].shm_engines}
     return row, sync
 
@@ -166,10 +201,11 @@ def bench_model(shape: ModelShape, root: Path, bucket_sizes: list[int], repeats:
     model_dir = build_model(shape, root / "models")
     cfg = actors_config(model_dir)
     out: dict[str, Any] = {"model": shape.name, "params": count_params(model_dir), "loadavg_start": os.getloadavg()}
+    copy = PairedCopy()
     with StageActors(cfg, str(model_dir), cfg.learner.lr, scorer=False) as actors:
         rows = []
         for mb in bucket_sizes:
-            row, sync = full_syncs(actors, cfg, mb, repeats)
+            row, sync = full_syncs(actors, cfg, mb, repeats, copy)
             row.update(phase_syncs(actors, sync, repeats))
             rows.append(row)
         out["syncs"] = rows

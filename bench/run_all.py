@@ -29,7 +29,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "rewards": ("bench_rewards.py", ["--samples", "600", "--repeats", "3"], ["--samples", "300", "--repeats", "2"]),
     "grpo": ("bench_grpo.py", ["--models", "tiny,100m", "--steps", "6", "--hf-repeats", "3"],
              ["--models", "tiny", "--steps", "4", "--hf-repeats", "1"]),
-    "sync": ("bench_sync.py", ["--models", "tiny,100m", "--bucket-mb", "16,64,256", "--repeats", "5"],
+    "sync": ("bench_sync.py", ["--models", "tiny,100m", "--bucket-mb", "16,64,256", "--repeats", "7"],
              ["--models", "tiny", "--bucket-mb", "64", "--repeats", "3"]),
     # Owned by the curricula engineer; its section of docs/benchmarks.md is rendered by the script.
     "curriculum": ("bench_curriculum.py", [], ["--seeds", "0", "--steps", "12"]),
@@ -90,15 +90,15 @@ def grpo_tables(data: dict[str, Any]) -> str:
 def sync_tables(data: dict[str, Any]) -> str:
     """Sync bandwidth, phases and references of bench_sync.py's JSON."""
     refs = data["references_before"], data.get("references_after", data["references_before"])
-    mem1 = [r["memcpy_1thread"]["median"] for r in refs]
-    lines = [("| model | bucket MB | buckets | sync s | sync GB/s | / memcpy (1 thread) | export s | "
+    lines = [("| model | bucket MB | buckets | sync s | sync GB/s | paired memcpy GB/s | sync / memcpy | export s | "
               "engine load s (round trip / in engine) |"),
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|"]
     for m in data["models"]:
         for r in m["syncs"]:
             lines.append(
                 f"| {m['model']} ({r['nbytes'] / 1e6:.1f} MB) | {r['bucket_mb']} | {r['buckets']} | "
-                f"{r['seconds']['median']:.3f} | {r['gbps']:.3f} | {r['gbps'] / (sum(mem1) / 2):.1%} | "
+                f"{r['seconds']['median']:.3f} | {r['gbps']:.3f} | {r['paired_memcpy_gbps']['median']:.2f} | "
+                f"{r['sync_over_memcpy']['median']:.1%} | "
                 f"{r['export_s']['median']:.3f} | {r['load_roundtrip_s']['median']:.3f} / "
                 f"{r['load_in_engine_s']['median']:.3f} |")
     lines += ["", "| references, 1 GiB (GB/s) | before | after |", "|---|---|---|"]
