@@ -133,7 +133,7 @@ def summarize(runs: list[dict[str, Any]], target: float) -> dict[str, Any]:
 
 
 def table(summary: dict[str, Any], target: float) -> str:
-    """Markdown table of the summary (what docs/benchmarks_curriculum.md shows)."""
+    """Markdown table of the summary (what docs/benchmarks.md shows)."""
     header = (f"| arm | steps to {target:g} per seed | median | mean held-out pass rate over the run, per seed "
               "| final held-out pass rate per seed |")
     lines = [header, "|---|---|---|---|---|"]
