@@ -68,7 +68,7 @@ def test_generation_returns_tokens_logprobs_and_version(rollouts: RolloutGroup) 
 def test_synced_engine_matches_learner_greedy(rollouts: RolloutGroup, tiny_model: str, zero_stage: int) -> None:
     learners, pg = _learners(tiny_model, zero_stage)
     try:
-        before = rollouts.greedy(PROMPTS, 16, 60)
+        before = learners.greedy(PROMPTS, 16, 60)  # the learner's own outputs before the update
         seqs = [TrainSequence(tuple(p), tuple(range(40, 56)), tuple([-4.0] * 16), adv)
                 for p in PROMPTS for adv in (1.0, -1.0)] + [TrainSequence((5, 6), (7, 8), (-4.0, -4.0), 1.0)] * 2
         learners.train_step(split_for_ranks(seqs, learners.world_size), 120)
