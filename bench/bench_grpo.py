@@ -28,7 +28,7 @@ Configurations (exactly what runs; everything else is the embedded default):
 
 Usage::
 
-    python bench/bench_grpo.py                          # both models, 6 steps each (~10 min on 2 cores)
+    python bench/bench_grpo.py                          # both models, 6 steps each (10-15 min on 2 cores)
     python bench/bench_grpo.py --models tiny --steps 8 --json out.json
 """
 

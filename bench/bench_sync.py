@@ -7,7 +7,7 @@ co-located bundles, two ZeRO-1 learner ranks, two vLLM engines) and times:
    reload), for each bucket size of ``--bucket-mb``: one warm-up sync, then ``--repeats`` timed;
    GB/s = ``sync/bytes`` (one copy of the weights) / median seconds; each sync is followed by a
    single-threaded 256 MiB ``copy_``, and the median of the per-repeat ratios (sync GB/s / copy
-   GB/s) is the figure that survives the neighbours' load;
+   GB/s) is reported too (on a shared machine the copy rate itself moves, so read both);
 2. the same path split into phases: the learners' export (pack + write, rank 0 writes), and the
    engines' load (driver round trip, and the in-engine time ``LoadReport.seconds``);
 3. in this process, single-threaded like the learner and the engine, the pure-torch pieces on the
@@ -59,8 +59,8 @@ def actors_config(model_dir: Path) -> Any:
 
 
 class PairedCopy:
-    """A single-threaded 256 MiB ``copy_``, timed right after each sync: on a shared machine the
-    ratio of two rates measured a moment apart is steadier than either rate."""
+    """A single-threaded 256 MiB ``copy_``, timed right after each sync, so that each sync has a
+    memory-copy rate measured a moment apart (the copy rate of a shared machine moves too)."""
 
     NBYTES = 256 << 20
 
@@ -226,7 +226,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="tiny,100m", help="comma-separated: tiny, 100m")
     parser.add_argument("--bucket-mb", default="16,64,256", help="comma-separated sync.bucket_mb values")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--workdir", type=Path, default=None, help="where models are built (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
