@@ -44,7 +44,6 @@ from typing import Any
 
 from common import (
     SHAPES,
-    ModelShape,
     build_model,
     count_params,
     machine_info,
@@ -185,17 +184,17 @@ def ceilings(model_dir: Path, params: int, hidden_size: int, sequences: int, eng
     }
 
 
-def bench_model(shape: ModelShape, root: Path, steps: int, hf_repeats: int,
+def bench_model(name: str, root: Path, steps: int, hf_repeats: int,
                 hf_layouts: list[tuple[int, int]]) -> dict[str, Any]:
     """Launcher run, then the HF peer and the physical ceilings, for one model."""
-    model_dir = build_model(shape, root / "models")
+    model_dir = build_model(name, root / "models")
     params = count_params(model_dir)
-    overrides = launcher_overrides(shape.name, model_dir, steps)
+    overrides = launcher_overrides(name, model_dir, steps)
     load_start = os.getloadavg()
     # A fresh run directory each time: the launcher refuses to overwrite a run.
-    lines = run_launcher(root / f"run_{shape.name}_{time.strftime('%Y%m%d-%H%M%S')}", overrides)
+    lines = run_launcher(root / f"run_{name}_{time.strftime('%Y%m%d-%H%M%S')}", overrides)
     medians = step_medians(lines)
-    batch = batch_shape(shape.name)
+    batch = batch_shape(name)
     prompts = rl_prompts(model_dir, batch["prompts"])
     hf = {f"{p}x{t}": hf_generate(model_dir, prompts, batch["samples"], batch["max_new_tokens"], p, t, hf_repeats)
           for p, t in hf_layouts}
@@ -203,12 +202,12 @@ def bench_model(shape: ModelShape, root: Path, steps: int, hf_repeats: int,
     per_step_keys = ("step", "time/step_s", "time/rollout_s", "time/reward_s", "time/train_s", "time/sync_s",
                      "tokens_per_s")
     return {
-        "model": shape.name, "params": params, "batch": batch,
+        "model": name, "params": params, "batch": batch,
         "command": "python -m rlplat.launch " + " ".join(overrides), "steps": steps,
         "per_step": [{k: m.get(k) for k in per_step_keys} for m in lines],
         "medians": medians, "hf_generate": hf,
         "engine_vs_best_hf": medians["tokens_per_s"]["median"] / best_hf,
-        **ceilings(model_dir, params, shape.hidden_size, batch["prompts"] * batch["samples"]),
+        **ceilings(model_dir, params, SHAPES[name].hidden_size, batch["prompts"] * batch["samples"]),
         "loadavg": {"start": load_start, "end": os.getloadavg()},
     }
 
@@ -228,7 +227,7 @@ def main() -> None:
     layouts = [(int(p), int(t)) for p, t in (x.split("x") for x in args.hf_layouts.split(","))]
     result: dict[str, Any] = {"machine": machine_info(), "workdir": str(root), "models": []}
     for name in args.models.split(","):
-        result["models"].append(bench_model(SHAPES[name], root, args.steps, args.hf_repeats, layouts))
+        result["models"].append(bench_model(name, root, args.steps, args.hf_repeats, layouts))
         save_json(args.json, result)  # keep finished models if a later one fails
     result["machine"]["loadavg_end"] = os.getloadavg()
     write_json(args.json, result)

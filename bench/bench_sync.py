@@ -37,7 +37,6 @@ from typing import Any
 from common import (
     GIB,
     SHAPES,
-    ModelShape,
     build_model,
     count_params,
     machine_info,
@@ -89,7 +88,7 @@ def full_syncs(actors: Any, cfg: Any, bucket_mb: int, repeats: int,
     """Median of ``WeightSync.sync`` (the production path) at ``bucket_mb``, after one warm-up, each
     sync paired with a memory copy; returns the results and the ``WeightSync`` (whose version must
     keep increasing)."""
-    from rlplat.sync.coordinator import WeightSync
+    from rlplat.runtime.weight_sync import WeightSync
 
     sync = WeightSync(replace(cfg.sync, bucket_mb=bucket_mb), actors.learners, actors.rollouts,
                       tag=f"bench{os.getpid()}", version=actors.rollouts.infos[0]["version"])
@@ -111,7 +110,7 @@ def phase_syncs(actors: Any, sync: Any, repeats: int) -> dict[str, Any]:
     """The steps of ``WeightSync.sync``, timed one by one (export, then each engine's load)."""
     import ray
 
-    from rlplat.sync.coordinator import plan_export
+    from rlplat.sync.plan import plan_export
 
     learners, rollouts = actors.learners, actors.rollouts
     export, load_rt, load_engine = [], [], []
@@ -194,13 +193,13 @@ def torch_pieces(model_dir: Path, bucket_mb: int, repeats: int) -> dict[str, Any
     return out
 
 
-def bench_model(shape: ModelShape, root: Path, bucket_sizes: list[int], repeats: int) -> dict[str, Any]:
+def bench_model(name: str, root: Path, bucket_sizes: list[int], repeats: int) -> dict[str, Any]:
     """Every sync measurement for one model."""
-    from rlplat.stages.cluster import StageActors
+    from rlplat.runtime.stage_actors import StageActors
 
-    model_dir = build_model(shape, root / "models")
+    model_dir = build_model(name, root / "models")
     cfg = actors_config(model_dir)
-    out: dict[str, Any] = {"model": shape.name, "params": count_params(model_dir), "loadavg_start": os.getloadavg()}
+    out: dict[str, Any] = {"model": name, "params": count_params(model_dir), "loadavg_start": os.getloadavg()}
     copy = PairedCopy()
     with StageActors(cfg, str(model_dir), cfg.learner.lr, scorer=False) as actors:
         rows = []
@@ -233,7 +232,7 @@ def main() -> None:
     import ray
 
     from rlplat.config.schema import ClusterConfig
-    from rlplat.distributed.runtime import start_ray
+    from rlplat.distributed.cluster import start_ray
 
     root = args.workdir or Path(tempfile.mkdtemp(prefix="rlplat-bench-sync-"))
     buckets = [int(b) for b in args.bucket_mb.split(",")]
@@ -241,7 +240,7 @@ def main() -> None:
     start_ray(ClusterConfig(num_cpus=8, dashboard=False))
     try:
         for name in args.models.split(","):
-            result["models"].append(bench_model(SHAPES[name], root, buckets, args.repeats))
+            result["models"].append(bench_model(name, root, buckets, args.repeats))
             save_json(args.json, result)  # keep finished models if a later one fails
     finally:
         ray.shutdown()

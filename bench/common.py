@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,35 +25,21 @@ if str(REPO) not in sys.path:
 
 GIB = 1 << 30
 
-
-@dataclass(frozen=True)
-class ModelShape:
-    """A benchmark model: a name and the ``TinyModelSpec`` fields that build it."""
-
-    name: str
-    hidden_size: int
-    intermediate_size: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    max_position_embeddings: int = 256
+from rlplat.config.schema import ModelShape  # noqa: E402 - after the path set-up above
 
 
-# The embedded default's shape (conf/config.yaml) and the ~100M Llama of DESIGN.md's measurement
-# (hidden 768, 16 layers, GQA 12/4 heads: 100.8M parameters with the char vocabulary).
-TINY = ModelShape("tiny", 128, 384, 4, 4, 2)
-LLAMA_100M = ModelShape("100m", 768, 2048, 16, 12, 4)
-SHAPES = {s.name: s for s in (TINY, LLAMA_100M)}
+# The embedded default's shape (rlplat/config/schema.py ModelShape defaults) and the ~100M Llama of
+# DESIGN.md's measurement (hidden 768, 16 layers, GQA 12/4 heads: 100.8M parameters with the char
+# vocabulary; the launcher's ``model=llama_100m``).
+SHAPES: dict[str, ModelShape] = {"tiny": ModelShape(), "100m": ModelShape(768, 2048, 16, 12, 4)}
 
 
-def build_model(shape: ModelShape, root: Path) -> Path:
-    """A randomly initialised Llama of ``shape`` plus the char tokenizer under ``root/<name>``
+def build_model(name: str, root: Path) -> Path:
+    """A randomly initialised Llama of ``SHAPES[name]`` plus the char tokenizer under ``root/<name>``
     (reused if it already exists)."""
-    from rlplat.models.tiny import TinyModelSpec, build_tiny_llama
+    from rlplat.models.tiny import build_tiny_llama
 
-    spec = TinyModelSpec(shape.hidden_size, shape.intermediate_size, shape.num_layers, shape.num_heads,
-                         shape.num_kv_heads, shape.max_position_embeddings, seed=0)
-    return build_tiny_llama(root / shape.name, spec)
+    return build_tiny_llama(root / name, SHAPES[name], seed=0)
 
 
 def count_params(model_dir: Path) -> int:

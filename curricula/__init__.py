@@ -4,8 +4,10 @@
   every scored group, checkpointed.
 * ``prefilter``: the paper's offline filter (drop prompts a reference model passes >= 0.75 of the time).
 * ``ProgressiveCurriculum``: the paper's progressive batching; ``UniformCurriculum``: the baseline.
-* ``split_informative``: DAPO dynamic sampling's filter (drop groups whose rewards are all equal).
-* ``build_curriculum(name_or_import_path, uids=..., seed=..., total_steps=..., store=..., **options)``.
+* ``split_informative`` / ``fill_batch`` / ``dynamic_sampling_metrics``: DAPO dynamic sampling (drop
+  groups whose rewards are all equal, refill, log).
+* ``build_curriculum(name_or_import_path, uids=..., seed=..., total_steps=..., store=..., **options)``,
+  on ``rlbase.Registry``; ``curriculum_options`` parses ``curriculum.options`` into the typed options.
 
 See docs/curricula.md for the algorithms, defaults, metrics and how to write your own curriculum.
 """
@@ -20,7 +22,13 @@ from curricula.buckets import (
     resolve_center_range,
     target_distribution,
 )
-from curricula.dynamic import dynamic_dropped_frac, dynamic_sampling_metrics, is_informative, split_informative
+from curricula.dynamic import (
+    dynamic_dropped_frac,
+    dynamic_sampling_metrics,
+    fill_batch,
+    is_informative,
+    split_informative,
+)
 from curricula.options import ProgressiveOptions, UniformOptions
 from curricula.outcome import GroupOutcome, outcomes_from_lists
 from curricula.prefilter import (
@@ -35,8 +43,12 @@ from curricula.registry import (
     available_curricula,
     build_curriculum,
     check_curriculum_config,
+    curriculum_option_types,
+    curriculum_options,
     option_defaults,
     register_curriculum,
+    resolve_curriculum,
+    resolve_factory,
 )
 from curricula.store import PassRateStore, PromptStats, read_jsonl
 from curricula.tracking import RetireRule, difficulty_metrics
@@ -60,9 +72,12 @@ __all__ = [
     "build_curriculum",
     "center_at",
     "check_curriculum_config",
+    "curriculum_option_types",
+    "curriculum_options",
     "difficulty_metrics",
     "dynamic_dropped_frac",
     "dynamic_sampling_metrics",
+    "fill_batch",
     "filter_rows",
     "interpolate_center",
     "is_informative",
@@ -72,6 +87,8 @@ __all__ = [
     "read_jsonl",
     "register_curriculum",
     "resolve_center_range",
+    "resolve_curriculum",
+    "resolve_factory",
     "split_informative",
     "target_distribution",
     "write_filtered_dataset",

@@ -5,15 +5,17 @@ The GRPO loop drives a curriculum like this (one step)::
     idx = cur.next_batch(batch_size)                  # indices into the dataset's uids
     outcomes = generate_and_score(idx)                # one GroupOutcome per prompt
     kept, dropped = split_informative(outcomes)       # optional DAPO dynamic sampling
-    while need_more and rounds_left:
-        extra = cur.next_batch(k, refill=True)        # same step, same target
-        ...
+    while len(kept) < batch_size and rounds_left:
+        extra = cur.next_batch(batch_size - len(kept), refill=True)   # same step, same target
+        ...                                           # score, split, append (curricula.dynamic)
+    batch = fill_batch(kept, dropped, batch_size)
     cur.observe(all_outcomes)                         # every scored group, kept or dropped
     log(cur.metrics())
     checkpoint["curriculum"] = cur.state_dict()       # json.dumps-able
 
 Implementations need not inherit from anything: any class with these five methods is a
-``Curriculum`` (structural typing), and ``build_curriculum("pkg.mod.Class", ...)`` builds it.
+``Curriculum`` (structural typing), and ``build_curriculum("pkg.mod.Class", ...)`` builds it
+(``curricula.registry`` says how its options reach it).
 """
 
 from __future__ import annotations

@@ -1,16 +1,17 @@
-"""Typed, validated options of the built-in curricula (what ``curriculum.options`` in the config holds)."""
+"""Typed, validated options of the built-in curricula (what ``curriculum.options`` in the config holds).
+
+The config's mapping becomes one of these frozen dataclasses through ``rlbase.typed.from_mapping``
+(``curricula.registry.curriculum_options``): unknown keys, wrong types and ``Literal`` choices are
+rejected there, naming ``curriculum.options.<key>``; the ``__post_init__`` checks below add the ranges
+(and hold for instances built directly in Python).
+"""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from curricula.buckets import Schedule, ScheduleOver
 from curricula.tracking import RetireRule
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -122,15 +123,3 @@ def _retire_rule(threshold: float | None, min_attempts: int) -> RetireRule | Non
         return None if threshold is None else RetireRule(float(threshold), int(min_attempts))
     except ValueError as err:
         raise ValueError(f"curriculum option {err}") from None
-
-
-def options_from_kwargs(options_cls: type[T], kwargs: Mapping[str, Any], curriculum: str) -> T:
-    """Build ``options_cls`` from flat keyword options, naming any unknown key and the valid ones."""
-    valid = {f.name for f in dataclasses.fields(options_cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(kwargs) - valid)
-    if unknown:
-        raise TypeError(
-            f"unknown option(s) {', '.join(unknown)} for curriculum {curriculum!r}; "
-            f"valid options: {', '.join(sorted(valid))}"
-        )
-    return options_cls(**kwargs)

@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from curricula.store import PassRateStore, write_jsonl_atomic
+from curricula.store import PassRateStore
+from rlbase import write_jsonl
 
 # Pass rates in a float table can come out as 0.7499999999 for 6/8; compare with a tolerance far
 # below any k/n step so that "6 of 8 at a 0.75 threshold" is always dropped.
@@ -120,12 +121,15 @@ def filter_rows(rows: Iterable[Mapping[str, Any]], result: PrefilterResult,
 
 def write_filtered_dataset(rows: Iterable[Mapping[str, Any]], result: PrefilterResult,
                            path: str | os.PathLike[str], uid_of: str | UidOf = "uid") -> int:
-    """Write the kept rows (see ``filter_rows``) as JSONL, atomically; returns how many were written."""
-    return write_jsonl_atomic(path, filter_rows(rows, result, uid_of))
+    """Write the kept rows (see ``filter_rows``) as JSONL; returns how many were written.
+
+    The write is atomic (``rlbase.write_jsonl``): a reader sees the old file or the complete new one.
+    """
+    return write_jsonl(path, filter_rows(rows, result, uid_of))
 
 
 def write_pass_rate_table(store: PassRateStore, path: str | os.PathLike[str]) -> None:
-    """Write ``store`` as a pass-rate table file (same as ``store.to_table(path)``)."""
+    """Write ``store`` as a pass-rate table file, atomically (same as ``store.to_table(path)``)."""
     store.to_table(path)
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -40,7 +40,7 @@ from curricula.buckets import (
     resolve_center_range,
     target_distribution,
 )
-from curricula.options import ProgressiveOptions, options_from_kwargs
+from curricula.options import ProgressiveOptions
 from curricula.outcome import GroupOutcome
 from curricula.store import PassRateStore
 from curricula.tracking import (
@@ -72,6 +72,7 @@ class ProgressiveCurriculum:
     """
 
     kind = "progressive"
+    OPTIONS: ClassVar[type[ProgressiveOptions]] = ProgressiveOptions  # ``curriculum.options`` is parsed into this
 
     def __init__(self, uids: Sequence[str], *, seed: int = 0, total_steps: int,
                  store: PassRateStore | None = None, options: ProgressiveOptions | None = None) -> None:
@@ -90,13 +91,6 @@ class ProgressiveCurriculum:
         self._epoch_size = 0
         self._center = self._next_center()
         self._draw_rates: list[float] = []
-
-    @classmethod
-    def from_kwargs(cls, uids: Sequence[str], *, seed: int = 0, total_steps: int,
-                    store: PassRateStore | None = None, **options: Any) -> ProgressiveCurriculum:
-        """Build from flat options (as ``build_curriculum("progressive", ...)`` passes them)."""
-        return cls(uids, seed=seed, total_steps=total_steps, store=store,
-                   options=options_from_kwargs(ProgressiveOptions, options, cls.kind))
 
     @property
     def store(self) -> PassRateStore:

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from curricula.outcome import GroupOutcome
+from rlbase import write_jsonl
 
 STATE_VERSION = 1
 
@@ -170,8 +169,9 @@ class PassRateStore:
         ]
 
     def to_table(self, path: str | os.PathLike[str]) -> None:
-        """Write the table as JSONL atomically (a crash never leaves a half-written file)."""
-        write_jsonl_atomic(path, self.table_rows())
+        """Write ``table_rows()`` as JSONL atomically (``rlbase.write_jsonl``: a temporary file renamed
+        over ``path``, so a crash never leaves a half-written table); parent directories are created."""
+        write_jsonl(path, self.table_rows())
 
     # ---- checkpointing ---------------------------------------------------------------------
 
@@ -206,6 +206,8 @@ def _check_counts(uid: str, attempts: int, successes: int) -> None:
 
 
 def _parse_row(row: Mapping[str, Any], where: str) -> tuple[str, int, int]:
+    # A malformed table row is bad input data, reported as ValueError like every other table error
+    # (callers catch ValueError for a bad file), even where the problem is a value's type.
     try:
         uid, attempts, successes = row["uid"], row["attempts"], row["successes"]
     except (KeyError, TypeError):
@@ -237,20 +239,3 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     with open(path, encoding="utf-8") as f:
         return list(_read_jsonl(f, str(path)))
 
-
-def write_jsonl_atomic(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> int:
-    """Write ``rows`` as JSONL via a temporary file and ``os.replace``; returns the row count."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                count += 1
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return count

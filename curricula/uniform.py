@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from curricula.options import UniformOptions, options_from_kwargs
+from curricula.options import UniformOptions
 from curricula.outcome import GroupOutcome
 from curricula.store import PassRateStore
 from curricula.tracking import (
@@ -41,6 +41,7 @@ class UniformCurriculum:
     """
 
     kind = "uniform"
+    OPTIONS: ClassVar[type[UniformOptions]] = UniformOptions  # ``curriculum.options`` is parsed into this
 
     def __init__(self, uids: Sequence[str], *, seed: int = 0, total_steps: int | None = None,
                  store: PassRateStore | None = None, options: UniformOptions | None = None) -> None:
@@ -51,13 +52,6 @@ class UniformCurriculum:
         self._epoch = 0
         self._order: list[int] = []
         self._draw_rates: list[float] = []
-
-    @classmethod
-    def from_kwargs(cls, uids: Sequence[str], *, seed: int = 0, total_steps: int | None = None,
-                    store: PassRateStore | None = None, **options: Any) -> UniformCurriculum:
-        """Build from flat options (as ``build_curriculum("uniform", ...)`` passes them)."""
-        return cls(uids, seed=seed, total_steps=total_steps, store=store,
-                   options=options_from_kwargs(UniformOptions, options, cls.kind))
 
     @property
     def store(self) -> PassRateStore:

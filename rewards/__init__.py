@@ -11,6 +11,7 @@ Public API (contract 5 of DESIGN.md)::
 
 For training runs: ``build_reward(config)`` makes the weighted combination of named components,
 and ``RewardPool(config, num_workers, timeout_s)`` scores batches in killable worker processes.
+``last_boxed(text)`` is the ``\\boxed{...}`` extractor of the ``math`` reward, for reference answers too.
 
 Built-ins: ``math`` (math-verify), ``code`` (sandboxed tests), ``format`` (reasoning toggle),
 ``judge`` (LLM-as-judge). Importing this package is cheap: no sympy, math-verify, torch, vLLM or
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from rewards.base import Reward, RewardError, RewardInput, RewardOutput
 from rewards.combine import CombinedReward, build_reward
+from rewards.extract import last_boxed
 from rewards.registry import get_reward, register_reward, registered_names
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ __all__ = [
     "RewardPool",
     "build_reward",
     "get_reward",
+    "last_boxed",
     "register_reward",
     "registered_names",
 ]

@@ -9,7 +9,10 @@ it and waits, so that a program that kills its parent kills only this launcher. 
 with ``LAUNCH_FAILED`` on stderr means the sandbox could not be set up (the caller may retry).
 
 This file is not imported by the package; it is read as text and never runs in the caller.
+Annotations only (``typing`` is imported for the type checker alone): nothing to import at start-up.
 """
+
+from __future__ import annotations
 
 import ctypes
 import json
@@ -17,6 +20,12 @@ import os
 import resource
 import signal
 import sys
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+    Spec = dict[str, Any]
 
 CLONE = {"mount": 0x00020000, "uts": 0x04000000, "ipc": 0x08000000, "user": 0x10000000, "net": 0x40000000}
 MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 2, 4, 16384, 1 << 18
@@ -27,18 +36,23 @@ LIMITS = {
 }
 
 
-def fail(msg):
-    os.write(2, ("LAUNCH_FAILED: %s\n" % msg).encode())
+def fail(msg: str) -> NoReturn:
+    os.write(2, f"LAUNCH_FAILED: {msg}\n".encode())
     os._exit(125)
 
 
-def libc_call(libc, name, *args):
+def libc_call(libc: ctypes.CDLL, name: str, *args: object) -> None:
     if getattr(libc, name)(*args) != 0:
         err = ctypes.get_errno()
-        raise OSError(err, "%s: %s" % (name, os.strerror(err)))
+        raise OSError(err, f"{name}: {os.strerror(err)}")
 
 
-def write_file(path, text):
+def read_file(name: str) -> bytes:
+    with open(name, "rb") as f:
+        return f.read()
+
+
+def write_file(path: str, text: str) -> None:
     fd = os.open(path, os.O_WRONLY)
     try:
         os.write(fd, text.encode())
@@ -46,7 +60,7 @@ def write_file(path, text):
         os.close(fd)
 
 
-def enter_namespaces(libc, spec):
+def enter_namespaces(libc: ctypes.CDLL, spec: Spec) -> None:
     names = spec.get("unshare") or []
     if not names:
         return
@@ -57,20 +71,20 @@ def enter_namespaces(libc, spec):
     libc_call(libc, "unshare", flags)
     if "user" in names:  # map ourselves so that mounts are allowed; caps vanish again at exec
         write_file("/proc/self/setgroups", "deny")
-        write_file("/proc/self/uid_map", "%d %d 1" % (uid, uid))
-        write_file("/proc/self/gid_map", "%d %d 1" % (gid, gid))
+        write_file("/proc/self/uid_map", f"{uid} {uid} 1")
+        write_file("/proc/self/gid_map", f"{gid} {gid} 1")
     if "mount" in names:
         # The host working directory (under /tmp) is about to be hidden: carry its files over.
-        files = {name: open(name, "rb").read() for name in os.listdir(".")}
+        files = {name: read_file(name) for name in os.listdir(".")}
         libc_call(libc, "mount", None, b"/", None, MS_REC | MS_PRIVATE, None)
         for path, mode in spec.get("tmpfs", []):
             if os.path.isdir(path):
-                opts = ("size=%dm,mode=%s" % (spec["tmpfs_mb"], mode)).encode()
+                opts = f"size={spec['tmpfs_mb']}m,mode={mode}".encode()
                 libc_call(libc, "mount", b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts)
         move_workdir(files, spec["workdir"], spec.get("uid"))
 
 
-def move_workdir(files, workdir, uid):
+def move_workdir(files: dict[str, bytes], workdir: str, uid: int | None) -> None:
     os.makedirs(workdir, 0o700)
     for name, data in files.items():
         with open(os.path.join(workdir, name), "wb") as f:
@@ -80,12 +94,12 @@ def move_workdir(files, workdir, uid):
     os.chdir(workdir)
 
 
-def apply_limits(spec):
+def apply_limits(spec: Spec) -> None:
     for name, value in spec.get("rlimits", {}).items():
         resource.setrlimit(LIMITS[name], (value, value))
 
 
-def drop_privileges(spec):
+def drop_privileges(spec: Spec) -> None:
     uid = spec.get("uid")
     if uid is None:
         return
@@ -94,7 +108,7 @@ def drop_privileges(spec):
     os.setuid(uid)
 
 
-def supervise(libc, argv, env):
+def supervise(libc: ctypes.CDLL, argv: list[str], env: dict[str, str]) -> None:
     """Fork the target and mirror its exit status (so killing our parent is never possible)."""
     pid = os.fork()
     if pid == 0:
@@ -105,7 +119,7 @@ def supervise(libc, argv, env):
     os._exit(os.waitstatus_to_exitcode(status) % 256 if hasattr(os, "waitstatus_to_exitcode") else status >> 8)
 
 
-def main():
+def main() -> None:
     spec = json.loads(sys.argv[1])
     libc = ctypes.CDLL(None, use_errno=True)
     try:
@@ -122,7 +136,7 @@ def main():
             supervise(libc, spec["argv"], spec["env"])
         os.execve(spec["argv"][0], spec["argv"], spec["env"])
     except OSError as exc:
-        fail("exec %s: %s" % (spec["argv"][0], exc))
+        fail(f"exec {spec['argv'][0]}: {exc}")
 
 
 main()

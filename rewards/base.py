@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence, Union
+from typing import Any
 
 logger = logging.getLogger("rewards")
 
 # What a failing sample scores: "zero" (score 0.0, error recorded), a number (that score, error
 # recorded) or "raise" (re-raise; for debugging a reward in a notebook, never in a training run).
-OnError = Union[str, float]
+OnError = str | float
 
 MAX_ERROR_CHARS = 500
 
@@ -111,6 +112,9 @@ def clean_input(inp: Any) -> RewardInput:
 
     Accepts a ``RewardInput`` or a mapping with the same keys (what external harnesses may send).
     """
+    prompt: Any
+    completion: Any
+    metadata: Any
     if isinstance(inp, RewardInput):
         prompt, completion, reference, metadata = inp.prompt, inp.completion, inp.reference, inp.metadata
     elif isinstance(inp, dict):

@@ -22,8 +22,9 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from rewards.base import OnError, Reward, RewardError, RewardInput, RewardOutput, split_think
 from rewards.sandbox import Limits, Sandbox, SandboxResult, iter_lines
@@ -52,7 +53,7 @@ def infer_format(reference: Any, metadata: dict[str, Any]) -> str:
     if fmt is not None:
         if fmt not in FORMATS:
             raise RewardError(f"metadata['test_format'] must be one of {FORMATS}, got {fmt!r}")
-        return fmt
+        return str(fmt)
     if isinstance(reference, str):
         return "humaneval" if "def check" in reference else "assert"
     if isinstance(reference, (list, tuple)) and reference and all(isinstance(c, dict) for c in reference):
@@ -94,7 +95,9 @@ def parse_report(result: SandboxResult, nonce: str) -> dict[str, Any] | None:
         report = json.loads(lines[0][len(nonce) + 1 :])
     except ValueError:
         return None
-    passed = report.get("passed") if isinstance(report, dict) else None
+    if not isinstance(report, dict):
+        return None
+    passed = report.get("passed")
     if not isinstance(passed, list) or not all(isinstance(p, bool) for p in passed):
         return None
     return report

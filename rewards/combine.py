@@ -19,11 +19,13 @@ Config accepted by ``build_reward`` (plain data, so it pickles into pool workers
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from rewards.base import OnError, Reward, RewardError, RewardInput, RewardOutput, validate_on_error
 from rewards.registry import get_reward, import_modules
+
 
 @dataclass(frozen=True)
 class Component:

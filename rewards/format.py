@@ -29,7 +29,7 @@ def thinking_mode(inp: RewardInput) -> str | None:
         return flag.lower()
     for text in (inp.metadata.get("system"), inp.prompt):
         if isinstance(text, str):
-            found = _TOGGLE_RE.findall(text)
+            found: list[str] = _TOGGLE_RE.findall(text)
             if found:
                 return found[0].lower()
     return None

@@ -10,11 +10,16 @@ from __future__ import annotations
 import inspect
 import math
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 from rewards.base import OnError, Reward, RewardError, RewardInput, RewardOutput, clean_input
 
 RewardFn = Callable[..., Any]
+T = TypeVar("T")
+
+# Options of a function reward that configure the adapter; every other option goes to the function.
+FUNCTION_OPTIONS = ("on_error", "correct_threshold", "timeout_s")
 
 
 class FunctionReward(Reward):
@@ -43,7 +48,7 @@ class FunctionReward(Reward):
         if not callable(fn):
             raise RewardError(f"reward {name!r} is not callable: {fn!r}")
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "reward")
+        self.name = name or str(getattr(fn, "__name__", "reward"))
         self.correct_threshold = float(correct_threshold)
         self.timeout_s = timeout_s
         self.kwargs = kwargs
@@ -95,7 +100,7 @@ class FunctionReward(Reward):
         raise TypeError(f"reward {self.name} returned {type(result).__name__}, expected float or RewardOutput")
 
 
-async def _with_timeout(awaitable: Any, timeout_s: float | None) -> Any:
+async def _with_timeout(awaitable: Awaitable[T], timeout_s: float | None) -> T:
     import asyncio
 
     if timeout_s is None:
@@ -103,7 +108,7 @@ async def _with_timeout(awaitable: Any, timeout_s: float | None) -> Any:
     return await asyncio.wait_for(awaitable, timeout_s)
 
 
-def _run_coroutine(coro: Any) -> Any:
+def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to completion from sync code, even if this thread already runs a loop."""
     import asyncio  # lazy: asyncio costs ~15 ms, and most rewards are sync
     import concurrent.futures

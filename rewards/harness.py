@@ -19,15 +19,24 @@ one that calls ``os._exit``; other exceptions while loading do not stop the test
   (imports, helper definitions) are setup run in order. Candidate functions are called through a
   guard that rejects return values whose classes define comparison or truthiness hooks in the
   candidate's code (the "always equal" object hack).
-* ``humaneval``: the test program is run, then each top-level statement of ``check``'s body that
-  contains an ``assert`` is a test, with ``candidate`` bound to the guarded entry point.
+* ``humaneval``: as in the HumanEval harness, the test program runs in the candidate's module
+  namespace (a copy of its globals, candidate functions guarded as above), so ``check`` may call
+  helpers defined beside the entry point or the entry point by name. Then each top-level statement
+  of ``check``'s body that contains an ``assert`` is a test, run in that namespace with
+  ``candidate`` (and the entry point's own name) bound to the guarded entry point. A ``check``
+  whose body has no ``assert`` runs whole: ``check(candidate)`` not raising is the one test.
 * ``stdio``: ``solution.py`` runs as a separate process per case, stdin fed from the case, stdout
   compared token-wise (floats within ``float_tol``). The harness makes itself non-dumpable so that
   the candidate (same uid) cannot read its memory.
 
 Departure from plain exec-based graders: a per-test timeout (SIGALRM) lets a hanging test fail
 alone instead of costing the whole program; the sandbox's wall-clock deadline is the backstop.
+
+Typing: annotations only (``from __future__ import annotations``, ``typing`` imported for the type
+checker alone), so the sandboxed interpreter pays no import for them.
 """
+
+from __future__ import annotations
 
 import ast
 import builtins
@@ -37,6 +46,18 @@ import signal
 import subprocess
 import sys
 import types
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at run time
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from typing import Any
+
+    Fn = Callable[..., Any]
+    Guard = Callable[[Fn], Fn]
+    Items = list[tuple[bool, types.CodeType]]
+    Namespace = dict[str, Any]
+    Report = dict[str, Any]
+    Snapshot = dict[type, dict[str, object]]
 
 SUSPECT_HOOKS = frozenset(
     ["__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__bool__", "__len__", "__contains__",
@@ -51,10 +72,10 @@ class TestTimeout(BaseException):
 
 
 class UntrustedValue(Exception):
-    pass
+    """A candidate function returned (or yielded) a value whose class overrides comparison hooks."""
 
 
-def trusted_snapshot():
+def trusted_snapshot() -> Snapshot:
     """Stdlib heap classes that may be returned, with their hooks as they are before the candidate runs."""
     import collections
     import decimal
@@ -66,12 +87,14 @@ def trusted_snapshot():
     return {cls: {k: cls.__dict__.get(k) for k in SUSPECT_HOOKS} for cls in classes}
 
 
-def make_guard(snapshot, _type=type, _isinstance=isinstance, _len=len, _vars=vars):
+def make_guard(snapshot: Snapshot, _type: Callable[[object], type] = type,
+               _isinstance: Callable[[object, type | tuple[type, ...]], bool] = isinstance,
+               _vars: Callable[[object], Mapping[str, object]] = vars) -> Guard:
     """A checker of return values, closed over builtins captured before the candidate runs."""
     heap_flag = 1 << 9
     containers = (list, tuple, set, frozenset, dict)
 
-    def class_ok(cls):
+    def class_ok(cls: type) -> bool:
         for klass in cls.__mro__:
             if not klass.__flags__ & heap_flag:
                 continue  # a static (C) type: its hooks cannot be changed by Python code
@@ -84,8 +107,8 @@ def make_guard(snapshot, _type=type, _isinstance=isinstance, _len=len, _vars=var
                 return False
         return True
 
-    def value_ok(value, budget):
-        stack = [value]
+    def value_ok(value: object, budget: list[int]) -> bool:
+        stack: list[Any] = [value]  # anything the candidate returned
         while stack:
             v = stack.pop()
             budget[0] -= 1
@@ -101,17 +124,17 @@ def make_guard(snapshot, _type=type, _isinstance=isinstance, _len=len, _vars=var
                 stack.extend(v)
         return True
 
-    def check_iter(it):
+    def check_iter(it: Iterable[object]) -> Iterator[object]:
         for item in it:
             if not value_ok(item, [MAX_ELEMENTS]):
                 raise UntrustedValue("generated value of untrusted type")
             yield item
 
-    def guard(fn):
-        def guarded(*args, **kwargs):
+    def guard(fn: Fn) -> Fn:
+        def guarded(*args: Any, **kwargs: Any) -> Any:
             result = fn(*args, **kwargs)
             if not value_ok(result, [MAX_ELEMENTS]):
-                raise UntrustedValue("return value of type %s overrides comparison hooks" % _type(result).__name__)
+                raise UntrustedValue(f"return value of type {_type(result).__name__} overrides comparison hooks")
             if _type(result).__flags__ & heap_flag == 0 and hasattr(result, "__next__") and not _isinstance(result, containers):
                 return check_iter(result)  # a generator or iterator: check what it yields
             return result
@@ -123,7 +146,7 @@ def make_guard(snapshot, _type=type, _isinstance=isinstance, _len=len, _vars=var
     return guard
 
 
-def split_statements(source, filename):
+def split_statements(source: str, filename: str) -> Items:
     """[(is_test, code)] for each top-level statement; a test is one containing an assert."""
     tree = ast.parse(source, filename)
     items = []
@@ -133,7 +156,7 @@ def split_statements(source, filename):
     return items
 
 
-def check_body(test_source):
+def check_body(test_source: str) -> Items | None:
     """[(is_test, code)] for the statements of ``def check(candidate)``, or None if absent."""
     tree = ast.parse(test_source, "test.py")
     for node in tree.body:
@@ -146,9 +169,9 @@ def check_body(test_source):
     return None
 
 
-def run_item(code, ns, seconds):
+def run_item(code: types.CodeType, ns: Namespace, seconds: float) -> str | None:
     """Exec one statement with a per-test alarm; returns None on success or an error string."""
-    def on_alarm(signum, frame):
+    def on_alarm(signum: int, frame: object) -> None:
         raise TestTimeout()
 
     signal.signal(signal.SIGALRM, on_alarm)
@@ -165,15 +188,16 @@ def run_item(code, ns, seconds):
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-def short_error(exc):
+def short_error(exc: BaseException) -> str:
     try:
-        return ("%s: %s" % (type(exc).__name__, exc))[:200]
+        return f"{type(exc).__name__}: {exc}"[:200]
     except BaseException:  # noqa: BLE001 - hostile __str__
         return type(exc).__name__
 
 
-def run_items(items, ns, seconds):
-    passed, errors = [], []
+def run_items(items: Items, ns: Namespace, seconds: float) -> tuple[list[bool], list[str | None]]:
+    passed: list[bool] = []
+    errors: list[str | None] = []
     for is_test, code in items:
         err = run_item(code, ns, seconds)
         if is_test:
@@ -182,14 +206,14 @@ def run_items(items, ns, seconds):
     return passed, errors
 
 
-def load_candidate(job):
+def load_candidate(job: Mapping[str, Any]) -> tuple[Namespace, str | None]:
     """Exec the candidate as module ``solution``; returns (namespace, load error or None).
 
     A failing load does not stop the tests: functions defined before the failure still count.
     """
     with open("solution.py", encoding="utf-8", errors="replace") as f:
         source = job.get("prefix", "") + f.read()
-    ns = {"__name__": "solution", "__builtins__": builtins}
+    ns: Namespace = {"__name__": "solution", "__builtins__": builtins}
     try:
         code = compile(source, "solution.py", "exec")
     except BaseException as exc:  # noqa: BLE001 - SyntaxError, or worse on hostile input
@@ -197,7 +221,7 @@ def load_candidate(job):
     return ns, run_item(code, ns, job["per_test_timeout"])
 
 
-def guarded_namespace(ns, guard):
+def guarded_namespace(ns: Namespace, guard: Guard | None) -> Namespace:
     """A copy of the candidate namespace whose candidate-defined functions are guarded."""
     test_ns = dict(ns)
     if guard is None:
@@ -208,12 +232,12 @@ def guarded_namespace(ns, guard):
     return test_ns
 
 
-def exited(load_error):
+def exited(load_error: str | None) -> bool:
     """The candidate tried to exit (sys.exit, exit(), KeyboardInterrupt) before its tests ran."""
-    return bool(load_error) and load_error.startswith(("SystemExit", "KeyboardInterrupt"))
+    return load_error is not None and load_error.startswith(("SystemExit", "KeyboardInterrupt"))
 
 
-def run_assert(job, guard):
+def run_assert(job: Mapping[str, Any], guard: Guard | None) -> Report:
     ns, load_error = load_candidate(job)
     if exited(load_error):
         ns = {"__name__": "solution", "__builtins__": builtins}  # exiting early earns nothing
@@ -221,7 +245,7 @@ def run_assert(job, guard):
         setup = split_statements(job.get("setup", ""), "setup.py")
         tests = []
         for i, test in enumerate(job["tests"]):
-            tests += split_statements(test, "test_%d.py" % i)
+            tests += split_statements(test, f"test_{i}.py")
     except SyntaxError as exc:
         return {"passed": [], "errors": [], "load_error": load_error, "test_error": short_error(exc)}
     # MBPP semantics: the program is candidate + setup + tests in one module, so the setup runs in
@@ -231,28 +255,39 @@ def run_assert(job, guard):
     return {"passed": passed, "errors": errors, "load_error": load_error}
 
 
-def run_humaneval(job, guard):
+def run_humaneval(job: Mapping[str, Any], guard: Guard | None) -> Report:
+    """HumanEval semantics: prompt + completion + test program + ``check(entry_point)`` are one module.
+
+    The test program therefore runs in (a copy of) the candidate's globals, so ``check`` can call
+    helpers the prompt defines beside the entry point (``poly`` in HumanEval/32) or the entry point
+    by its own name. Both ``candidate`` and the entry point's own name are bound to the guarded
+    entry point; the candidate's other functions are guarded as in the assert format.
+    """
     ns, load_error = load_candidate(job)
-    entry = None if exited(load_error) else ns.get(job["entry_point"])
-    candidate = guard(entry) if (guard and isinstance(entry, types.FunctionType)) else entry
-    test_ns = {"__name__": "test", "__builtins__": builtins}
+    if exited(load_error):
+        ns = {"__name__": "solution", "__builtins__": builtins}  # exiting early earns nothing
+    entry = ns.get(job["entry_point"])
     try:
         body = check_body(job["tests"])
         module_items = [(False, c) for _, c in split_statements(job["tests"], "test.py")]
     except SyntaxError as exc:
         return {"passed": [], "errors": [], "load_error": load_error, "test_error": short_error(exc)}
-    run_items(module_items, test_ns, job["per_test_timeout"])  # defines check, imports, METADATA
     if entry is None:
         n = max(1, sum(t for t, _ in body or []))
-        return {"passed": [False] * n, "errors": ["entry point %r not defined" % job["entry_point"]] * n,
+        return {"passed": [False] * n, "errors": [f"entry point {job['entry_point']!r} not defined"] * n,
                 "load_error": load_error}
+    candidate = guard(entry) if (guard and isinstance(entry, types.FunctionType)) else entry
+    test_ns = guarded_namespace(ns, guard)
+    test_ns[job["entry_point"]] = candidate
+    run_items(module_items, test_ns, job["per_test_timeout"])  # defines check, imports, METADATA
     test_ns["candidate"] = candidate
-    items = body or [(True, compile("check(candidate)", "test.py", "exec"))]
-    passed, errors = run_items(items, test_ns, job["per_test_timeout"])
+    if body is None or not any(is_test for is_test, _ in body):  # no asserts to split: check(candidate) is the test
+        body = [(True, compile("check(candidate)", "test.py", "exec"))]
+    passed, errors = run_items(body, test_ns, job["per_test_timeout"])
     return {"passed": passed, "errors": errors, "load_error": load_error}
 
 
-def tokens_match(got, expected, tol):
+def tokens_match(got: str, expected: str, tol: float) -> bool:
     a, b = got.split(), expected.split()
     if len(a) != len(b):
         return False
@@ -268,7 +303,7 @@ def tokens_match(got, expected, tol):
     return True
 
 
-def run_stdio_case(case, seconds, max_bytes):
+def run_stdio_case(case: Mapping[str, str], seconds: float, max_bytes: int) -> tuple[str | None, str]:
     with open("case_input.txt", "wb") as f:
         f.write(case["input"].encode("utf-8", "replace"))
     with open("case_input.txt", "rb") as fin, open("case_output.txt", "wb") as fout:
@@ -276,7 +311,7 @@ def run_stdio_case(case, seconds, max_bytes):
                                 stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
         try:
             proc.wait(timeout=seconds)
-            err = None if proc.returncode == 0 else "exit status %d" % proc.returncode
+            err = None if proc.returncode == 0 else f"exit status {proc.returncode}"
         except subprocess.TimeoutExpired:
             err = "timeout"
         try:
@@ -289,9 +324,10 @@ def run_stdio_case(case, seconds, max_bytes):
     return err, got
 
 
-def run_stdio(job):
+def run_stdio(job: Mapping[str, Any]) -> Report:
     set_non_dumpable()
-    passed, errors = [], []
+    passed: list[bool] = []
+    errors: list[str | None] = []
     for case in job["tests"]:
         err, got = run_stdio_case(case, job["per_test_timeout"], job["max_output_bytes"])
         if err is None and not tokens_match(got, case["output"], job["float_tol"]):
@@ -301,7 +337,7 @@ def run_stdio(job):
     return {"passed": passed, "errors": errors, "load_error": None}
 
 
-def set_non_dumpable():
+def set_non_dumpable() -> None:
     try:
         import ctypes
 
@@ -310,7 +346,9 @@ def set_non_dumpable():
         pass
 
 
-def main(_write=os.write, _dumps=json.dumps, _exit=os._exit, _dup=os.dup, _dup2=os.dup2):
+def main(_write: Callable[[int, bytes], int] = os.write, _dumps: Callable[[object], str] = json.dumps,
+         _exit: Callable[[int], object] = os._exit, _dup: Callable[[int], int] = os.dup,
+         _dup2: Callable[[int, int], int] = os.dup2) -> None:
     nonce = sys.stdin.readline().strip()
     report_fd = _dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)

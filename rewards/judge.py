@@ -3,14 +3,18 @@
 The Llama-Nemotron report served Llama-3.3-70B-Instruct as a judge of whether a response's final
 answer is equivalent to the reference. This reward renders a prompt from ``template`` (fields
 ``{question}``, ``{reference}``, ``{answer}``; literal braces as ``{{ }}``), sends a whole batch to
-a backend, and parses the verdict (``parse_verdict``). Backends:
+a backend, and parses the verdict (``parse_verdict``). The judge model runs wherever you serve it;
+this package starts no model. Backends:
 
-* ``"openai"`` (default): any OpenAI-compatible server (vLLM's, rlplat's, a hosted one) through a
-  stdlib-only HTTP client (``urllib``); ``base_url`` defaults to ``http://127.0.0.1:8000/v1``.
-* a callable ``generate(prompts: list[str]) -> list[str]``: how rlplat routes judge prompts to its
-  own rollout engines in-process. (Callables do not cross into pool workers; there, name a
-  dotted path instead: a function used as ``generate``, or a class built with ``backend_options``
-  whose ``generate`` method is used.)
+* ``"openai"`` (default): an OpenAI-compatible HTTP server, such as ``vllm serve <model>`` or a
+  hosted API, reached through a stdlib-only client (``urllib``, ``OpenAIClient``):
+  ``POST {base_url}/chat/completions`` (or ``/completions`` with ``chat=False``); ``base_url``
+  defaults to ``http://127.0.0.1:8000/v1``.
+* your own ``generate(prompts: list[str]) -> list[str]``: a callable passed as ``backend`` (in
+  the calling process only: a callable is not plain data, so it cannot reach pool workers), or a
+  dotted import path to one, which also works in pool workers: a function, used as ``generate``;
+  or a class, built with ``backend_options``, whose ``generate`` method is used. An element of the
+  returned list may be an exception instead of a string: that sample fails alone.
 
 A verdict that cannot be parsed, or a backend failure, scores per ``on_error`` with ``error`` set.
 """
@@ -25,10 +29,12 @@ import re
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from rewards.base import OnError, Reward, RewardError, RewardInput, RewardOutput, clean_input, split_think
-from rewards.registry import import_object
+from rlbase import PluginError, did_you_mean, import_object
+from rlbase.registry import signature_options
 
 DEFAULT_TEMPLATE = (
     "You are grading whether a student's final answer is equivalent to the reference answer.\n\n"
@@ -45,7 +51,8 @@ _WORD_RE = re.compile(
 )
 _POSITIVE = {"equivalent", "correct", "yes", "true"}
 
-Generate = Callable[[list[str]], list[Any]]
+Generate = Callable[[list[str]], Sequence[Any]]
+JUDGE_OPTIONS = ["backend", "template", "backend_options", "max_answer_chars", "on_error"]
 
 
 def parse_verdict(text: str) -> bool | None:
@@ -57,10 +64,10 @@ def parse_verdict(text: str) -> bool | None:
     if not isinstance(text, str):
         return None
     _, final = split_think(text)
-    brackets = _BRACKET_RE.findall(final)
+    brackets: list[str] = _BRACKET_RE.findall(final)
     if brackets:
         return brackets[-1].upper() == "YES"
-    words = _WORD_RE.findall(final[-2000:])
+    words: list[str] = _WORD_RE.findall(final[-2000:])
     if not words:
         return None
     return re.sub(r"\s+", " ", words[-1].lower()) in _POSITIVE
@@ -119,7 +126,7 @@ class OpenAIClient:
             try:
                 return self._extract(self._post(body))
             except urllib.error.HTTPError as exc:
-                if exc.code < 500 and exc.code != 429 or attempt == self.retries:
+                if (exc.code < 500 and exc.code != 429) or attempt == self.retries:
                     raise
             except (urllib.error.URLError, TimeoutError, ConnectionError):
                 if attempt == self.retries:
@@ -140,36 +147,64 @@ class OpenAIClient:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
-        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310 - http(s) only
-            return json.loads(response.read(4 << 20))
+        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            payload = json.loads(response.read(4 << 20))
+        if not isinstance(payload, dict):
+            raise TypeError(f"judge server sent {type(payload).__name__} JSON, expected an object")
+        return payload
 
     def _extract(self, payload: dict[str, Any]) -> str:
         choice = payload["choices"][0]
-        return choice["message"]["content"] if self.chat else choice["text"]
+        text = choice["message"]["content"] if self.chat else choice["text"]
+        if not isinstance(text, str):
+            raise TypeError(f"judge server sent no text in its first choice: {str(choice)[:200]}")
+        return text
 
 
 def make_backend(backend: str | Generate | Any, backend_options: dict[str, Any], client_options: dict[str, Any]) -> Generate:
-    """Resolve the ``backend`` option to a ``generate(prompts)`` callable."""
+    """Resolve the ``backend`` option to a ``generate(prompts)`` callable.
+
+    Raises:
+        RewardError: An unknown client option, client options given to a backend other than
+            "openai", an import path that does not import, or a backend that is not callable.
+    """
     if backend == "openai":
+        allowed = signature_options(OpenAIClient) or []
+        for key in client_options:
+            if key not in allowed:
+                raise RewardError(f"judge takes no option {key!r}.{did_you_mean(key, allowed + JUDGE_OPTIONS)} Valid "
+                                  f"options: {', '.join(sorted(JUDGE_OPTIONS))}, and for backend='openai': "
+                                  f"{', '.join(sorted(allowed))}")
         return OpenAIClient(**client_options).generate
+    if client_options:
+        raise RewardError(f"judge options {sorted(client_options)} configure the OpenAI-compatible client, but "
+                          f"backend is {backend!r}; pass a backend class's options as backend_options")
     if isinstance(backend, str):
-        backend = import_object(backend)
+        try:
+            backend = import_object(backend)
+        except PluginError as exc:
+            raise RewardError(f"judge backend: {exc}") from exc
         if inspect.isclass(backend):
-            backend = backend(**backend_options)
+            backend, backend_options = backend(**backend_options), {}
+    if backend_options:
+        raise RewardError("judge backend_options apply only to a backend class named by an import path, "
+                          f"not to {backend!r}")
     generate = getattr(backend, "generate", backend)
     if not callable(generate):
         raise RewardError(f"judge backend {backend!r} is not callable and has no generate()")
-    return generate
+    return cast(Generate, generate)  # a user object: its signature is the user's promise
 
 
 class JudgeReward(Reward):
     """LLM-as-judge equivalence of the final answer with the reference.
 
     Args:
-        backend: "openai", a ``generate(prompts) -> list[str]`` callable, or a dotted path to one.
+        backend: "openai", a ``generate(prompts) -> list[str]`` callable, or a dotted import path
+            to such a function or to a class with a ``generate`` method.
         template: Prompt template with ``{question}``, ``{reference}``, ``{answer}``.
         base_url, model, api_key_env, chat, max_tokens, temperature, timeout_s, retries,
             max_concurrency, system_prompt: Options of the OpenAI-compatible client.
+            Only with ``backend="openai"``.
         backend_options: Keyword arguments of a backend class named by dotted path.
         max_answer_chars: The answer sent to the judge is cut to its last this many characters.
         on_error: Policy for backend failures and unparseable verdicts.

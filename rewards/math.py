@@ -25,14 +25,15 @@ import re
 import signal
 import time
 import unicodedata
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from rewards.base import OnError, Reward, RewardError, RewardInput, RewardOutput, split_think
+from rewards.extract import last_boxed
 from rewards.function import is_main_thread
 
 STRATEGIES = ("boxed", "answer_is", "last_number")
 
-_BOXED_RE = re.compile(r"\\(?:boxed|fbox)\b")
 _ANSWER_RE = re.compile(
     r"(?:####\s*|(?:final\s+answer|answer)(?:\s+is|\s*[:=]|\s+is\s*[:=])\s*)(?P<ans>[^\n]*)", re.IGNORECASE
 )
@@ -53,46 +54,11 @@ _AFTER_NFKC = str.maketrans({"\u2044": "/"})  # NFKC turns "½" into "1⁄2" (fr
 MAX_BRACE_DEPTH = 50
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last complete ``\\boxed{...}`` (or ``\\boxed 5``) in ``text``."""
-    starts = [m.end() for m in _BOXED_RE.finditer(text)]
-    for pos in reversed(starts[-20:]):  # a truncated last box falls back to the one before
-        content = _braced_argument(text, pos)
-        if content is not None and content.strip():
-            return content.strip()
-    return None
-
-
-def _braced_argument(text: str, pos: int) -> str | None:
-    """The balanced ``{...}`` argument starting at ``pos`` (escaped braces do not count)."""
-    while pos < len(text) and text[pos] == " ":
-        pos += 1
-    if pos >= len(text):
-        return None
-    if text[pos] != "{":
-        token = re.match(r"[^\s$]+", text[pos:])
-        return token.group(0) if token else None
-    depth, i = 0, pos
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return text[pos + 1 : i]
-        i += 1
-    return None
-
-
 def answer_phrase(text: str) -> str | None:
     """The answer of the last "answer is X" / "Answer: X" / "#### X" statement, trimmed."""
     last = None
-    for last in _ANSWER_RE.finditer(text):
-        pass
+    for match in _ANSWER_RE.finditer(text):
+        last = match
     if last is None:
         return None
     ans = re.split(r"\.\s|\.$", last.group("ans").strip(), maxsplit=1)[0]
@@ -104,8 +70,8 @@ def answer_phrase(text: str) -> str | None:
 def last_number(text: str) -> str | None:
     """The last number written in ``text`` (with its sign, thousands commas, fraction or percent)."""
     last = None
-    for last in _NUMBER_RE.finditer(text):
-        pass
+    for match in _NUMBER_RE.finditer(text):
+        last = match
     return last.group(0).strip() if last else None
 
 
@@ -216,7 +182,7 @@ class MathReward(Reward):
         self.strategies = tuple(strategies)
         self.think_fallback = think_fallback
         self.timeout_s = max(1, int(timeout_s))
-        self.verify_kwargs = dict(float_rounding=float_rounding, numeric_precision=numeric_precision, strict=strict)
+        self.verify_kwargs = {"float_rounding": float_rounding, "numeric_precision": numeric_precision, "strict": strict}
         self.max_answer_chars = max_answer_chars
 
     def warmup(self) -> None:
@@ -289,7 +255,7 @@ def _verify(gold: str, pred: str, timeout: int | None, **kwargs: Any) -> bool:
 
 
 @functools.lru_cache(maxsize=4096)
-def _parse(ans: str, timeout: int | None) -> tuple:
+def _parse(ans: str, timeout: int | None) -> tuple[Any, ...]:
     """math-verify parse of a bare answer: as inline LaTeX first, as free text if that fails.
 
     Cached because a GRPO group scores many completions against the same reference.

@@ -16,9 +16,12 @@ from the warm server makes replacing a killed worker take milliseconds, not seco
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.context
+import multiprocessing.process
 import os
 import pickle
 import resource
@@ -26,13 +29,26 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rewards.base import (
-    OnError, RewardError, RewardInput, RewardOutput, describe_error, failure_score, validate_on_error,
+    OnError,
+    RewardError,
+    RewardInput,
+    RewardOutput,
+    describe_error,
+    failure_score,
+    validate_on_error,
 )
 from rewards.combine import build_reward
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is Python 3.11+
+
+logger = logging.getLogger("rewards.pool")
+Results = list[RewardOutput | None]  # per input index; None until scored
 
 
 def _worker_main(conn: multiprocessing.connection.Connection, config: Any, memory_mb: int | None) -> None:
@@ -68,11 +84,11 @@ def _worker_main(conn: multiprocessing.connection.Connection, config: Any, memor
 class _Worker:
     """Parent-side handle of one worker process."""
 
-    proc: Any
+    proc: multiprocessing.process.BaseProcess
     conn: multiprocessing.connection.Connection
     spawned_at: float
     ready: bool = False
-    assigned: deque = field(default_factory=deque)
+    assigned: deque[int] = field(default_factory=deque)  # input indices, in the order sent
     started: float = 0.0  # when the sample at the head of ``assigned`` started
 
 
@@ -126,7 +142,7 @@ class RewardPool:
         self.config = _with_on_error(reward_config, self.on_error)
         try:
             pickle.dumps(self.config)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise RewardError(f"reward config must be plain, picklable data (it crosses to workers): {exc!r}") from exc
         build_reward(self.config)  # configuration errors surface here, before any process starts
         self.num_workers, self.timeout_s, self.batch_size = num_workers, timeout_s, batch_size
@@ -151,7 +167,7 @@ class RewardPool:
         with self._lock:
             if self._closed:
                 raise RewardError("RewardPool is closed")
-            results: list[RewardOutput | None] = [None] * len(inps)
+            results: Results = [None] * len(inps)
             pending = deque(range(len(inps)))
             while pending or any(w.assigned for w in self._workers):
                 self._dispatch(pending, inps)
@@ -195,7 +211,7 @@ class RewardPool:
             self._kill(w)
         _sweep_sandboxes()
 
-    def __enter__(self) -> "RewardPool":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -204,12 +220,12 @@ class RewardPool:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
+        except Exception:  # noqa: BLE001 - at interpreter shutdown, nothing is left to report to
             pass
 
     # -- scheduling -----------------------------------------------------------------------------
 
-    def _dispatch(self, pending: deque, inps: Sequence[RewardInput]) -> None:
+    def _dispatch(self, pending: deque[int], inps: Sequence[RewardInput]) -> None:
         idle = [w for w in self._workers if w.ready and not w.assigned]
         for w in idle:
             if not pending:
@@ -225,17 +241,18 @@ class RewardPool:
             w.assigned.extend(chunk)
             w.started = time.monotonic()
 
-    def _receive(self, results: list, pending: deque, timeout: float) -> None:
-        conns = {w.conn: w for w in self._workers + self._spares}
-        for conn in multiprocessing.connection.wait(list(conns), timeout=timeout):
-            w = conns[conn]
+    def _receive(self, results: Results, pending: deque[int], timeout: float) -> None:
+        workers = self._workers + self._spares
+        by_conn: dict[object, _Worker] = {w.conn: w for w in workers}
+        for ready in multiprocessing.connection.wait([w.conn for w in workers], timeout=timeout):
+            w = by_conn[ready]
             try:
-                while conn.poll():
-                    self._handle(w, conn.recv(), results)
+                while w.conn.poll():
+                    self._handle(w, w.conn.recv(), results)
             except (EOFError, OSError):
                 self._on_death(w, results, pending)
 
-    def _handle(self, w: _Worker, msg: tuple, results: list) -> None:
+    def _handle(self, w: _Worker, msg: tuple[Any, ...], results: Results) -> None:
         kind = msg[0]
         if kind == "ready":
             w.ready = True
@@ -249,7 +266,7 @@ class RewardPool:
                 self._stats.latencies.append(latency)
                 w.started = time.monotonic()
 
-    def _enforce_deadlines(self, results: list, pending: deque) -> None:
+    def _enforce_deadlines(self, results: Results, pending: deque[int]) -> None:
         now = time.monotonic()
         for w in self._workers + self._spares:
             if w.assigned and now - w.started > self.timeout_s:
@@ -263,7 +280,7 @@ class RewardPool:
             elif not w.ready and now - w.spawned_at > self.startup_timeout_s:
                 self._replace(w)
 
-    def _on_death(self, w: _Worker, results: list, pending: deque) -> None:
+    def _on_death(self, w: _Worker, results: Results, pending: deque[int]) -> None:
         """A worker died: its current sample fails, the rest of its batch is re-queued."""
         if w.assigned:
             idx = w.assigned.popleft()
@@ -341,18 +358,21 @@ class RewardPool:
                 raise RewardError(f"{len(failed)} sample(s) failed to score; first: {failed[0].error}")
 
 
-def _mp_context(name: str | None) -> multiprocessing.context.BaseContext:
+def _mp_context(name: str | None) -> multiprocessing.context.ForkServerContext | multiprocessing.context.SpawnContext:
     """Default: a fork server preloaded with math-verify (warm, cheap worker replacement), else spawn.
 
     Both start workers from a clean single-threaded process, never by forking the caller (which
-    may hold threads, locks, CUDA or Ray state).
+    may hold threads, locks, CUDA or Ray state), so "fork" is refused.
     """
     if name is None:
         name = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    ctx = multiprocessing.get_context(name)
     if name == "forkserver":
+        ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["rewards._warm"])
-    return ctx
+        return ctx
+    if name == "spawn":
+        return multiprocessing.get_context("spawn")
+    raise RewardError(f"RewardPool mp_context must be 'forkserver' or 'spawn', got {name!r}")
 
 
 def _with_on_error(config: Any, on_error: OnError) -> Any:
@@ -378,5 +398,5 @@ def _sweep_sandboxes() -> None:
         from rewards.sandbox import sweep_free_slots
 
         sweep_free_slots()
-    except Exception:  # noqa: BLE001 - cleanup must not mask the caller's error
-        pass
+    except Exception:  # cleanup must not mask the caller's error
+        logger.debug("sweeping sandbox uids failed", exc_info=True)

@@ -36,9 +36,12 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Any
+
+Files = Mapping[str, str | bytes]  # file name in the working directory -> content
 
 logger = logging.getLogger("rewards.sandbox")
 
@@ -48,7 +51,7 @@ _KILL_ALL = "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OS
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _warned: set[str] = set()
 _probe_lock = threading.Lock()
-_probe_cache: dict[tuple, "Isolation"] = {}
+_probe_cache: dict[tuple[bool | str, str | None, int], Isolation] = {}
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ class Sandbox:
         """How this sandbox isolates programs on this host (probed once per process)."""
         return probe_isolation(self.use_bwrap, self.python, self.uid_base)
 
-    def run_python(self, files: Mapping[str, str | bytes], args: list[str], stdin: bytes = b"") -> SandboxResult:
+    def run_python(self, files: Files, args: list[str], stdin: bytes = b"") -> SandboxResult:
         """Write ``files`` into a fresh working directory and run ``python -I -B *args`` there.
 
         Never raises because of what the program does; raises only if the sandbox cannot be set
@@ -157,7 +160,7 @@ class Sandbox:
             time.sleep(0.1 * 3**attempt)  # an old fork bomb of this uid may still be dying
         return result
 
-    def _run_once(self, iso: Isolation, uid: int | None, files: Mapping, args: list[str], stdin: bytes) -> SandboxResult:
+    def _run_once(self, iso: Isolation, uid: int | None, files: Files, args: list[str], stdin: bytes) -> SandboxResult:
         if uid is not None:
             sweep_uid(uid, iso.python)
         with _workdir(iso, uid) as workdir:
@@ -172,14 +175,18 @@ class Sandbox:
                 if uid is not None:
                     sweep_uid(uid, iso.python)
 
-    def _command(self, iso: Isolation, workdir: str | None, files: Mapping, args: list[str]) -> tuple[list[str], list[int], str]:
+    def _command(self, iso: Isolation, workdir: str | None, files: Files, args: list[str]
+                 ) -> tuple[list[str], list[int], str]:
         """The argv the launcher execs, the fds it must inherit, and its working directory."""
         py = [iso.python, "-I", "-B", *args]
         if iso.bwrap is None:
+            if workdir is None:
+                raise RuntimeError("the sandbox without bubblewrap needs a host working directory")
             for name, content in files.items():
                 _write_private(Path(workdir) / name, content)
             return py, [], workdir
-        fds, file_args = [], []
+        fds: list[int] = []
+        file_args: list[str] = []
         for name, content in files.items():
             fd = os.memfd_create(f"sandbox-{name}", 0)
             os.write(fd, content.encode() if isinstance(content, str) else content)
@@ -188,18 +195,20 @@ class Sandbox:
             file_args += ["--perms", "0644", "--file", str(fd), f"{SANDBOX_DIR}/{name}"]
         return bwrap_argv(iso, self.limits) + file_args + ["--", *py], fds, "/"
 
-    def _launch_spec(self, iso: Isolation, uid: int | None, argv: list[str], workdir: str | None) -> dict:
+    def _launch_spec(self, iso: Isolation, uid: int | None, argv: list[str], workdir: str | None) -> dict[str, Any]:
+        """The JSON spec ``_launcher.py`` applies (see its docstring)."""
         lim = self.limits
         nproc = lim.max_processes if uid is not None else _count_processes(os.getuid()) + lim.max_processes
         home = SANDBOX_DIR if (iso.bwrap or "mount" in iso.unshare) else workdir
-        spec = {
+        rlimits = {
+            "cpu": lim.cpu_s, "as": lim.memory_mb << 20, "fsize": lim.max_file_mb << 20,
+            "nofile": lim.max_open_files, "core": 0,
+        }
+        spec: dict[str, Any] = {
             "argv": argv,
             "env": sandbox_env(home),
             "workdir": SANDBOX_DIR,
-            "rlimits": {
-                "cpu": lim.cpu_s, "as": lim.memory_mb << 20, "fsize": lim.max_file_mb << 20,
-                "nofile": lim.max_open_files, "core": 0,
-            },
+            "rlimits": rlimits,
             "uid": uid, "gid": uid,
             "unshare": list(iso.unshare),
             "tmpfs": fallback_tmpfs_paths(iso, workdir) if iso.bwrap is None else [],
@@ -210,12 +219,14 @@ class Sandbox:
         # Without our own uid, RLIMIT_NPROC counts every process of the user: only set it when
         # it cannot starve the user's other processes of the limit they already have.
         if uid is not None or os.getuid() != 0:
-            spec["rlimits"]["nproc"] = nproc
+            rlimits["nproc"] = nproc
         return spec
 
 
 def bwrap_argv(iso: Isolation, lim: Limits) -> list[str]:
     """bubblewrap options: read-only system dirs, private tmpfs, every namespace, no env."""
+    if iso.bwrap is None:
+        raise ValueError("bwrap_argv needs an isolation that uses bubblewrap")
     args = [iso.bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
             "--new-session", "--hostname", "sandbox", "--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
@@ -291,7 +302,9 @@ def _communicate(cmd: list[str], cwd: str, pass_fds: list[int], stdin: bytes, li
     return SandboxResult(proc.returncode, out, err, timed_out, truncated, iso, time.monotonic() - start)
 
 
-def _feed(proc: subprocess.Popen, data: bytes) -> None:
+def _feed(proc: subprocess.Popen[bytes], data: bytes) -> None:
+    if proc.stdin is None:
+        return
     try:
         if data:
             proc.stdin.write(data)  # small (a nonce line); a full pipe would block, so keep it small
@@ -300,14 +313,17 @@ def _feed(proc: subprocess.Popen, data: bytes) -> None:
         pass
 
 
-def _read_until_exit(proc: subprocess.Popen, deadline: float, cap: int) -> tuple[bytes, bytes, bool, bool]:
+def _read_until_exit(proc: subprocess.Popen[bytes], deadline: float, cap: int) -> tuple[bytes, bytes, bool, bool]:
     """Collect up to ``cap`` bytes per stream until both close (or the process exits) or the deadline."""
-    bufs = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    if proc.stdout is None or proc.stderr is None:
+        raise ValueError("the sandbox process needs piped stdout and stderr")
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    bufs = {out_fd: bytearray(), err_fd: bytearray()}
     truncated = timed_out = False
     exited_at = None
     with selectors.DefaultSelector() as sel:
-        for stream in bufs:
-            sel.register(stream, selectors.EVENT_READ)
+        for fd in bufs:
+            sel.register(fd, selectors.EVENT_READ)
         while sel.get_map():
             now = time.monotonic()
             if now >= deadline:
@@ -322,7 +338,7 @@ def _read_until_exit(proc: subprocess.Popen, deadline: float, cap: int) -> tuple
                 if not chunk:
                     sel.unregister(key.fileobj)
                     continue
-                buf = bufs[key.fileobj]
+                buf = bufs[key.fd]
                 room = cap - len(buf)
                 buf += chunk[: max(room, 0)]
                 truncated |= len(chunk) > room
@@ -331,10 +347,10 @@ def _read_until_exit(proc: subprocess.Popen, deadline: float, cap: int) -> tuple
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             timed_out = True
-    return bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr]), truncated, timed_out
+    return bytes(bufs[out_fd]), bytes(bufs[err_fd]), truncated, timed_out
 
 
-def _kill_session(proc: subprocess.Popen) -> None:
+def _kill_session(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the launcher's session (bwrap then takes its PID namespace down with it)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -468,15 +484,16 @@ class _workdir:
     """Host working directory for the fallback (0700, owned by the sandbox uid); none for bwrap."""
 
     def __init__(self, iso: Isolation, uid: int | None) -> None:
-        self.iso, self.uid, self.path = iso, uid, None
+        self.iso, self.uid = iso, uid
+        self.path: str | None = None
 
     def __enter__(self) -> str | None:
         if self.iso.bwrap is not None:
             return None
-        self.path = tempfile.mkdtemp(prefix="rlplat-sandbox-")
+        self.path = path = tempfile.mkdtemp(prefix="rlplat-sandbox-")
         if self.uid is not None:
-            os.chown(self.path, self.uid, self.uid)
-        return self.path
+            os.chown(path, self.uid, self.uid)
+        return path
 
     def __exit__(self, *exc: object) -> None:
         if self.path:
@@ -516,9 +533,10 @@ def _probe(use_bwrap: bool | str, python: str | None, uid_base: int) -> Isolatio
         bwrap_error = "bwrap not found on PATH (install the 'bubblewrap' package)"
         if bwrap:
             iso = Isolation(bwrap, (), drop_uid, interp, "bwrap" + (",uid" if drop_uid else ""))
-            bwrap_error = _try(iso, uid_base)
-            if bwrap_error is None:
+            error = _try(iso, uid_base)
+            if error is None:
                 return iso
+            bwrap_error = error
         if use_bwrap is True:
             raise RuntimeError(f"use_bwrap=True but bubblewrap does not work here: {bwrap_error}")
     return _probe_fallback(interp, drop_uid, uid_base, bwrap_error, use_bwrap)

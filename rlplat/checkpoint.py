@@ -1,8 +1,9 @@
 """Atomic checkpoints: written to a temporary directory, marked complete, then renamed.
 
-Layout: ``<run>/checkpoints/step_000010/{learner/, driver_state.json, COMPLETE}``. Resume only
-ever picks a directory with the ``COMPLETE`` marker, so a run killed mid-write (SIGKILL, disk
-full) leaves the previous checkpoint as the one resumed from.
+Layout: ``<run>/checkpoints/step_000010/{learner/, driver_state.json, COMPLETE}``: the learners'
+DeepSpeed state and the driver's ``RunState``. Resume only ever picks a directory with the
+``COMPLETE`` marker, so a run killed mid-write (SIGKILL, disk full) leaves the previous checkpoint
+as the one resumed from.
 """
 
 from __future__ import annotations
@@ -12,11 +13,30 @@ import os
 import re
 import shutil
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from rlbase import atomic_write
+
 MARKER = "COMPLETE"
 _STEP_DIR = re.compile(r"^step_(\d{6,})$")
+
+
+@dataclass(frozen=True)
+class RunState:
+    """The driver's state after a finished step: with the learners' state, all a resume needs.
+
+    Attributes:
+        step: The last finished step (0 before the first).
+        weights_version: Version of the learners' weights (``rlplat.runtime.weight_sync``); a resume
+            publishes them to the engines under this version.
+        curriculum: ``Curriculum.state_dict()`` (RNG, data position, pass-rate store).
+    """
+
+    step: int
+    weights_version: int
+    curriculum: dict[str, Any]
 
 
 class CheckpointError(RuntimeError):
@@ -45,22 +65,21 @@ def latest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
     return found[-1] if found else None
 
 
-def save_checkpoint(run_dir: Path, step: int, write_learner: Callable[[str], None],
-                    driver_state: dict[str, Any], keep: int) -> Path:
-    """Write the checkpoint of ``step`` atomically and keep only the newest ``keep``.
+def save_checkpoint(run_dir: Path, state: RunState, write_learner: Callable[[str], None], keep: int) -> Path:
+    """Write the checkpoint of ``state.step`` atomically and keep only the newest ``keep``.
 
     Args:
         write_learner: Writes model and optimizer state into the directory it is given.
-        driver_state: JSON-serialisable driver state (step, curriculum, weights version, ...).
     """
+    step = state.step
     final = step_dir(run_dir, step)
     tmp = final.with_name(final.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
         write_learner(str(tmp / "learner"))
-        _write_json(tmp / "driver_state.json", driver_state)
-        _write_json(tmp / MARKER, {"step": step})
+        atomic_write(tmp / "driver_state.json", json.dumps(asdict(state)), fsync=True)
+        atomic_write(tmp / MARKER, json.dumps({"step": step}), fsync=True)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -76,16 +95,9 @@ def save_checkpoint(run_dir: Path, step: int, write_learner: Callable[[str], Non
     return final
 
 
-def load_driver_state(path: Path) -> dict[str, Any]:
-    """The driver state saved with a checkpoint."""
-    return json.loads((path / "driver_state.json").read_text())
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
+def load_run_state(path: Path) -> RunState:
+    """The driver state saved with the checkpoint at ``path``."""
+    return RunState(**json.loads((path / "driver_state.json").read_text()))
 
 
 def _fsync_dir(path: Path) -> None:

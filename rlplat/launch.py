@@ -1,7 +1,8 @@
-"""``python -m rlplat.launch [overrides]``: compose config, validate, start Ray, run the stages.
+"""``python -m rlplat.launch [overrides]``: Hydra -> Config -> validate -> preflight -> Ray -> pipeline.
 
-Hydra composes ``conf/`` (compose API, so that errors are ours to phrase); the result is turned
-into the typed ``Config`` once and validated before Ray starts. Exit codes: 0 done, 2 bad config
+Hydra composes ``rlplat/conf/`` over the schema's defaults (compose API, so that errors are ours
+to phrase); the result is turned into the typed ``Config`` once, validated (the config alone), then
+preflighted (plugins, files, the machine), all before Ray starts. Exit codes: 0 done, 2 bad config
 or data (one paragraph naming the field and the fix), 1 a failure during the run (the message says
 what failed and how to resume), 143 stopped by SIGTERM/SIGINT after a checkpoint.
 """
@@ -12,8 +13,12 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rlplat.config.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rlplat.config.schema import Config
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
@@ -24,14 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     from rlplat.config.loader import load
     from rlplat.config.validate import validate
+    from rlplat.preflight import preflight
     from rlplat.runs import prepare_run_dir
 
     logging.basicConfig(level=logging.INFO, format="[rlplat] %(message)s")
     try:
         cfg, run_dir = load(sys.argv[1:] if argv is None else argv)
         validate(cfg)
+        preflight(cfg)
         if cfg.dry_run:
-            from rlplat.config.plan_report import describe
+            from rlplat.runtime.plan_report import describe
 
             print(describe(cfg))
             return 0
@@ -42,13 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     return _run(cfg, run_dir, resume)
 
 
-def _run(cfg, run_dir: Path, resume: bool) -> int:  # type: ignore[no-untyped-def]
+def _run(cfg: Config, run_dir: Path, resume: bool) -> int:
     """Start Ray and run the pipeline; maps failures to exit codes with a clear message."""
-    from rlplat.distributed.runtime import start_ray
-    from rlplat.stages.grpo import Preempted
-    from rlplat.stages.pipeline import run_pipeline
-    from rlplat.stages.report import format_report, summarize
+    from rlplat.distributed.cluster import start_ray
     from rlplat.metrics import read_metrics
+    from rlplat.runtime.report import format_report, summarize
+    from rlplat.runtime.signals import Preempted
+    from rlplat.stages.pipeline import run_pipeline
 
     start_ray(cfg.cluster)
     try:

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rlbase import write_jsonl
+
 STEP_KEYS = (
     "step", "reward/mean", "pass_rate", "kl", "entropy", "response_length/mean", "time/step_s",
     "time/rollout_s", "time/reward_s", "time/train_s", "time/sync_s", "tokens/generated",
@@ -33,10 +35,7 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 def truncate_after(path: str | Path, step: int) -> None:
     """Drop lines with ``step`` greater than ``step`` (resume continues after a checkpoint)."""
-    kept = [m for m in read_metrics(path) if m.get("step", 0) <= step]
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text("".join(json.dumps(m) + "\n" for m in kept))
-    os.replace(tmp, path)
+    write_jsonl(path, [m for m in read_metrics(path) if m.get("step", 0) <= step], fsync=True)
 
 
 class MetricsLogger:
@@ -45,7 +44,7 @@ class MetricsLogger:
     def __init__(self, run_dir: Path, total_steps: int, start_step: int, progress: bool = True,
                  ray_gauges: bool = True) -> None:
         self.path = run_dir / "metrics.jsonl"
-        self.file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.file = open(self.path, "a", encoding="utf-8")
         self.gauges: dict[str, Any] = {}
         self.ray_gauges = ray_gauges
         self.bar = _progress_bar(total_steps, start_step) if progress else None

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from rlbase import atomic_write, to_plain
 from rlplat.checkpoint import latest_checkpoint
-from rlplat.config.convert import to_plain
 from rlplat.config.errors import ConfigError
 from rlplat.config.schema import Config
 
@@ -35,7 +35,4 @@ def prepare_run_dir(cfg: Config, run_dir: Path) -> bool:
 
 
 def _write_config(cfg: Config, path: Path) -> None:
-    plain = to_plain(cfg)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(json.loads(json.dumps(plain)), sort_keys=False))
-    tmp.replace(path)
+    atomic_write(path, yaml.safe_dump(json.loads(json.dumps(to_plain(cfg))), sort_keys=False))

@@ -1,13 +1,19 @@
-"""Typed records that cross process boundaries (driver <-> Ray actors).
+"""Records that cross process boundaries (driver <-> Ray actors), one definition each.
 
-Everything here is a frozen dataclass of plain Python values so that it pickles cheaply through
-the Ray object store and cannot be mutated behind the driver's back.
+Everything here is a frozen dataclass of plain values so that it pickles cheaply through the Ray
+object store and cannot be changed behind the driver's back. The flow of one GRPO step::
+
+    PromptItem --tokenise--> GenerationRequest --engine--> Sample x n --verifier--> ScoredGroup
+    ScoredGroup --advantages--> TrainSequence --split--> TrainShard (one per learner rank)
+    learner --export--> SyncManifest (BucketSpec...) --engine--> LoadReport
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from curricula import GroupOutcome
 
 
 @dataclass(frozen=True)
@@ -35,12 +41,19 @@ class PromptItem:
 
 
 @dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt to sample from; ``seed`` makes its samples reproducible on CPU."""
+
+    uid: str
+    prompt_token_ids: tuple[int, ...]
+    seed: int
+
+
+@dataclass(frozen=True)
 class Sample:
-    """One generated completion, as the rollout engine produced it.
+    """One generated completion, as the engine produced it (its prompt is the group's).
 
     Attributes:
-        prompt_uid: ``PromptItem.uid`` of the prompt it answers.
-        prompt_token_ids: Token ids of the prompt.
         token_ids: Token ids of the completion (no padding).
         text: Decoded completion text.
         logprobs: Log-probability of each sampled token under the rollout policy, same length as
@@ -49,8 +62,6 @@ class Sample:
         finish_reason: "stop" or "length" as reported by the engine.
     """
 
-    prompt_uid: str
-    prompt_token_ids: tuple[int, ...]
     token_ids: tuple[int, ...]
     text: str
     logprobs: tuple[float, ...]
@@ -79,9 +90,13 @@ class ScoredSample:
 
 @dataclass(frozen=True)
 class ScoredGroup:
-    """All samples drawn for one prompt, scored; the unit GRPO normalises over."""
+    """All samples drawn for one prompt, scored: the unit GRPO normalises over.
+
+    The prompt's token ids are held once here, not by each of the ``n`` samples.
+    """
 
     prompt: PromptItem
+    prompt_token_ids: tuple[int, ...]
     samples: tuple[ScoredSample, ...]
 
     @property
@@ -89,7 +104,132 @@ class ScoredGroup:
         """Rewards of the samples, in order."""
         return [s.reward for s in self.samples]
 
+    def outcome(self) -> GroupOutcome:
+        """What the curriculum learns from this group (its pass rate and reward spread)."""
+        return GroupOutcome(uid=self.prompt.uid, rewards=self.rewards, correct=[s.correct for s in self.samples])
+
+
+@dataclass(frozen=True)
+class TrainSequence:
+    """One prompt + completion with what the loss needs.
+
+    ``old_logprobs`` are the rollout engine's logprobs of ``completion_ids`` (empty for SFT).
+    """
+
+    prompt_ids: tuple[int, ...]
+    completion_ids: tuple[int, ...]
+    old_logprobs: tuple[float, ...]
+    advantage: float
+
+
+@dataclass(frozen=True)
+class TrainShard:
+    """One rank's part of one optimizer step, plus the step's global normalisers.
+
+    Attributes:
+        sequences: This rank's sequences.
+        num_tokens: Completion tokens in the whole optimizer step (all ranks).
+        num_seqs: Sequences in the whole optimizer step (all ranks).
+    """
+
+    sequences: tuple[TrainSequence, ...]
+    num_tokens: int
+    num_seqs: int
+
+
+@dataclass(frozen=True)
+class MicroStats:
+    """Statistics of one micro-batch as a learner rank measured them (reduced by ``algo.stats``).
+
+    Attributes:
+        values: Named floats: ``loss/*`` are shares of the global loss, ``*/max`` maxima, the rest
+            masked means over the micro-batch's tokens.
+        rows: Sequences in the micro-batch (the weight of its means).
+    """
+
+    values: dict[str, float]
+    rows: int
+
+
+@dataclass(frozen=True)
+class RankStepStats:
+    """What one learner rank reports for one optimizer step."""
+
+    micro: tuple[MicroStats, ...]
+    grad_norm: float
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """Where one tensor lives inside a weight bucket."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    offset: int
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    """Layout of one weight bucket: its tensors and total size in bytes."""
+
+    entries: tuple[TensorEntry, ...]
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """How learners publish weights version ``version`` (decided by the driver each sync).
+
+    Attributes:
+        version: The version being published.
+        tag: Run-unique tag in the bucket file names.
+        shm_dir: Directory of the bucket files (a tmpfs such as /dev/shm).
+        shm_writer_ranks: Learner ranks that write bucket files, one per node that hosts engines.
+        object_store: Rank 0 also puts the buckets in the Ray object store (engines on nodes
+            without a learner).
+        bucket_bytes: Target bucket size.
+    """
+
+    version: int
+    tag: str
+    shm_dir: str
+    shm_writer_ranks: frozenset[int]
+    object_store: bool
+    bucket_bytes: int
+
+
+@dataclass(frozen=True)
+class SyncManifest:
+    """Everything a rollout worker needs to load weights version ``version``.
+
+    Attributes:
+        version: Weight version these buckets hold (monotonic, 0 = the weights the engine started from).
+        specs: Layout of each bucket, in order.
+        shm_paths: File of each bucket, valid on every node in ``shm_nodes``.
+        shm_nodes: Ray node ids whose /dev/shm holds the files.
+        refs: Ray object refs of each bucket's bytes, for nodes outside ``shm_nodes``; empty when
+            every engine shares a node with a writer.
+    """
+
+    version: int
+    specs: tuple[BucketSpec, ...]
+    shm_paths: tuple[str, ...]
+    shm_nodes: frozenset[str]
+    refs: tuple[Any, ...] = ()
+
     @property
-    def pass_rate(self) -> float:
-        """Share of samples the verifier accepted."""
-        return sum(s.correct for s in self.samples) / max(len(self.samples), 1)
+    def nbytes(self) -> int:
+        """Total bytes of all buckets."""
+        return sum(s.nbytes for s in self.specs)
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """Result of a weight load on one rollout worker."""
+
+    version: int
+    seconds: float
+    nbytes: int
+    num_tensors: int

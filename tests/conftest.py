@@ -35,7 +35,7 @@ def ray_local() -> Iterator[None]:
     import ray
 
     from rlplat.config.schema import ClusterConfig
-    from rlplat.distributed.runtime import start_ray
+    from rlplat.distributed.cluster import start_ray
 
     start_ray(ClusterConfig(num_cpus=8, dashboard=False))
     yield

@@ -20,6 +20,10 @@ Estimators (``mode``):
 
 A group whose rewards are all equal gets advantage exactly 0 in every mode (never NaN): it carries
 no learning signal.
+
+Your own estimator is a function ``fn(rewards[G, n], eps) -> advantages[G, n]``, registered with
+``@register_advantage("name")`` or named by its import path in ``grpo.advantage`` (``ADVANTAGES``
+is an ``rlbase.Registry``, the mechanism every pluggable component uses).
 """
 
 from __future__ import annotations
@@ -30,30 +34,32 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from rlbase import Registry
+
 AdvantageMode = Literal["grpo", "dr_grpo", "rloo"]
-_Estimator = Callable[[Tensor, float], Tensor]
-_ESTIMATORS: dict[str, _Estimator] = {}
+Estimator = Callable[[Tensor, float], Tensor]
+ADVANTAGES = Registry("advantage estimator")
 
 
-def register_advantage(name: str) -> Callable[[_Estimator], _Estimator]:
+def register_advantage(name: str) -> Callable[[Estimator], Estimator]:
     """Register an estimator ``fn(rewards[G, n], eps) -> advantages[G, n]`` under ``name``.
 
     Raises:
-        ValueError: if ``name`` is already registered (a silent override would change training).
+        rlbase.PluginError: if ``name`` is taken by another function (a silent override would
+            change training).
     """
-
-    def deco(fn: _Estimator) -> _Estimator:
-        if name in _ESTIMATORS:
-            raise ValueError(f"advantage estimator {name!r} is already registered")
-        _ESTIMATORS[name] = fn
-        return fn
-
-    return deco
+    return ADVANTAGES.register(name)
 
 
 def advantage_modes() -> tuple[str, ...]:
-    """Names of the registered estimators (for config validation)."""
-    return tuple(sorted(_ESTIMATORS))
+    """Names of the registered estimators."""
+    return tuple(ADVANTAGES.names())
+
+
+def resolve_estimator(name: str) -> Estimator:
+    """The estimator a registered name or import path refers to (raises ``rlbase.PluginError``)."""
+    fn: Estimator = ADVANTAGES.resolve(name).target
+    return fn
 
 
 @register_advantage("grpo")
@@ -80,38 +86,40 @@ def _rloo(rewards: Tensor, eps: float) -> Tensor:
     return rewards - others_mean
 
 
-def group_advantages(rewards: Tensor, mode: AdvantageMode, eps: float = 1e-6) -> Tensor:
+def group_advantages(rewards: Tensor, mode: AdvantageMode | str, eps: float = 1e-6) -> Tensor:
     """Group-relative advantages for equally sized groups.
 
     Args:
         rewards: ``[G, n]`` rewards, one row per prompt (group), one column per sample.
-        mode: ``"grpo"``, ``"dr_grpo"`` or ``"rloo"`` (see the module docstring).
+        mode: ``"grpo"``, ``"dr_grpo"``, ``"rloo"`` (see the module docstring), another registered
+            name or an import path.
         eps: Added to the std in ``"grpo"`` so that constant groups give 0, not NaN.
 
     Returns:
         ``[G, n]`` advantages, floating point (integer rewards are promoted to float32).
 
     Raises:
-        ValueError: unknown mode, ``rewards`` not 2-D, or ``"rloo"`` with n < 2.
+        ValueError: ``rewards`` not 2-D, or ``"rloo"`` with n < 2.
+        rlbase.PluginError: unknown mode.
 
     Example:
         >>> group_advantages(torch.tensor([[1.0, 0.0]]), "dr_grpo")
         tensor([[ 0.5000, -0.5000]])
     """
-    if mode not in _ESTIMATORS:
-        raise ValueError(f"unknown advantage mode {mode!r}; choose one of {advantage_modes()}")
+    estimator = resolve_estimator(mode)
     if rewards.dim() != 2:
         raise ValueError(f"rewards must be [G, n], got shape {tuple(rewards.shape)}")
     if not rewards.is_floating_point():
         rewards = rewards.float()
-    adv = _ESTIMATORS[mode](rewards, eps)
+    adv = estimator(rewards, eps)
     # A float mean of equal values can be off by an ulp (16 x 0.7 in fp32), and dividing that by
     # a ~0 std would turn rounding into signal: zero constant groups explicitly.
     constant = (rewards == rewards[..., :1]).all(dim=-1, keepdim=True)
     return torch.where(constant, torch.zeros_like(adv), adv)
 
 
-def group_advantages_ragged(groups: Sequence[Tensor], mode: AdvantageMode, eps: float = 1e-6) -> list[Tensor]:
+def group_advantages_ragged(groups: Sequence[Tensor], mode: AdvantageMode | str,
+                            eps: float = 1e-6) -> list[Tensor]:
     """Advantages for groups of different sizes (for example after dropping failed samples).
 
     Args:

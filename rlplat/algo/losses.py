@@ -1,4 +1,4 @@
-"""Token log-probabilities, KL estimators, the clipped policy loss and its aggregation.
+"""KL estimators, the clipped policy loss and its aggregation (log-probs are in ``logprobs.py``).
 
 Shapes: ``B`` sequences (completions), ``T`` completion tokens (right-padded), ``V`` vocabulary.
 ``mask`` is ``[B, T]`` (bool or 0/1) and marks real completion tokens; padding may hold any value,
@@ -21,70 +21,30 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from rlplat.algo.logprobs import entropy_from_logits, token_logprobs
+
+# ``token_logprobs`` and ``entropy_from_logits`` moved to ``logprobs.py``; listing them here keeps
+# ``from rlplat.algo.losses import token_logprobs`` valid (mypy --strict does not re-export
+# imported names implicitly). New code should import them from ``rlplat.algo.logprobs``.
+__all__ = [
+    "LOG_RATIO_CLAMP",
+    "AggregationMode",
+    "PolicyLossStats",
+    "aggregate",
+    "clipped_policy_loss",
+    "entropy_from_logits",
+    "grpo_loss",
+    "kl_k3",
+    "masked_mean",
+    "token_logprobs",
+]
+
 AggregationMode = Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum"]
 
 # Log-ratios are clamped to +-20 before exp (veRL does the same): e^20 ~ 4.9e8 stays finite in
 # fp32 and bf16, while a policy/reference pair that far apart has long left the trust region.
 # Beyond the clamp the gradient is zero, which only affects tokens that are already outliers.
 LOG_RATIO_CLAMP = 20.0
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
-# --------------------------------------------------------------------------------------------
-# Log-probabilities and entropy
-# --------------------------------------------------------------------------------------------
-
-
-def _rowwise_fp32(fn: Callable[..., Tensor], logits: Tensor, *rest: Tensor) -> Tensor:
-    """Apply ``fn`` in fp32: all at once for fp32/fp64 logits, one sequence at a time for 16-bit.
-
-    Upcasting a whole ``[B, T, V]`` bf16 tensor would triple its memory at once (V is 128k for
-    Llama 3); per-row upcasting keeps the transient copy at ``[T, V]`` while keeping fp32 accuracy,
-    which matters because the policy ratio exponentiates a difference of log-probabilities.
-    """
-    if logits.dtype not in _LOW_PRECISION:
-        return fn(logits, *rest)
-    rows = [fn(logits[i].float(), *(r[i] for r in rest)) for i in range(logits.shape[0])]
-    return torch.stack(rows)
-
-
-def _gather_minus_lse(logits: Tensor, targets: Tensor) -> Tensor:
-    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return picked - torch.logsumexp(logits, dim=-1)
-
-
-def token_logprobs(logits: Tensor, targets: Tensor) -> Tensor:
-    """Log-probability of each target token: ``log_softmax(logits)[b, t, targets[b, t]]``.
-
-    Computed as ``logit[target] - logsumexp(logits)``, so the full ``[B, T, V]`` log-softmax is
-    never materialised in the forward pass. Callers align the shift themselves (``logits[:, :-1]``
-    with ``ids[:, 1:]``) and divide logits by the sampling temperature when it is not 1.
-
-    Args:
-        logits: ``[B, T, V]`` logits, any float dtype.
-        targets: ``[B, T]`` token ids (int64).
-
-    Returns:
-        ``[B, T]`` log-probabilities; fp32 for 16-bit logits, otherwise the logits' dtype.
-    """
-    return _rowwise_fp32(_gather_minus_lse, logits, targets)
-
-
-def _entropy(logits: Tensor) -> Tensor:
-    # H = logsumexp(l) - sum_v softmax(l)_v * l_v, which avoids log(0) for underflowed probs.
-    return torch.logsumexp(logits, dim=-1) - (torch.softmax(logits, dim=-1) * logits).sum(-1)
-
-
-def entropy_from_logits(logits: Tensor) -> Tensor:
-    """Entropy (nats) of the next-token distribution at each position.
-
-    Args:
-        logits: ``[B, T, V]`` logits.
-
-    Returns:
-        ``[B, T]`` entropies; a uniform distribution over ``V`` tokens gives ``log V``.
-    """
-    return _rowwise_fp32(_entropy, logits)
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,6 +255,7 @@ def grpo_loss(
     ref_logprobs: Tensor | None = None,
     kl_coef: float = 0.0,
     logits: Tensor | None = None,
+    temperature: float = 1.0,
     num_tokens: float | None = None,
     num_seqs: float | None = None,
     seq_len_norm: float | None = None,
@@ -312,7 +273,12 @@ def grpo_loss(
         agg_mode, num_tokens, num_seqs, seq_len_norm: As in :func:`aggregate`.
         ref_logprobs: ``[B, T]`` reference-policy log-probs, or None.
         kl_coef: Weight of the KL penalty.
-        logits: ``[B, T, V]`` policy logits aligned with ``logprobs``; only for the entropy stat.
+        logits: ``[B, T, V]`` raw policy logits (any float dtype, not divided by the temperature)
+            aligned with ``logprobs``; only for the ``entropy`` stat, computed in chunks without
+            gradient by :func:`~rlplat.algo.logprobs.entropy_from_logits`.
+        temperature: Sampling temperature the ``entropy`` stat is measured at, i.e. the entropy of
+            ``softmax(logits / temperature)``, the distribution the rollout sampled from; pass the
+            same value as to :func:`~rlplat.algo.logprobs.token_logprobs`. Unused without ``logits``.
 
     Returns:
         ``(loss, stats)``. ``loss`` is a differentiable 0-d tensor. ``stats`` holds floats:
@@ -336,8 +302,7 @@ def grpo_loss(
             stats["loss/kl"] = kl_term.detach()
     stats.update(_pstats_dict(pstats))
     if logits is not None:
-        with torch.no_grad():
-            stats["entropy"] = masked_mean(entropy_from_logits(logits), mask)
+        stats["entropy"] = masked_mean(entropy_from_logits(logits, temperature), mask)
     return loss, _to_floats(stats)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable
+from rlbase import FieldError, did_you_mean
+
+__all__ = ["ConfigError", "did_you_mean"]
 
 
-class ConfigError(ValueError):
+class ConfigError(FieldError):
     """A configuration or input problem the user can fix.
 
     The launcher prints ``str(err)`` as one paragraph and exits with code 2, before Ray starts.
@@ -17,14 +18,7 @@ class ConfigError(ValueError):
         fix: What to do about it, phrased as an instruction.
     """
 
-    def __init__(self, field: str, problem: str, fix: str) -> None:
-        self.field = field
-        self.problem = problem
-        self.fix = fix
-        super().__init__(f"Invalid configuration at '{field}': {problem} Fix: {fix}")
-
-
-def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    """Return a ``did you mean 'x'?`` hint for a misspelt key, or an empty string."""
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f" Did you mean '{close[0]}'?" if close else ""
+    @classmethod
+    def wrap(cls, err: FieldError) -> ConfigError:
+        """The same message as a ``ConfigError`` (``rlbase`` raises plain ``FieldError``)."""
+        return err if isinstance(err, ConfigError) else cls(err.field, err.problem, err.fix)

@@ -3,23 +3,42 @@
 The compose API is used instead of ``@hydra.main`` so that composition errors (a misspelt key, a
 missing experiment) become our one-paragraph ``ConfigError`` with exit code 2, and so that the run
 directory is created by rlplat (``hydra.run.dir=DIR`` still chooses it).
+
+What Hydra sees: the schema's defaults as the ``rlplat_defaults`` node (``rlplat/config/schema.py``
+is the one place defaults live), then the config groups ``model``, ``reward`` and ``curriculum``
+(``curriculum=progressive`` selects a curriculum together with its typed default options, published
+here from ``curricula``), then ``rlplat/conf/config.yaml`` and the experiment. One extension of
+Hydra's override grammar: a mapping assigned to a mapping-typed field
+(``reward.components={math: 1.0, concise: 0.1}``) replaces the mapping, as it would in YAML, instead
+of failing on the new keys.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import typing
 from pathlib import Path
 from typing import Any
 
+from rlbase import did_you_mean, to_plain
 from rlplat.config.convert import to_config
-from rlplat.config.errors import ConfigError, did_you_mean
+from rlplat.config.errors import ConfigError
 from rlplat.config.schema import Config
+
+# Mapping-typed fields whose keys are not known in advance; a mapping assigned to one replaces it.
+MAPPING_FIELDS = ("reward.components", "reward.options", "curriculum.options")
+# Fields that config groups provide (so the defaults node leaves them out: a group's mapping must
+# replace the default's, not merge into it).
+GROUP_FIELDS = {"reward": ("components",), "curriculum": ("name", "options")}
+# The ``curriculum`` group's entry for a curriculum named by import path.
+CUSTOM_CURRICULUM = "custom"
 
 
 def conf_dir() -> Path:
-    """The ``conf/`` directory (``RLPLAT_CONF_DIR`` overrides it)."""
+    """The ``rlplat/conf`` directory shipped with the package (``RLPLAT_CONF_DIR`` overrides it)."""
     env = os.environ.get("RLPLAT_CONF_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "conf"
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "conf"
 
 
 def load(overrides: list[str]) -> tuple[Config, Path]:
@@ -35,23 +54,60 @@ def load(overrides: list[str]) -> tuple[Config, Path]:
     return to_config({**data, "run_dir": str(run_dir)}), run_dir
 
 
-# Free-form mappings of the schema: their keys are not known in advance, so an override such as
-# ``data.file.path=x.jsonl`` is turned into Hydra's add-or-override form ``++data.file.path=x.jsonl``,
-# and ``reward.components={format: 1.0}`` replaces the whole mapping (Hydra would merge it).
-FREE_FORM = ("data.file", "reward.components", "reward.options", "curriculum.options")
+def register_defaults() -> None:
+    """Publish the schema's defaults and the curricula's typed options to Hydra's ConfigStore.
+
+    The YAML files then list only what they change, any schema field can be overridden from the
+    command line without a ``+``, and unknown keys are still rejected.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    from curricula import curriculum_option_types
+
+    store = ConfigStore.instance()
+    node = to_plain(Config())
+    for section, keys in GROUP_FIELDS.items():
+        for key in keys:
+            del node[section][key]
+    store.store(name="rlplat_defaults", node=node)
+    for name, options in curriculum_option_types().items():
+        store.store(group="curriculum", name=name, node={"name": name, "options": to_plain(options())})
+    # A curriculum given by import path brings its own options (``+curriculum.options.k=v``).
+    store.store(group="curriculum", name=CUSTOM_CURRICULUM, node={"name": CUSTOM_CURRICULUM, "options": {}})
 
 
-def _free_form(overrides: list[str]) -> tuple[list[str], dict[str, Any]]:
-    """Split overrides into Hydra's and the free-form mappings replaced after composition."""
+def _select_curriculum(overrides: list[str]) -> list[str]:
+    """``curriculum.name=X`` means ``curriculum=X``: a built-in comes with its own typed default
+    options, and a curriculum given by import path with none (not the default curriculum's)."""
+    from curricula import curriculum_option_types
+
+    keys = [o.partition("=")[0].lstrip("+") for o in overrides]
+    if "curriculum" in keys or "curriculum.name" not in keys:
+        return overrides
+    out = []
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key.lstrip("+") != "curriculum.name":
+            out.append(o)
+        elif value in curriculum_option_types():
+            out.append(f"curriculum={value}")
+        else:
+            out += [f"curriculum={CUSTOM_CURRICULUM}", f"curriculum.name={value}"]
+    return out
+
+
+def _split_mappings(overrides: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """Overrides for Hydra, and the mappings assigned to ``MAPPING_FIELDS`` (replaced afterwards)."""
     import yaml
 
     hydra_overrides, replace = [], {}
     for o in overrides:
         key, _, value = o.partition("=")
-        if key in FREE_FORM:
-            replace[key] = yaml.safe_load(value) if value.strip() else {}
-        elif key.startswith(tuple(f"{k}." for k in FREE_FORM)):
-            hydra_overrides.append(f"++{o}")
+        if key in MAPPING_FIELDS:
+            parsed = yaml.safe_load(value) if value.strip() else {}
+            if not isinstance(parsed, dict):
+                raise ConfigError(key, f"expected a mapping, found {value!r}.", f"write {key}={{name: value, ...}}.")
+            replace[key] = parsed
         else:
             hydra_overrides.append(o)
     return hydra_overrides, replace
@@ -71,7 +127,7 @@ def _compose(overrides: list[str]) -> tuple[dict[str, Any], Path]:
     from omegaconf.errors import OmegaConfBaseException
 
     register_defaults()
-    hydra_overrides, replace = _free_form(overrides)
+    hydra_overrides, replace = _split_mappings(_select_curriculum(overrides))
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
             composed = compose(config_name="config", overrides=hydra_overrides, return_hydra_config=True)
@@ -84,55 +140,111 @@ def _compose(overrides: list[str]) -> tuple[dict[str, Any], Path]:
                 OmegaConf.update(composed, key, value, merge=False)
         data = OmegaConf.to_container(composed, resolve=True)
     except (HydraException, OmegaConfBaseException, ValueError) as err:
-        raise _compose_error(err, overrides) from err
+        raise compose_error(err, hydra_overrides) from err
     assert isinstance(data, dict)
     return {str(k): v for k, v in data.items()}, run_dir
 
 
-def _compose_error(err: Exception, overrides: list[str]) -> ConfigError:
-    """Turn a Hydra/OmegaConf error into a ``ConfigError`` naming the override."""
+def compose_error(err: Exception, overrides: list[str]) -> ConfigError:
+    """Turn a Hydra/OmegaConf error into a ``ConfigError`` naming the override and the right key."""
     text = " ".join(str(err).split())
-    key = getattr(err, "full_key", None) or next((o.split("=")[0].lstrip("+~") for o in overrides
-                                                  if o.split("=")[0].lstrip("+~") in text), "overrides")
-    if "experiment" in text and "Could not find" in text:
-        names = sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
-        return ConfigError("experiment", text, f"use one of: {', '.join(names)} (+experiment=NAME).")
-    if "not in struct" in text or "Could not override" in text:
-        return unknown_key_error(str(key))
+    keys = [o.split("=")[0].lstrip("+~") for o in overrides]
+    # The override the message is about: the longest one it quotes (``curriculum`` is in
+    # ``curriculum.options.x`` too).
+    key = getattr(err, "full_key", None) or max((k for k in keys if f"'{k}" in text), key=len, default="overrides")
+    if "Could not find" in text:
+        return _missing_option_error(text, keys)
+    if "No match in the defaults list" in text:
+        return _not_a_group_error(str(key))
+    if "not in struct" in text or "Could not override" in text or "Could not append" in text:
+        return unknown_key_error(str(key), overrides)
     return ConfigError(str(key), text, "check the override's spelling and value (see rlplat/config/schema.py).")
 
 
-def unknown_key_error(dotted: str) -> ConfigError:
-    """``ConfigError`` for a key the schema does not have, with a did-you-mean hint."""
-    import dataclasses
-    import typing
+def _missing_option_error(text: str, keys: list[str]) -> ConfigError:
+    """``group=option`` (or ``+experiment=NAME``) naming an option that does not exist."""
+    group = next((k for k in keys if f"'{k}/" in text), "experiment" if "experiment" in text else "overrides")
+    options = sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+    if group == "curriculum":
+        from curricula import curriculum_option_types
 
+        options = sorted(set(options) | set(curriculum_option_types()) | {CUSTOM_CURRICULUM})
+    wanted = text.split(f"'{group}/", 1)[1].split("'", 1)[0] if f"'{group}/" in text else ""
+    prefix = "+" if group == "experiment" else ""
+    return ConfigError(group, f"there is no {group} '{wanted}'.{did_you_mean(wanted, options)}",
+                       f"use one of: {', '.join(options)} ({prefix}{group}=NAME).")
+
+
+def _not_a_group_error(key: str) -> ConfigError:
+    """``section=value`` for a section that is not a config group (``grpo=fast``)."""
+    groups = sorted(p.name for p in conf_dir().iterdir() if p.is_dir() and p.name != "experiment")
+    return ConfigError(key, f"'{key}' is not a config group (groups: {', '.join(groups)}, and +experiment).",
+                       f"set its fields instead, e.g. {key}.<field>=VALUE (see rlplat/config/schema.py).")
+
+
+def unknown_key_error(dotted: str, overrides: list[str] | None = None) -> ConfigError:
+    """``ConfigError`` for a key the schema does not have, with the nearest right key."""
+    mapping = next((m for m in MAPPING_FIELDS if dotted.startswith(m + ".")), None)
+    if mapping == "curriculum.options":
+        return _curriculum_option_error(dotted, overrides or [])
+    if mapping is not None:
+        return _mapping_entry_error(dotted, mapping)
     cls: Any = Config
     parts = dotted.split(".")
     for i, part in enumerate(parts):
-        names = {f.name for f in dataclasses.fields(cls)}
-        where = ".".join(parts[:i + 1])
+        names = [f.name for f in dataclasses.fields(cls)]
         if part not in names:
-            return ConfigError(where, f"unknown key '{part}'.{did_you_mean(part, names)}",
+            hint = did_you_mean(part, names) or _leaf_hint(part)
+            return ConfigError(".".join(parts[:i + 1]), f"unknown key '{part}'.{hint}",
                                f"remove it or use one of: {', '.join(sorted(names))}.")
         nxt = typing.get_type_hints(cls)[part]
         if not dataclasses.is_dataclass(nxt):
-            break
+            return ConfigError(".".join(parts[:i + 1]), f"'{part}' is a value, not a section.",
+                               f"set it directly, e.g. {'.'.join(parts[:i + 1])}=VALUE.")
         cls = nxt
     return ConfigError(dotted, "this key cannot be overridden here.", "check the override against rlplat/config/schema.py.")
 
 
-def register_defaults() -> None:
-    """Store every schema default as the ``rlplat_defaults`` config, under ``conf/config.yaml``.
+def _curriculum_option_error(dotted: str, overrides: list[str]) -> ConfigError:
+    """An option the chosen curriculum does not have (a built-in's options are typed)."""
+    from curricula import curriculum_option_types
 
-    The YAML files then need to list only what they change, and any schema field can be
-    overridden from the command line without a ``+``; unknown keys are still rejected.
-    """
-    from hydra.core.config_store import ConfigStore
+    chosen = "uniform"
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key.lstrip("+") in ("curriculum", "curriculum.name"):
+            chosen = value
+    types_ = curriculum_option_types()
+    if chosen not in types_:
+        return _mapping_entry_error(dotted, "curriculum.options")
+    names = [f.name for f in dataclasses.fields(types_[chosen])]
+    option = dotted.split(".")[2]
+    return ConfigError(f"curriculum.options.{option}", f"curriculum '{chosen}' has no option '{option}'."
+                       f"{did_you_mean(option, names)}", f"use one of: {', '.join(sorted(names))}.")
 
-    from rlplat.config.convert import to_plain
 
-    ConfigStore.instance().store(name="rlplat_defaults", node=to_plain(Config()))
+def _mapping_entry_error(dotted: str, mapping: str) -> ConfigError:
+    return ConfigError(dotted, f"{mapping} is a mapping whose entries are not known in advance.",
+                       f"add an entry with +{dotted}=VALUE, or assign the whole mapping: {mapping}={{...}}.")
+
+
+def _leaf_hint(word: str) -> str:
+    """`` Did you mean 'grpo.total_steps'?`` for a field name given without its section."""
+    leaves = _dotted_fields(Config)
+    exact = [d for d in leaves if d.rsplit(".", 1)[-1] == word]
+    if exact:
+        return f" Did you mean '{exact[0]}'?"
+    return did_you_mean(word, leaves)
+
+
+def _dotted_fields(cls: Any, prefix: str = "") -> list[str]:
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        path = f"{prefix}{f.name}"
+        tp = hints[f.name]
+        out += _dotted_fields(tp, path + ".") if dataclasses.is_dataclass(tp) else [path]
+    return out
 
 
 def _load_resumed(run_dir: Path, overrides: list[str]) -> tuple[Config, Path]:
@@ -143,6 +255,7 @@ def _load_resumed(run_dir: Path, overrides: list[str]) -> tuple[Config, Path]:
     if not saved.exists():
         raise ConfigError("resume", f"{run_dir} holds no config.yaml, so it is not an rlplat run directory.",
                           "pass the directory of the run to continue (the one holding config.yaml and checkpoints/).")
+    overrides = _resume_run_dir(run_dir, overrides)
     try:
         merged = OmegaConf.merge(OmegaConf.load(saved), OmegaConf.from_dotlist(overrides))
     except OmegaConfBaseException as err:
@@ -151,3 +264,18 @@ def _load_resumed(run_dir: Path, overrides: list[str]) -> tuple[Config, Path]:
     assert isinstance(data, dict)
     data.update({"resume": str(run_dir), "run_dir": str(run_dir)})
     return to_config({str(k): v for k, v in data.items()}), run_dir
+
+
+def _resume_run_dir(run_dir: Path, overrides: list[str]) -> list[str]:
+    """Drop ``hydra.run.dir`` when it names the resumed directory; refuse any other ``hydra.*``."""
+    kept = []
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key.lstrip("+") == "hydra.run.dir" and Path(value).resolve() == run_dir.resolve():
+            continue
+        if key.lstrip("+").startswith("hydra."):
+            raise ConfigError(key.lstrip("+"), f"resume={run_dir} continues that run in its own directory, so "
+                              f"'{o}' cannot apply.", f"drop it (or give hydra.run.dir={run_dir}); start a new run "
+                              "in another directory without resume=.")
+        kept.append(o)
+    return kept

@@ -1,9 +1,16 @@
 """Typed, frozen configuration of an rlplat run.
 
-Hydra composes ``conf/`` into a plain mapping; ``rlplat.config.convert.to_config`` turns it into
-these dataclasses exactly once, rejecting unknown keys and wrong types. Cross-field rules
-(batch arithmetic, cluster size) live in ``rlplat.config.validate``. Each field's comment is its
-documentation; the YAML files repeat only what they change.
+This file is the one place where defaults live: with no overrides, ``Config()`` is the embedded
+default experiment (a tiny Llama on CPU, warm-started on the synthetic task, then GRPO). Hydra
+composes ``rlplat/conf/`` on top of these defaults (the YAML files list only what they change) and
+``rlplat.config.convert.to_config`` turns the result into these dataclasses exactly once, rejecting
+unknown keys and wrong types. Cross-field rules (batch arithmetic, cluster size) live in
+``rlplat.config.validate``; checks that need plugins, datasets or the cluster run in the launcher's
+preflight (``rlplat.preflight``). Each field's comment is its documentation.
+
+Components chosen by name (``grpo.advantage``, ``curriculum.name``, ``reward.components``,
+``stages``) are a registered name or a dotted import path (``rlbase.Registry``); their options are
+typed by the component and checked at preflight.
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ DType = Literal["float32", "float16", "bfloat16"]
 
 
 @dataclass(frozen=True)
-class TinyModelConfig:
-    """Shape of the tiny Llama built locally when ``model.path`` is unset."""
+class ModelShape:
+    """Shape of a Llama built locally from nothing (``rlplat.models.tiny``): the tiny default, the
+    benchmarks' models, the tests' models. The vocabulary is the character tokenizer's."""
 
     hidden_size: int = 128
     intermediate_size: int = 384
@@ -33,7 +41,8 @@ class ModelConfig:
 
     # Hugging Face-format model directory. Unset: build the tiny Llama into the run directory.
     path: str | None = None
-    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    # Shape of the Llama built when ``path`` is unset (``model=llama_25m`` and others: rlplat/conf/model/).
+    tiny: ModelShape = field(default_factory=ModelShape)
     # Parameter count in billions, used only by the dry-run memory estimate of big models whose
     # weights are not on this machine (0 = read it from the model directory).
     params_b: float = 0.0
@@ -74,7 +83,7 @@ class SamplingConfig:
 
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 64
+    max_new_tokens: int = 48
 
 
 @dataclass(frozen=True)
@@ -108,14 +117,14 @@ class LearnerConfig:
     """DeepSpeed learners."""
 
     zero_stage: Literal[0, 1, 2, 3] = 1
-    lr: float = 1e-5
+    lr: float = 2e-4
     # Linear warm-up over this many optimizer steps. A fresh Adam's first updates are about
     # lr * sign(grad) for every weight, which noisy RL gradients turn into a random jump.
-    warmup_steps: int = 0
+    warmup_steps: int = 4
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0
-    micro_batch_size: int = 16
+    micro_batch_size: int = 64
     # Threads per learner process on CPU (learners share cores with rollout engines in turns).
     cpu_threads: int = 1
     # Keep a frozen copy of the initial policy for the KL term (and the ``kl`` metric).
@@ -128,11 +137,14 @@ class GRPOConfig:
     """The GRPO algorithm (paper: 72 prompts x 16 samples, global batch 576)."""
 
     total_steps: int = 30
-    prompts_per_step: int = 16
+    prompts_per_step: int = 32
     samples_per_prompt: int = 8
-    # Samples per optimizer step; prompts_per_step * samples_per_prompt must be a multiple.
+    # Samples per optimizer step; prompts_per_step * samples_per_prompt must be a multiple
+    # (32 x 8 = 256 = 2 x 128: two optimizer steps per rollout, as in the paper).
     global_batch: int = 128
-    advantage: Literal["grpo", "dr_grpo", "rloo"] = "grpo"
+    # Advantage estimator: "grpo", "dr_grpo", "rloo" (rlplat.algo.advantages) or a dotted import
+    # path to your own ``fn(rewards[G, n], eps) -> advantages[G, n]``.
+    advantage: str = "grpo"
     clip_low: float = 0.2
     # DAPO clip-higher: a larger upper clip keeps low-probability tokens explorable.
     clip_high: float = 0.28
@@ -151,7 +163,7 @@ class SFTConfig:
     """Supervised warm start (stage ``warmstart``; the tiny default uses it so that the pass rate
     starts above zero)."""
 
-    steps: int = 200
+    steps: int = 500
     batch_size: int = 64
     lr: float = 3e-3
 
@@ -166,7 +178,40 @@ class SyntheticTaskConfig:
     # Share of warm-start solutions whose final answer is right. Below 1 the warm-start data comes
     # from a "teacher" that slips when writing the answer (its reasoning is right): the supervised
     # student imitates the slips, and GRPO has to go beyond its teacher (paper-notes, item 9).
-    teacher_accuracy: float = 1.0
+    teacher_accuracy: float = 0.3
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """A local prompt file (``data.source=file``), read with ``datasets`` (``rlplat.data.datasets``).
+
+    Each row gives a question and a reference answer, optionally a system prompt, an id and
+    metadata forwarded to the reward.
+    """
+
+    # Local .jsonl, .json (array of objects or JSON lines) or .parquet file.
+    path: str | None = None
+    # Column holding the question (a non-empty string).
+    prompt_field: str = "question"
+    # Column holding the reference: a string or a number (made a string); with answer_format
+    # "plain", lists and objects (code tests) pass through unchanged.
+    answer_field: str = "answer"
+    # Column holding a per-row system prompt, if any (empty or null means none).
+    system_field: str | None = None
+    # Column holding a unique row id. Unset: the uid is "<file name>:<row>".
+    id_field: str | None = None
+    # Columns copied into the prompt's metadata (forwarded to the reward; nulls kept as None).
+    metadata_fields: tuple[str, ...] = ()
+    # "plain" (the field, stripped), "gsm8k" (after the last ####, commas removed) or "boxed"
+    # (content of the last \boxed{...}).
+    answer_format: Literal["plain", "gsm8k", "boxed"] = "plain"
+    # Reasoning toggle: "on"/"off" put "detailed thinking on/off" first in the system prompt;
+    # "none" adds no toggle line (rlplat.data.chat).
+    thinking: Literal["on", "off", "none"] = "none"
+    # Keep only the first ``limit`` rows (only those are validated). Unset: all rows.
+    limit: int | None = None
+    # Appended to the question in the user message (after a newline unless it starts with whitespace).
+    instruction_suffix: str = ""
 
 
 @dataclass(frozen=True)
@@ -175,8 +220,7 @@ class DataConfig:
 
     source: Literal["synthetic", "file"] = "synthetic"
     synthetic: SyntheticTaskConfig = field(default_factory=SyntheticTaskConfig)
-    # Fields of rlplat.data.datasets.DatasetConfig (path, prompt_field, answer_field, ...).
-    file: dict[str, Any] = field(default_factory=dict)
+    file: DatasetConfig = field(default_factory=DatasetConfig)
     # File listing the prompt uids GRPO trains on, one a line (a prefilter's kept_uids.txt);
     # prompts not listed are dropped. Unset: all prompts, or the kept ones of a prefilter stage
     # that ran earlier in the same pipeline.
@@ -187,14 +231,16 @@ class DataConfig:
 class RewardConfig:
     """Verifier rewards (package ``rewards``)."""
 
-    # Weighted components: name -> weight.
+    # Weighted components: name (registered, or a dotted import path) -> weight. Presets:
+    # ``reward=math_format`` and the others in rlplat/conf/reward/.
     components: dict[str, float] = field(default_factory=lambda: {"math": 1.0})
     # Component whose verdict counts as "correct" (pass rate). Unset: the first component.
     accuracy: str | None = None
     # Modules imported before scoring so that their @register_reward functions exist.
     modules: tuple[str, ...] = ()
-    # Per-component keyword options.
-    options: dict[str, Any] = field(default_factory=dict)
+    # Per-component keyword options: {component: {option: value}}, checked against the
+    # component's own parameters at preflight.
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
     num_workers: int = 2
     timeout_s: float = 10.0
 
@@ -203,7 +249,10 @@ class RewardConfig:
 class CurriculumConfig:
     """Which prompts each step sees (package ``curricula``)."""
 
+    # "uniform", "progressive" (``curriculum=progressive`` selects it with its default options) or a
+    # dotted import path to your own class.
     name: str = "uniform"
+    # The curriculum's typed options (curricula.options); a plugin's own with +curriculum.options.k=v.
     options: dict[str, Any] = field(default_factory=dict)
     # DAPO dynamic sampling: drop groups whose samples all got the same reward, refill.
     dynamic_sampling: bool = False
@@ -272,8 +321,8 @@ class Config:
     """A whole run."""
 
     seed: int = 0
-    # Stages run in order (``rlplat.stages.pipeline.STAGES``).
-    stages: tuple[str, ...] = ("grpo",)
+    # Stages run in order (registered names, rlplat.stages; or dotted import paths).
+    stages: tuple[str, ...] = ("warmstart", "grpo")
     run_dir: str = "runs/default"
     dry_run: bool = False
     resume: str | None = None

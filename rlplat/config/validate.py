@@ -1,12 +1,11 @@
-"""Cross-field validation: everything that can be known wrong before Ray starts.
+"""Cross-field validation of the config alone: pure, no files, no plugins, no cluster.
 
 Each rule raises ``ConfigError(field, problem, fix)``; the launcher prints it and exits with 2.
+What needs more than the config (model and dataset files, reward and curriculum plugins, the
+machine's devices) is checked next, still before Ray starts, by ``rlplat.preflight``.
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 from rlplat.config.errors import ConfigError
 from rlplat.config.schema import Config
@@ -19,8 +18,7 @@ def validate(cfg: Config) -> None:
     _check_engine(cfg)
     _check_stages(cfg)
     _check_prefilter_and_eval(cfg)
-    _check_paths(cfg)
-    _check_plugins(cfg)
+    _check_data(cfg)
 
 
 def learner_world_size(cfg: Config) -> int:
@@ -73,38 +71,6 @@ def _check_cluster(cfg: Config) -> None:
         raise ConfigError("rollout.tensor_parallel_size", f"{tp} does not divide the {engine_devices} rollout "
                           "devices (an engine must sit inside one node).", "choose a tensor_parallel_size "
                           "dividing cluster.devices_per_node.")
-    if cfg.dry_run or c.address:
-        return  # a joined cluster is checked against ray.cluster_resources() after connecting
-    _check_local_resources(cfg)
-
-
-def _check_local_resources(cfg: Config) -> None:
-    """Without ``cluster.address`` everything runs on this machine: does it have the devices?"""
-    c = cfg.cluster
-    if c.num_nodes > 1:
-        raise ConfigError("cluster.num_nodes", f"the experiment needs {c.num_nodes} nodes x {c.devices_per_node} "
-                          f"{c.device.upper()}s but no Ray cluster is configured (cluster.address is unset), "
-                          "and this machine is one node.", "start a Ray cluster (see launch/ and the README) "
-                          "and set cluster.address=HEAD:6379, or add dry_run=true to print the plan only.")
-    from rlplat.distributed.placement import plan_placement
-
-    need_cpus = sum(b.get("CPU", 0.0) for b in plan_placement(c, cfg.rollout).bundles)
-    if need_cpus > c.num_cpus:
-        raise ConfigError("cluster.devices_per_node", f"{c.devices_per_node} devices need {need_cpus:g} logical "
-                          f"CPUs (one learner and one engine each) but the local Ray instance gets "
-                          f"cluster.num_cpus={c.num_cpus}.", "lower cluster.devices_per_node or raise cluster.num_cpus.")
-    if c.device == "gpu":
-        have = _local_gpus()
-        if have < c.devices_per_node:
-            raise ConfigError("cluster.devices_per_node", f"the experiment needs {c.devices_per_node} GPUs on "
-                              f"this node but {have} are visible.", "run on a machine with the GPUs, join a "
-                              "cluster with cluster.address, or add dry_run=true to print the plan only.")
-
-
-def _local_gpus() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def _check_engine(cfg: Config) -> None:
@@ -122,13 +88,11 @@ def _check_engine(cfg: Config) -> None:
 
 
 def _check_stages(cfg: Config) -> None:
-    from rlplat.stages.names import STAGE_NAMES
-
+    """Which stages exist is the stage registry's business (preflight); their order is the config's."""
     if not cfg.stages:
-        raise ConfigError("stages", "no stage to run.", f"list stages from {', '.join(STAGE_NAMES)}.")
-    for s in cfg.stages:
-        if s not in STAGE_NAMES:
-            raise ConfigError("stages", f"unknown stage '{s}'.", f"use stages from {', '.join(STAGE_NAMES)}.")
+        raise ConfigError("stages", "no stage to run.", "list stages, e.g. stages=[warmstart,grpo].")
+    if len(set(cfg.stages)) != len(cfg.stages):
+        raise ConfigError("stages", f"a stage is listed twice in {list(cfg.stages)}.", "list each stage once.")
 
 
 def _check_prefilter_and_eval(cfg: Config) -> None:
@@ -150,51 +114,11 @@ def _check_prefilter_and_eval(cfg: Config) -> None:
                           "set both grpo.eval_every and grpo.eval_prompts above 0, or both to 0 (off).")
 
 
-def _check_paths(cfg: Config) -> None:
-    if cfg.model.path and not cfg.dry_run:
-        p = Path(cfg.model.path)
-        if not (p / "config.json").is_file():
-            raise ConfigError("model.path", f"{p} is not a Hugging Face model directory (no config.json"
-                              f"{'' if p.exists() else '; the path does not exist'}).",
-                              "point model.path at a local directory with config.json, weights and tokenizer.")
-        if not os.access(p / "config.json", os.R_OK):
-            raise ConfigError("model.path", f"{p}/config.json is not readable.", "fix the permissions.")
-    if cfg.data.source == "file" and not cfg.dry_run:
-        from rlplat.data.datasets import DataError, validate_dataset_file
-        from rlplat.stages.prompts import dataset_config
-
-        try:
-            validate_dataset_file(dataset_config(cfg))
-        except DataError as err:
-            raise ConfigError("data.file", str(err), "correct the file or the data.file field mapping.") from err
-    reference = cfg.prefilter.model_path
-    if reference and "prefilter" in cfg.stages and not cfg.dry_run and not (Path(reference) / "config.json").is_file():
-        raise ConfigError("prefilter.model_path", f"{reference} is not a Hugging Face model directory (no "
-                          "config.json).", "point it at the reference model, or set it to null to prefilter "
-                          "with the stage's input model.")
-    if cfg.data.keep_uids and not Path(cfg.data.keep_uids).is_file():
-        raise ConfigError("data.keep_uids", f"{cfg.data.keep_uids} does not exist.",
-                          "point it at the kept_uids.txt a prefilter run wrote, or set it to null.")
-    if cfg.curriculum.pass_rate_table and not Path(cfg.curriculum.pass_rate_table).is_file():
-        raise ConfigError("curriculum.pass_rate_table", f"{cfg.curriculum.pass_rate_table} does not exist.",
-                          "point it at the pass-rate table a prefilter run wrote, or set it to null.")
-
-
-def _check_plugins(cfg: Config) -> None:
-    """Reward components and the curriculum must resolve (imports user modules; no Ray needed)."""
-    from curricula import check_curriculum_config
-    from rewards import build_reward
-
-    from rlplat.scoring import reward_spec
-
-    try:
-        build_reward(reward_spec(cfg.reward))
-    except Exception as err:  # noqa: BLE001 - any failure to build is a config problem
-        raise ConfigError("reward.components", str(err).rstrip(".") + ".",
-                          "use registered reward names, list the module that registers yours in reward.modules, "
-                          "or give a dotted _target_ path.") from err
-    try:
-        check_curriculum_config(cfg.curriculum.name, dict(cfg.curriculum.options))
-    except (ValueError, TypeError) as err:
-        raise ConfigError("curriculum.name", str(err).rstrip(".") + ".",
-                          "use curriculum.name=uniform|progressive or a dotted path to your class.") from err
+def _check_data(cfg: Config) -> None:
+    f = cfg.data.file
+    if cfg.data.source == "file" and not f.path:
+        raise ConfigError("data.file.path", "data.source=file needs a dataset file.",
+                          "set data.file.path to a local .jsonl, .json or .parquet file.")
+    if f.limit is not None and f.limit < 1:
+        raise ConfigError("data.file.limit", f"must be >= 1, found {f.limit}.",
+                          "set data.file.limit to a positive number, or null for all rows.")

@@ -20,17 +20,19 @@ import json
 import os
 import reprlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from rlplat.data.chat import ThinkingMode, build_messages, render_prompt, system_prompt, thinking_modes
+from rewards import last_boxed
+from rlplat.config.schema import DatasetConfig
+from rlplat.data.chat import build_messages, render_prompt, system_prompt
 from rlplat.types import PromptItem
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 AnswerFormat = Literal["plain", "gsm8k", "boxed"]
-_ANSWER_FORMATS = ("plain", "gsm8k", "boxed")
+# How error messages name the settings (``data.file.prompt_field=...``).
+_KEY = "data.file"
 _BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 _short = reprlib.Repr()  # keyword arguments to Repr() need Python 3.12
 _short.maxstring = _short.maxother = 60
@@ -49,64 +51,6 @@ class DataError(ValueError):
         where = ", ".join(p for p in (f"dataset {path}", row, f"field '{field}'" if field else None) if p)
         super().__init__(f"{where}: {problem}. Fix: {fix}.")
         self.path, self.row, self.field = path, row, field
-
-
-@dataclass(frozen=True)
-class DatasetConfig:
-    """Where the prompts are and how to read them.
-
-    Attributes:
-        path: Local ``.jsonl``, ``.json`` (array of objects or JSON lines) or ``.parquet`` file.
-        prompt_field: Column holding the question (non-empty string).
-        answer_field: Column holding the reference: a string or a number (made a string); with
-            ``answer_format`` "plain", lists and objects (code tests) pass through unchanged.
-        system_field: Column holding a per-row system prompt, if any (empty/null means none).
-        id_field: Column holding a unique row id; default uid is ``"<file name>:<row>"``.
-        metadata_fields: Columns copied into ``PromptItem.metadata`` (nulls kept as None).
-        answer_format: "plain" (the field, stripped; numbers as strings), "gsm8k" (the text after the
-            last ``####``, commas removed) or "boxed" (content of the last ``\\boxed{...}``).
-        thinking: Reasoning toggle: "on", "off" or "none" (see ``rlplat.data.chat``).
-        limit: Keep only the first ``limit`` rows (only those are validated).
-        instruction_suffix: Appended to the question in the user message; separated by a newline
-            unless it starts with whitespace. ``PromptItem.question`` keeps the bare question.
-        config_prefix: How error messages name this config section (``data.prompt_field=...``).
-    """
-
-    path: str
-    prompt_field: str = "question"
-    answer_field: str = "answer"
-    system_field: str | None = None
-    id_field: str | None = None
-    metadata_fields: tuple[str, ...] = ()
-    answer_format: AnswerFormat = "plain"
-    thinking: ThinkingMode = "none"
-    limit: int | None = None
-    instruction_suffix: str = ""
-    config_prefix: str = "data"
-
-    def __post_init__(self) -> None:
-        key = self.config_prefix
-        if self.answer_format not in _ANSWER_FORMATS:
-            raise DataError(
-                self.path,
-                f"unknown answer_format {self.answer_format!r}",
-                f"set {key}.answer_format to one of {list(_ANSWER_FORMATS)}",
-                field="answer_format",
-            )
-        if self.thinking not in thinking_modes():
-            raise DataError(
-                self.path,
-                f"unknown thinking mode {self.thinking!r}",
-                f"set {key}.thinking to one of {list(thinking_modes())}",
-                field="thinking",
-            )
-        if self.limit is not None and self.limit < 1:
-            raise DataError(
-                self.path,
-                f"limit must be >= 1, got {self.limit}",
-                f"set {key}.limit to a positive number or null for all rows",
-                field="limit",
-            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,30 +103,37 @@ def validate_dataset_file(cfg: DatasetConfig) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def _path(cfg: DatasetConfig) -> str:
+    """The dataset file (``_read_rows`` has checked that one is configured)."""
+    return cfg.path or ""
+
+
 def _suffix(path: str) -> str:
     return os.path.splitext(path)[1].lower()
 
 
 def _read_rows(cfg: DatasetConfig) -> list[dict[str, Any]]:
     """All rows of the file as dicts, after file-level and column-level checks."""
-    if not os.path.isfile(cfg.path):
-        what = "is a directory" if os.path.isdir(cfg.path) else "does not exist"
+    if not cfg.path:
+        raise DataError("(none)", "no dataset file is configured", f"set {_KEY}.path to a .jsonl, .json or .parquet file")
+    if not os.path.isfile(_path(cfg)):
+        what = "is a directory" if os.path.isdir(_path(cfg)) else "does not exist"
         # Relative paths resolve against the working directory, which a launcher may have changed.
-        where = "" if os.path.isabs(cfg.path) else f" (resolved to {os.path.abspath(cfg.path)})"
+        where = "" if os.path.isabs(_path(cfg)) else f" (resolved to {os.path.abspath(_path(cfg))})"
         raise DataError(
-            cfg.path,
+            _path(cfg),
             f"the file {what}{where}",
-            f"set {cfg.config_prefix}.path to an existing .jsonl, .json or .parquet file",
+            f"set {_KEY}.path to an existing .jsonl, .json or .parquet file",
         )
-    if _suffix(cfg.path) not in _BUILDERS:
+    if _suffix(_path(cfg)) not in _BUILDERS:
         raise DataError(
-            cfg.path,
-            f"unsupported file type {_suffix(cfg.path)!r}",
+            _path(cfg),
+            f"unsupported file type {_suffix(_path(cfg))!r}",
             "convert it to .jsonl, .json or .parquet (the suffix selects the reader)",
         )
     rows = _load_with_datasets(cfg)
     if not rows:
-        raise DataError(cfg.path, "the dataset has no rows", "point to a file with at least one row")
+        raise DataError(_path(cfg), "the dataset has no rows", "point to a file with at least one row")
     _check_columns(cfg, rows)
     return rows
 
@@ -198,14 +149,14 @@ def _load_with_datasets(cfg: DatasetConfig) -> list[dict[str, Any]]:
     datasets.disable_progress_bars()
     try:
         rows: list[dict[str, Any]] = datasets.load_dataset(
-            _BUILDERS[_suffix(cfg.path)], data_files=cfg.path, split="train"
+            _BUILDERS[_suffix(_path(cfg))], data_files=_path(cfg), split="train"
         ).to_list()
     except read_errors as err:
         _diagnose_json(cfg)  # raises a precise, row-level DataError when it finds the cause
         raise DataError(
-            cfg.path,
+            _path(cfg),
             f"the file cannot be read ({type(err).__name__}: {err})",
-            f"check that it is valid {_suffix(cfg.path)[1:]}",
+            f"check that it is valid {_suffix(_path(cfg))[1:]}",
         ) from err
     finally:
         if bars_were_on:
@@ -227,9 +178,9 @@ def _check_columns(cfg: DatasetConfig, rows: list[dict[str, Any]]) -> None:
         if column not in available:
             _diagnose_json(cfg, check_rows=False)  # a JSONL line that is not an object shows up as 'text'
             raise DataError(
-                cfg.path,
+                _path(cfg),
                 f"no such column (found columns {available})",
-                f"set {cfg.config_prefix}.{key} to one of {available}",
+                f"set {_KEY}.{key} to one of {available}",
                 row="row 1",
                 field=column,
             )
@@ -249,43 +200,43 @@ def _diagnose_json(cfg: DatasetConfig, check_rows: bool = True) -> None:
     With ``check_rows`` every record is also validated as ``load_prompts`` would; without it only
     the JSON syntax and the record shape (an object) are checked.
     """
-    if _BUILDERS[_suffix(cfg.path)] != "json":
+    if _BUILDERS[_suffix(_path(cfg))] != "json":
         return
     try:
         records = _parse_json_records(cfg)
     except UnicodeDecodeError as err:
-        raise DataError(cfg.path, f"the file is not UTF-8 text ({err})", "re-encode it as UTF-8") from err
+        raise DataError(_path(cfg), f"the file is not UTF-8 text ({err})", "re-encode it as UTF-8") from err
     if not records:
-        raise DataError(cfg.path, "the dataset has no rows", "point to a file with at least one row")
+        raise DataError(_path(cfg), "the dataset has no rows", "point to a file with at least one row")
     limit = cfg.limit if cfg.limit is not None else len(records)
     for i, row in enumerate(records[:limit] if check_rows else []):
         _to_item(cfg, row, i, None)  # raises on the first bad field
 
 
 def _parse_json_records(cfg: DatasetConfig) -> list[dict[str, Any]]:
-    if _suffix(cfg.path) != ".json":
+    if _suffix(_path(cfg)) != ".json":
         return _parse_jsonl(cfg)
-    with open(cfg.path, encoding="utf-8") as f:
+    with open(_path(cfg), encoding="utf-8") as f:
         text = f.read()
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
         if not text.lstrip().startswith("["):
             return _parse_jsonl(cfg)  # datasets also accepts JSON lines in a .json file
-        raise DataError(cfg.path, f"invalid JSON at line {err.lineno}: {err.msg}", "fix the JSON syntax") from err
+        raise DataError(_path(cfg), f"invalid JSON at line {err.lineno}: {err.msg}", "fix the JSON syntax") from err
     records = value if isinstance(value, list) else [value]
     return [_as_object(cfg, r, f"row {i + 1}") for i, r in enumerate(records)]
 
 
 def _parse_jsonl(cfg: DatasetConfig) -> list[dict[str, Any]]:
     records = []
-    for n, (lineno, line) in enumerate(_jsonl_records(cfg.path), start=1):
+    for n, (lineno, line) in enumerate(_jsonl_records(_path(cfg)), start=1):
         row = f"row {n} (line {lineno})"
         try:
             value = json.loads(line)
         except json.JSONDecodeError as err:
             raise DataError(
-                cfg.path,
+                _path(cfg),
                 f"invalid JSON: {err.msg} (found {_short.repr(line.strip())})",
                 "make every line one complete JSON object",
                 row=row,
@@ -297,7 +248,7 @@ def _parse_jsonl(cfg: DatasetConfig) -> list[dict[str, Any]]:
 def _as_object(cfg: DatasetConfig, value: Any, row: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise DataError(
-            cfg.path,
+            _path(cfg),
             f"expected a JSON object, found {_describe(value)}",
             'make every record an object such as {"question": ..., "answer": ...}',
             row=row,
@@ -316,16 +267,16 @@ def _describe(value: Any) -> str:
 
 def _row_label(cfg: DatasetConfig, index: int) -> str:
     """Row locator for messages: 1-based row, plus the physical line for JSONL (read only on error)."""
-    if _suffix(cfg.path) != ".jsonl":
+    if _suffix(_path(cfg)) != ".jsonl":
         return f"row {index + 1}"
-    for n, (lineno, _) in enumerate(_jsonl_records(cfg.path)):
+    for n, (lineno, _) in enumerate(_jsonl_records(_path(cfg))):
         if n == index:
             return f"row {index + 1} (line {lineno})"
     return f"row {index + 1}"
 
 
 def _row_error(cfg: DatasetConfig, index: int, field: str, problem: str, fix: str) -> DataError:
-    return DataError(cfg.path, problem, fix, row=_row_label(cfg, index), field=field)
+    return DataError(_path(cfg), problem, fix, row=_row_label(cfg, index), field=field)
 
 
 def _present(row: dict[str, Any], field: str) -> bool:
@@ -338,13 +289,13 @@ def _question(cfg: DatasetConfig, row: dict[str, Any], index: int) -> str:
         return value
     problem = "is missing" if value is None else f"must be a non-empty string, found {_describe(value)}"
     fix = (
-        f"fill in or drop that row, or set {cfg.config_prefix}.prompt_field to the column that holds "
+        f"fill in or drop that row, or set {_KEY}.prompt_field to the column that holds "
         f"the question; available fields: {sorted(row.keys())}"
     )
     raise _row_error(cfg, index, cfg.prompt_field, problem, fix)
 
 
-def _number_to_str(value: int | float) -> str:
+def _number_to_str(value: float) -> str:
     # Arrow widens a column with ints and floats to float64: print 72.0 as the "72" it was.
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -354,7 +305,7 @@ def _number_to_str(value: int | float) -> str:
 def _reference(cfg: DatasetConfig, row: dict[str, Any], index: int) -> Any:
     value = row.get(cfg.answer_field)
     fix_field = (
-        f"fill in or drop that row, or set {cfg.config_prefix}.answer_field; available fields: {sorted(row.keys())}"
+        f"fill in or drop that row, or set {_KEY}.answer_field; available fields: {sorted(row.keys())}"
     )
     if value is None:
         raise _row_error(cfg, index, cfg.answer_field, "is missing", fix_field)
@@ -375,7 +326,7 @@ def _reference(cfg: DatasetConfig, row: dict[str, Any], index: int) -> Any:
             index,
             cfg.answer_field,
             f"answer_format '{cfg.answer_format}' needs {marker}, found {_describe(value)}",
-            f"fix the row, or set {cfg.config_prefix}.answer_format=plain if the field already holds the bare answer",
+            f"fix the row, or set {_KEY}.answer_format=plain if the field already holds the bare answer",
         )
     return extracted
 
@@ -390,14 +341,14 @@ def _row_system(cfg: DatasetConfig, row: dict[str, Any], index: int) -> str | No
             index,
             cfg.system_field,
             f"must be a string, found {_describe(value)}",
-            f"fix the row, or set {cfg.config_prefix}.system_field=null",
+            f"fix the row, or set {_KEY}.system_field=null",
         )
     return value
 
 
 def _uid(cfg: DatasetConfig, row: dict[str, Any], index: int) -> str:
     if cfg.id_field is None:
-        return f"{os.path.basename(cfg.path)}:{index + 1}"
+        return f"{os.path.basename(_path(cfg))}:{index + 1}"
     value = row.get(cfg.id_field)
     if value is None or isinstance(value, (bool, list, dict)):
         found = "nothing" if value is None else _describe(value)
@@ -406,7 +357,7 @@ def _uid(cfg: DatasetConfig, row: dict[str, Any], index: int) -> str:
             index,
             cfg.id_field,
             f"must be a string or integer id, found {found}",
-            f"fill in the id, or set {cfg.config_prefix}.id_field=null to number rows",
+            f"fill in the id, or set {_KEY}.id_field=null to number rows",
         )
     return str(value)
 
@@ -430,7 +381,7 @@ def _render(
             "chat_template",
             f"the tokenizer's chat template failed: {err}",
             f"use a tokenizer whose template accepts these messages, or set "
-            f"{cfg.config_prefix}.thinking=none and {cfg.config_prefix}.system_field=null if it "
+            f"{_KEY}.thinking=none and {_KEY}.system_field=null if it "
             "rejects a system role",
         ) from err
 
@@ -448,7 +399,7 @@ def _to_item(
             index,
             missing[0],
             "is not in the row",
-            f"remove it from {cfg.config_prefix}.metadata_fields; available fields: {sorted(row)}",
+            f"remove it from {_KEY}.metadata_fields; available fields: {sorted(row)}",
         )
     metadata = {f: row[f] for f in cfg.metadata_fields}
     text = _render(cfg, system, _user_message(cfg, question), index, tokenizer)
@@ -473,7 +424,7 @@ def _check_unique_uids(cfg: DatasetConfig, items: list[PromptItem]) -> None:
                 item.index,
                 cfg.id_field or "uid",
                 f"duplicate id {item.uid!r}, first seen in {_row_label(cfg, first[item.uid])}",
-                f"make the ids unique, or set {cfg.config_prefix}.id_field=null to number rows instead",
+                f"make the ids unique, or set {_KEY}.id_field=null to number rows instead",
             )
         first[item.uid] = item.index
 
@@ -499,19 +450,3 @@ def extract_reference(answer: str, answer_format: AnswerFormat) -> str | None:
     if answer_format == "boxed":
         return last_boxed(answer)
     return answer.strip()
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) in ``text``; None if absent/unbalanced."""
-    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    if start < 0:
-        return None
-    i = text.index("{", start) if "{" in text[start:] else -1
-    if i < 0 or text[start:i].strip() not in ("\\boxed", "\\fbox"):
-        return None
-    depth = 0
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i + 1 : j].strip() or None
-    return None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-
 from typing import Any
 
 from rlplat.data.chat import THINKING_ON, build_messages, render_prompt

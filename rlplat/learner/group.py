@@ -9,11 +9,10 @@ from typing import Any
 import ray
 from ray.util.placement_group import PlacementGroup
 
-from rlplat.batch import TrainShard
-from rlplat.distributed.actors import in_bundle, wait_all
 from rlplat.distributed.placement import PlacementPlan
+from rlplat.distributed.waits import in_bundle, wait_all
 from rlplat.learner.worker import LearnerSpec, LearnerWorker
-from rlplat.sync.transport import ExportPlan, SyncManifest
+from rlplat.types import ExportPlan, RankStepStats, SyncManifest, TrainShard
 
 
 @ray.remote
@@ -57,17 +56,16 @@ class LearnerGroup:
     def _all(self, phase: str, timeout_s: float, call: Any) -> list[Any]:
         return wait_all([call(w) for w in self.workers], self.names, phase, timeout_s)
 
-    def train_step(self, shards: Sequence[TrainShard], timeout_s: float) -> dict[str, float]:
-        """One optimizer step; returns stats averaged over ranks (weighted by sequences)."""
+    def train_step(self, shards: Sequence[TrainShard], timeout_s: float) -> list[RankStepStats]:
+        """One GRPO optimizer step (``shards[r]`` to rank ``r``); returns every rank's report
+        (reduce them with ``rlplat.algo.stats``)."""
         refs = [w.train_step.remote(s) for w, s in zip(self.workers, shards)]
-        stats = wait_all(refs, self.names, "train", timeout_s)
-        return _weighted_mean(stats, [len(s.sequences) for s in shards])
+        return wait_all(refs, self.names, "train", timeout_s)
 
-    def sft_step(self, shards: Sequence[TrainShard], lr: float, timeout_s: float) -> dict[str, float]:
-        """One supervised step; returns the summed loss (already normalised globally)."""
+    def sft_step(self, shards: Sequence[TrainShard], lr: float, timeout_s: float) -> list[RankStepStats]:
+        """One supervised step at learning rate ``lr``; returns every rank's report."""
         refs = [w.sft_step.remote(s, lr) for w, s in zip(self.workers, shards)]
-        stats = wait_all(refs, self.names, "train", timeout_s)
-        return {"sft/loss": sum(s["sft/loss"] for s in stats)}
+        return wait_all(refs, self.names, "train", timeout_s)
 
     def export_weights(self, plan: ExportPlan, timeout_s: float) -> SyncManifest:
         """Publish weights; returns rank 0's manifest."""
@@ -103,16 +101,3 @@ class LearnerGroup:
             pass
         for w in self.workers:
             ray.kill(w, no_restart=True)
-
-
-def _weighted_mean(stats: Sequence[dict[str, float]], weights: Sequence[int]) -> dict[str, float]:
-    total = max(sum(weights), 1)
-    keys = stats[0].keys()
-    out = {k: sum(s[k] * w for s, w in zip(stats, weights)) / total for k in keys}
-    # Loss terms are each rank's share of the global loss already: add them, do not average.
-    for k in keys:
-        if k.startswith("loss/"):
-            out[k] = sum(s[k] for s in stats)
-    if "grad_norm" in out:
-        out["grad_norm"] = stats[0]["grad_norm"]
-    return out

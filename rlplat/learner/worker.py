@@ -16,11 +16,12 @@ from typing import Any
 
 import torch
 
-from rlplat.algo import entropy_from_logits, grpo_loss, masked_mean, token_logprobs
-from rlplat.batch import MicroBatch, TrainShard, micro_batches
+from rlplat.algo import grpo_loss, kl_k3, masked_mean, token_logprobs
+from rlplat.algo.batching import MicroBatch, micro_batches
 from rlplat.config.schema import GRPOConfig, LearnerConfig
 from rlplat.sync.buckets import pack, plan_buckets
-from rlplat.sync.transport import ExportPlan, SyncManifest, bucket_paths, remove_files, write_bucket
+from rlplat.sync.transport import bucket_paths, remove_files, write_bucket
+from rlplat.types import ExportPlan, MicroStats, RankStepStats, SyncManifest, TrainShard
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class LearnerSpec:
     learner: LearnerConfig
     grpo: GRPOConfig
     temperature: float
+    # Longest completion the engines can produce (rollout.sampling.max_new_tokens): the constant
+    # length normaliser of Dr. GRPO's ``seq_mean_token_sum`` aggregation.
+    max_response_tokens: int
     lr: float
     world_size: int
     master_addr: str
@@ -110,34 +114,31 @@ class LearnerWorker:
 
     # ----------------------------------------------------------------------------- training
 
-    def train_step(self, shard: TrainShard) -> dict[str, float]:
-        """One GRPO optimizer step over this rank's shard; returns this rank's mean stats."""
+    def train_step(self, shard: TrainShard) -> RankStepStats:
+        """One GRPO optimizer step over this rank's shard; returns each micro-batch's statistics
+        (reduced with every other rank's by ``rlplat.algo.stats``)."""
         self.engine.train()
         batches = micro_batches(shard, self.spec.learner.micro_batch_size, self.pad_id)
-        totals: dict[str, float] = {}
+        micro = []
         for i, mb in enumerate(batches):
             self.engine.set_gradient_accumulation_boundary(i == len(batches) - 1)
-            stats = self._grpo_micro_step(mb, shard)
-            for k, v in stats.items():
-                totals[k] = totals.get(k, 0.0) + v * mb.input_ids.shape[0]
+            micro.append(MicroStats(self._grpo_micro_step(mb.to(self._device()), shard), mb.input_ids.shape[0]))
         self.engine.step()
-        n = len(shard.sequences)
-        out = {k: v / n for k, v in totals.items()}
-        out["grad_norm"] = float(self.engine.get_global_grad_norm() or 0.0)
-        return out
+        return RankStepStats(tuple(micro), float(self.engine.get_global_grad_norm() or 0.0))
 
     def _grpo_micro_step(self, mb: MicroBatch, shard: TrainShard) -> dict[str, float]:
-        g = self.spec.grpo
-        mb = _to_device(mb, self._device())
+        g, temperature = self.spec.grpo, self.spec.temperature
         logits = self._logits(self.engine, mb)
-        logprobs = token_logprobs(logits, mb.input_ids[:, 1:])
+        logprobs = token_logprobs(logits, mb.input_ids[:, 1:], temperature=temperature)
         ref_lp = self._ref_logprobs(mb) if self.ref is not None else None
         loss, stats = grpo_loss(
             logprobs, mb.old_logprobs, mb.advantages, mb.loss_mask,
             clip_low=g.clip_low, clip_high=g.clip_high, agg_mode=g.loss_agg,
-            ref_logprobs=ref_lp, kl_coef=g.kl_coef, logits=logits,
+            ref_logprobs=ref_lp, kl_coef=g.kl_coef, logits=logits, temperature=temperature,
             num_tokens=float(shard.num_tokens), num_seqs=float(shard.num_seqs),
-            seq_len_norm=float(max(mb.loss_mask.shape[1], 1)) if g.loss_agg == "seq_mean_token_sum" else None,
+            # Dr. GRPO divides by a constant of the run, never by this micro-batch's padded length:
+            # otherwise short sequences weigh more and micro-batch shares stop adding up.
+            seq_len_norm=float(self.spec.max_response_tokens) if g.loss_agg == "seq_mean_token_sum" else None,
         )
         # DeepSpeed averages gradients over ranks; the loss is already normalised by the global
         # batch, so undo the average (see rlplat.algo.aggregate).
@@ -145,34 +146,35 @@ class LearnerWorker:
         if ref_lp is None:
             # Without a reference model, ``kl`` reports the drift between the rollout policy and
             # the learner (k3 of old vs new logprobs), so the key is always meaningful.
-            from rlplat.algo import kl_k3
-
             stats["kl"] = float(masked_mean(kl_k3(logprobs.detach(), mb.old_logprobs), mb.loss_mask))
         return stats
 
     def _logits(self, model: Any, mb: MicroBatch) -> torch.Tensor:
+        """Next-token logits in the model's dtype: log-probs upcast them chunk by chunk
+        (``algo.token_logprobs``), so no fp32 ``[B, T, V]`` copy is ever made here."""
         out = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, use_cache=False)
-        return out.logits[:, :-1].float() / self.spec.temperature
+        return out.logits[:, :-1]
 
     @torch.no_grad()
     def _ref_logprobs(self, mb: MicroBatch) -> torch.Tensor:
-        return token_logprobs(self._logits(self.ref, mb), mb.input_ids[:, 1:])
+        return token_logprobs(self._logits(self.ref, mb), mb.input_ids[:, 1:], temperature=self.spec.temperature)
 
-    def sft_step(self, shard: TrainShard, lr: float) -> dict[str, float]:
-        """One supervised step at learning rate ``lr``: token-mean cross-entropy on the completions."""
+    def sft_step(self, shard: TrainShard, lr: float) -> RankStepStats:
+        """One supervised step at learning rate ``lr``: token-mean cross-entropy on the completions
+        (``loss/sft`` is this rank's share of the global loss)."""
         self.set_lr(lr)
         self.engine.train()
         batches = micro_batches(shard, self.spec.learner.micro_batch_size, self.pad_id)
-        total = 0.0
+        micro = []
         for i, mb in enumerate(batches):
             self.engine.set_gradient_accumulation_boundary(i == len(batches) - 1)
-            mb = _to_device(mb, self._device())
+            mb = mb.to(self._device())
             lp = token_logprobs(self._logits(self.engine, mb), mb.input_ids[:, 1:])
             loss = -(lp * mb.loss_mask).sum() / shard.num_tokens
             self.engine.backward(loss * self.spec.world_size, scale_wrt_gas=False)
-            total += float(loss)
+            micro.append(MicroStats({"loss/sft": float(loss)}, mb.input_ids.shape[0]))
         self.engine.step()
-        return {"sft/loss": total}
+        return RankStepStats(tuple(micro), float(self.engine.get_global_grad_norm() or 0.0))
 
     def set_lr(self, lr: float) -> None:
         """Set the learning rate of every parameter group (SFT and GRPO share one optimizer)."""
@@ -253,13 +255,6 @@ class LearnerWorker:
     def ping(self) -> float:
         """Liveness probe."""
         return time.time()
-
-
-def _to_device(mb: MicroBatch, device: torch.device) -> MicroBatch:
-    if device.type == "cpu":
-        return mb
-    return MicroBatch(*(t.to(device) for t in (mb.input_ids, mb.attention_mask, mb.loss_mask,
-                                              mb.old_logprobs, mb.advantages)))
 
 
 def _gathered(engine: Any, params: list[torch.nn.Parameter]) -> Any:

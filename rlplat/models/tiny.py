@@ -7,10 +7,10 @@ they would a real checkpoint. This is what lets the default experiment and the t
 
 from __future__ import annotations
 
-import json
 import string
-from dataclasses import dataclass
 from pathlib import Path
+
+from rlplat.config.schema import ModelShape
 
 # One token per character keeps the tokenizer trivially correct and the vocabulary tiny.
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -27,17 +27,12 @@ CHAT_TEMPLATE = (
 )
 
 
-@dataclass(frozen=True)
-class TinyModelSpec:
-    """Shape of the tiny Llama. Defaults give about 0.8M parameters."""
-
-    hidden_size: int = 128
-    intermediate_size: int = 384
-    num_layers: int = 4
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    max_position_embeddings: int = 256
-    seed: int = 0
+def char_vocab() -> dict[str, int]:
+    """Token -> id of the character tokenizer: the special tokens, then one id per character."""
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
+    for ch in ALPHABET:
+        vocab.setdefault(ch, len(vocab))
+    return vocab
 
 
 def build_char_tokenizer(out_dir: Path) -> None:
@@ -45,10 +40,7 @@ def build_char_tokenizer(out_dir: Path) -> None:
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
-    for ch in ALPHABET:
-        vocab.setdefault(ch, len(vocab))
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok = Tokenizer(models.WordLevel(vocab=char_vocab(), unk_token="<unk>"))
     # Split into single characters, keeping every one (whitespace included) as its own token.
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     tok.decoder = decoders.Fuse()
@@ -63,35 +55,36 @@ def build_char_tokenizer(out_dir: Path) -> None:
     fast.save_pretrained(str(out_dir))
 
 
-def build_tiny_llama(out_dir: str | Path, spec: TinyModelSpec = TinyModelSpec()) -> Path:
-    """Create a randomly initialised tiny Llama plus tokenizer in ``out_dir`` and return it.
+def build_tiny_llama(out_dir: str | Path, shape: ModelShape | None = None, seed: int = 0) -> Path:
+    """Create a randomly initialised Llama of ``shape`` (weights from ``seed``) plus the character
+    tokenizer in ``out_dir`` and return it (``shape`` None: the default ``ModelShape()``).
 
     Idempotent: an existing directory holding ``config.json`` and weights is left untouched.
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    shape = shape or ModelShape()
     out = Path(out_dir)
     if (out / "config.json").exists() and (out / "model.safetensors").exists():
         return out
     out.mkdir(parents=True, exist_ok=True)
     build_char_tokenizer(out)
-    vocab_size = len(json.loads((out / "tokenizer.json").read_text())["model"]["vocab"])
     config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=spec.hidden_size,
-        intermediate_size=spec.intermediate_size,
-        num_hidden_layers=spec.num_layers,
-        num_attention_heads=spec.num_heads,
-        num_key_value_heads=spec.num_kv_heads,
-        max_position_embeddings=spec.max_position_embeddings,
+        vocab_size=len(char_vocab()),
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_layers,
+        num_attention_heads=shape.num_heads,
+        num_key_value_heads=shape.num_kv_heads,
+        max_position_embeddings=shape.max_position_embeddings,
         pad_token_id=0,
         bos_token_id=1,
         eos_token_id=2,
         tie_word_embeddings=False,
         torch_dtype="float32",
     )
-    torch.manual_seed(spec.seed)
+    torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.save_pretrained(str(out), safe_serialization=True)
     return out

@@ -9,10 +9,12 @@ the same path re-quantises FP8 engines on GPU.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
-from rlplat.sync.buckets import BucketSpec
+import torch
+
 from rlplat.sync.transport import iter_weights
+from rlplat.types import BucketSpec
 
 
 class WeightReceiver:
@@ -22,7 +24,7 @@ class WeightReceiver:
         """Load all tensors of the bucket files at ``paths``; returns the number of tensors."""
         count = 0
 
-        def counted():  # type: ignore[no-untyped-def]
+        def counted() -> Iterator[tuple[str, torch.Tensor]]:
             nonlocal count
             for item in iter_weights(specs, paths):
                 count += 1

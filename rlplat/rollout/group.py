@@ -17,11 +17,10 @@ import ray
 from ray.util.placement_group import PlacementGroup
 
 from rlplat.config.schema import SamplingConfig
-from rlplat.distributed.actors import in_bundle, wait_all
 from rlplat.distributed.placement import PlacementPlan
-from rlplat.rollout.worker import EngineSpec, GenerationRequest, RolloutWorker
-from rlplat.sync.transport import SyncManifest
-from rlplat.types import Sample
+from rlplat.distributed.waits import in_bundle, wait_all
+from rlplat.rollout.worker import EngineSpec, RolloutWorker
+from rlplat.types import GenerationRequest, Sample, SyncManifest
 
 log = logging.getLogger(__name__)
 

@@ -13,17 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlplat.config.schema import RolloutConfig, SamplingConfig
-from rlplat.sync.transport import SyncManifest, bucket_paths, remove_files, write_bucket
-from rlplat.types import Sample
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """One prompt to sample from; ``seed`` makes its samples reproducible on CPU."""
-
-    uid: str
-    prompt_token_ids: tuple[int, ...]
-    seed: int
+from rlplat.sync.transport import bucket_paths, remove_files, write_bucket
+from rlplat.types import GenerationRequest, LoadReport, Sample, SyncManifest
 
 
 @dataclass(frozen=True)
@@ -41,16 +32,6 @@ class EngineSpec:
     # each worker's GPU share (vLLM's Ray executor places one worker per bundle).
     bundles: tuple[int, ...] = ()
     worker_gpu_share: float = 1.0
-
-
-@dataclass(frozen=True)
-class LoadReport:
-    """Result of a weight load on one worker."""
-
-    version: int
-    seconds: float
-    nbytes: int
-    num_tensors: int
 
 
 def _engine_env(spec: EngineSpec) -> dict[str, str]:
@@ -86,9 +67,8 @@ class RolloutWorker:
 
     def __init__(self, spec: EngineSpec, rank: int) -> None:
         os.environ.update(_engine_env(spec))
-        from vllm import LLM  # heavy import stays inside the actor process
-
         import ray
+        from vllm import LLM  # heavy import stays inside the actor process
 
         self.rank = rank
         self.spec = spec
@@ -132,18 +112,15 @@ class RolloutWorker:
         ]
         prompts = [{"prompt_token_ids": list(req.prompt_token_ids)} for req in requests]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        return [self._to_samples(req, out) for req, out in zip(requests, outputs)]
+        return [self._to_samples(out) for out in outputs]
 
-    def _to_samples(self, req: GenerationRequest, out: Any) -> list[Sample]:
+    def _to_samples(self, out: Any) -> list[Sample]:
         samples = []
         for comp in out.outputs:
             # Each logprobs entry maps the sampled token id to its Logprob (logprobs=0).
             lps = tuple(float(d[t].logprob) for t, d in zip(comp.token_ids, comp.logprobs))
-            samples.append(Sample(
-                prompt_uid=req.uid, prompt_token_ids=req.prompt_token_ids,
-                token_ids=tuple(comp.token_ids), text=comp.text, logprobs=lps,
-                weights_version=self.version, finish_reason=str(comp.finish_reason),
-            ))
+            samples.append(Sample(token_ids=tuple(comp.token_ids), text=comp.text, logprobs=lps,
+                                  weights_version=self.version, finish_reason=str(comp.finish_reason)))
         return samples
 
     def greedy(self, prompt_token_ids: list[list[int]], max_tokens: int) -> list[list[int]]:

@@ -1,1 +1,17 @@
-"""Pipeline stages. Each stage takes a model directory and returns the one the next consumes."""
+"""Pipeline stages, one file each, and the registry the config's ``stages=[...]`` names resolve in.
+
+Built-ins: ``warmstart`` (supervised pass on the built-in task), ``prefilter`` (the paper's data
+filtering) and ``grpo``. A stage of your own is a class with ``name`` and ``run(ctx) ->
+StageManifest`` (``rlplat.stages.base``), registered with ``@STAGES.register("name")`` in a module
+you import, or named by its import path in ``stages=[...]``.
+"""
+
+from rlbase import Registry
+
+STAGES = Registry("stage", builtins={
+    "warmstart": "rlplat.stages.warmstart:WarmStartStage",
+    "prefilter": "rlplat.stages.prefilter:PrefilterStage",
+    "grpo": "rlplat.stages.grpo:GRPOStage",
+})
+
+__all__ = ["STAGES"]

@@ -1,247 +1,251 @@
 """GRPO stage: the reinforcement-learning main loop (LN §5.1).
 
-Per step: the curriculum picks prompts, vLLM engines sample ``n`` completions per prompt, the
-reward pool scores them, advantages are computed per group, the DeepSpeed learners take
-``prompts * n / global_batch`` optimizer steps (2 in the paper: 1152 samples, batch 576), and the
-new weights are synced to the engines. Every blocking call has a deadline; a checkpoint is written
-every ``checkpoint.every`` steps and when SIGTERM/SIGINT arrives.
+Per step (``GRPOLoop.step``, read it top to bottom): the curriculum samples prompts, the vLLM
+engines generate ``n`` completions per prompt, the reward pool scores them, dynamic sampling refills
+groups that carry no signal, the curriculum observes every scored group, advantages are computed per
+group, the DeepSpeed learners take ``prompts * n / global_batch`` optimizer steps (2 in the paper:
+1152 samples, batch 576), the new weights are synced to the engines, the held-out set is evaluated,
+the metrics line is logged, and a checkpoint of the ``RunState`` is written every
+``checkpoint.every`` steps and when SIGTERM/SIGINT arrives. Every blocking call has a deadline.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import statistics
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from curricula import Curriculum, PassRateStore, build_curriculum, is_informative
-from rlplat.batch import split_for_ranks
-from rlplat.distributed.actors import ActorFailure, PhaseTimeout
-from rlplat.rollout.group import RolloutRestartLimit
-from rlplat.checkpoint import latest_checkpoint, load_driver_state, save_checkpoint
+from curricula import (
+    Curriculum,
+    PassRateStore,
+    build_curriculum,
+    dynamic_sampling_metrics,
+    fill_batch,
+    split_informative,
+)
+from rlplat.algo.batching import split_for_ranks
+from rlplat.algo.grpo import advantages, minibatches, rollout_metrics, train_sequences
+from rlplat.algo.stats import reduce_train_step
+from rlplat.checkpoint import RunState, latest_checkpoint, load_run_state, save_checkpoint
+from rlplat.config.schema import Config
+from rlplat.distributed.waits import ActorFailure, PhaseTimeout
 from rlplat.metrics import MetricsLogger, read_metrics, truncate_after
-from rlplat.stages.cluster import StageActors
-from rlplat.stages.context import StageContext
-from rlplat.stages.evaluate import HeldOutEval
-from rlplat.stages.grpo_batch import (advantages, make_requests, minibatches, outcomes, rollout_metrics,
-                                      train_sequences)
-from rlplat.stages.prefilter import curriculum_inputs
-from rlplat.stages.prompts import keep_listed, load_prompt_split, tokenize_prompts
-from rlplat.stages.report import write_report
-from rlplat.stages.signals import StopRequested
-from rlplat.sync.coordinator import WeightSync
-from rlplat.types import ScoredGroup
+from rlplat.models.hf import copy_tokenizer
+from rlplat.rollout.group import RolloutRestartLimit
+from rlplat.runtime.evaluation import HeldOutEval
+from rlplat.runtime.prompts import PromptSet, load_prompt_sets
+from rlplat.runtime.report import write_report
+from rlplat.runtime.signals import Preempted, StopRequested
+from rlplat.runtime.stage_actors import StageActors
+from rlplat.runtime.weight_sync import SyncReport, WeightSync
+from rlplat.stages.base import KEPT_UIDS, PASS_RATE_TABLE, StageContext, StageManifest
+from rlplat.types import ScoredGroup, TrainSequence
 
 log = logging.getLogger(__name__)
 
 
-class Preempted(RuntimeError):
-    """The run stopped on SIGTERM/SIGINT after writing a checkpoint."""
-
-
 class GRPOStage:
-    """Runs GRPO from ``ctx.model_path``; returns the final model directory."""
+    """Runs GRPO from ``ctx.model_path``; its manifest names the final model directory."""
 
     name = "grpo"
 
-    def run(self, ctx: StageContext) -> str:
+    def run(self, ctx: StageContext) -> StageManifest:
         from transformers import AutoTokenizer
 
         cfg = ctx.cfg
-        self.ctx, self.cfg = ctx, cfg
-        self._prompts(AutoTokenizer.from_pretrained(ctx.model_path))
+        # The config's files, else what an earlier stage of this pipeline left (a prefilter):
+        # train only on the prompts it kept and start the curriculum from its pass rates.
+        keep_uids = cfg.data.keep_uids or ctx.artifact(KEPT_UIDS)
+        table = cfg.curriculum.pass_rate_table or ctx.artifact(PASS_RATE_TABLE)
+        train, held_out = load_prompt_sets(cfg, AutoTokenizer.from_pretrained(ctx.model_path), keep_uids)
+        curriculum = make_curriculum(cfg, train.uids, table)
+        final = ctx.run_dir / "final_model"
         with StageActors(cfg, ctx.model_path, cfg.learner.lr) as actors, StopRequested() as stop:
-            self.actors = actors
             (ctx.run_dir / "placement.json").write_text(json.dumps(actors.placement(), indent=2))
-            self.sync = WeightSync(cfg.sync, actors.learners, actors.rollouts, tag=_tag(ctx.run_dir))
-            start = self._restore()
-            metrics = MetricsLogger(ctx.run_dir, cfg.grpo.total_steps, start)
-            try:
-                self._loop(start, stop, metrics)
-            except (RolloutRestartLimit, PhaseTimeout, ActorFailure) as err:
-                self._save_after_failure(err)
-                raise
-            finally:
-                metrics.close()
-            final = ctx.run_dir / "final_model"
-            actors.learners.save_hf(str(final), cfg.timeouts.checkpoint_s)
+            GRPOLoop(ctx, actors, train, HeldOutEval(cfg, held_out), curriculum, stop).run()
+            actors.learner_group.save_hf(str(final), cfg.timeouts.checkpoint_s)
+        copy_tokenizer(Path(ctx.model_path), final)
         write_report(ctx.run_dir, read_metrics(ctx.run_dir / "metrics.jsonl"))
-        return str(final)
+        return StageManifest(self.name, str(final), ctx.model_path)
 
-    def _loop(self, start: int, stop: StopRequested, metrics: MetricsLogger) -> None:
-        """Steps ``start + 1 .. total_steps``; checkpoints every ``checkpoint.every`` and on a signal."""
+
+def make_curriculum(cfg: Config, uids: Sequence[str], pass_rate_table: str | None) -> Curriculum:
+    """The configured curriculum over ``uids``, its store seeded from a pass-rate table if given."""
+    c = cfg.curriculum
+    store = PassRateStore.from_table(pass_rate_table) if pass_rate_table else None
+    return build_curriculum(c.name, uids=list(uids), seed=cfg.seed, total_steps=cfg.grpo.total_steps,
+                            store=store, **c.options)
+
+
+class GRPOLoop:
+    """GRPO over live actors. ``state`` is the ``RunState`` after the last finished step: what the
+    learners hold (with the weights version) and what a checkpoint of that step contains."""
+
+    def __init__(self, ctx: StageContext, actors: StageActors, prompts: PromptSet, evaluation: HeldOutEval,
+                 curriculum: Curriculum, stop: StopRequested) -> None:
+        self.cfg, self.run_dir, self.stop = ctx.cfg, ctx.run_dir, stop
+        self.learners, self.rollouts, self.scorer = actors.learner_group, actors.rollout_group, actors.reward_scorer
+        self.prompts, self.evaluation, self.curriculum = prompts, evaluation, curriculum
+        self.weight_sync = WeightSync(self.cfg.sync, self.learners, self.rollouts, tag=run_tag(ctx.run_dir))
+        self.state = self._restore() if ctx.resume else RunState(0, 0, curriculum.state_dict())
+        self.saved_step = self.state.step  # the newest step with a complete checkpoint (0: none)
+        self.learners_ahead = False  # True while the learners hold weights newer than ``state``
+        self.metrics = MetricsLogger(self.run_dir, self.cfg.grpo.total_steps, self.state.step)
+
+    def run(self) -> None:
+        """Steps ``state.step + 1 .. total_steps``; checkpoints every ``checkpoint.every`` and on a signal."""
         cfg = self.cfg
-        for step in range(start + 1, cfg.grpo.total_steps + 1):
-            # The state a checkpoint would hold if this step failed before training.
-            self.boundary: _Boundary | None = _Boundary(step - 1, self.sync.version, self.curriculum.state_dict())
-            metrics.log(self._step(step))
-            if step % cfg.checkpoint.every == 0 or step == cfg.grpo.total_steps or stop:
-                self._checkpoint(step)
-            if stop:
-                raise Preempted(f"signal {stop.signal}: stopped after step {step} with a checkpoint; "
-                                f"continue with resume={self.ctx.run_dir}")
+        try:
+            for step in range(self.state.step + 1, cfg.grpo.total_steps + 1):
+                self.state = self.step(step)
+                if step % cfg.checkpoint.every == 0 or step == cfg.grpo.total_steps or self.stop:
+                    self.checkpoint()
+                if self.stop:
+                    raise Preempted(f"signal {self.stop.signal}: stopped after step {step} with a checkpoint; "
+                                    f"continue with resume={self.run_dir}")
+        except (RolloutRestartLimit, PhaseTimeout, ActorFailure) as err:
+            self._checkpoint_after_failure(err)
+            raise
+        finally:
+            self.metrics.close()
 
-    # ------------------------------------------------------------------------- one step
+    def step(self, step: int) -> RunState:
+        """One GRPO step; returns the state after it."""
+        cfg, g, timer = self.cfg, self.cfg.grpo, PhaseTimer()
+        groups = self.generate_and_score(self.curriculum.next_batch(g.prompts_per_step), step, 0, timer)
+        seen, dynamic = list(groups), dict[str, float]()
+        if cfg.curriculum.dynamic_sampling:
+            groups, seen, dynamic = self.refill(groups, step, timer)
+        self.curriculum.observe([group.outcome() for group in seen])
+        reward_counters = self.scorer.stats(cfg.timeouts.reward_s)
+        seqs = train_sequences(groups, advantages(groups, g.advantage))
+        self.learners_ahead = True
+        with timer.phase("train"):
+            train = self.train(seqs, step)
+        with timer.phase("sync"):
+            sync = self.weight_sync.sync(cfg.timeouts.sync_s)
+        self.learners_ahead = False
+        timer.stop()  # the step's time excludes evaluation (``time/eval_s``)
+        evaluation = self.evaluation.run(self.rollouts, self.scorer) if self.evaluation.due(step) else {}
+        self.metrics.log(step_line(step, groups, timer, train, sync, self.rollouts.restarts,
+                                   {**reward_counters, **dynamic, **self.curriculum.metrics(), **evaluation}))
+        return RunState(step, sync.version, self.curriculum.state_dict())
 
-    def _step(self, step: int) -> dict[str, Any]:
-        """One GRPO step; returns its metrics line."""
-        t0 = time.perf_counter()
-        batch, timing, extra = self._collect(step)
-        t1 = time.perf_counter()
-        self.boundary = None  # the learners change from here on
-        train = self._train(batch, step)
-        t2 = time.perf_counter()
-        report = self.sync.sync(self.cfg.timeouts.sync_s)
-        t3 = time.perf_counter()
-        roll = rollout_metrics(batch)
-        return {
-            "step": step, **roll, "kl": train["kl"], "entropy": train["entropy"],
-            "time/step_s": t3 - t0, "time/rollout_s": timing["rollout"], "time/reward_s": timing["reward"],
-            "time/train_s": t2 - t1, "time/sync_s": t3 - t2,
-            "tokens_per_s": roll["tokens/generated"] / max(timing["rollout"], 1e-9),
-            "sync/bytes": report.nbytes, "sync/object_store_engines": report.object_store_engines,
-            "weights/version": report.version,
-            "weights/staleness": max(report.version - 1 - s.sample.weights_version
-                                     for g in batch for s in g.samples),
-            "faults/rollout_restarts": self.actors.rollouts.restarts,
-            **{k: v for k, v in train.items() if k not in ("kl", "entropy")},
-            **extra, **self.curriculum.metrics(),
-            **self.evaluation.metrics(step, self.actors.rollouts, self.actors.scorer),
-        }
+    def generate_and_score(self, idx: Sequence[int], step: int, attempt: int, timer: PhaseTimer) -> list[ScoredGroup]:
+        """``grpo.samples_per_prompt`` scored samples for each prompt at ``idx``."""
+        cfg = self.cfg
+        items, requests = self.prompts.requests(idx, cfg.seed, step, attempt)
+        with timer.phase("rollout"):
+            samples = self.rollouts.generate(requests, cfg.grpo.samples_per_prompt, cfg.rollout.sampling,
+                                             cfg.timeouts.generate_s)
+        with timer.phase("reward"):
+            return self.scorer.score(items, requests, samples, cfg.timeouts.reward_s)
 
-    def _collect(self, step: int) -> tuple[list[ScoredGroup], dict[str, float], dict[str, float]]:
-        """Generate and score this step's groups; with dynamic sampling, refill dropped groups."""
-        want = self.cfg.grpo.prompts_per_step
-        timing = {"rollout": 0.0, "reward": 0.0}
-        groups, pool = self._generate_and_score(self.curriculum.next_batch(want), step, 0, timing)
-        seen = list(groups)
-        if self.cfg.curriculum.dynamic_sampling:
-            kept = [g for g in groups if is_informative(_outcome(g))]
-            dropped = [g for g in groups if not is_informative(_outcome(g))]
-            rounds = 0
-            while len(kept) < want and rounds < self.cfg.curriculum.dynamic_max_rounds:
-                rounds += 1
-                more, _ = self._generate_and_score(
-                    self.curriculum.next_batch(want - len(kept), refill=True), step, rounds, timing)
-                seen += more
-                kept += [g for g in more if is_informative(_outcome(g))]
-                dropped += [g for g in more if not is_informative(_outcome(g))]
-            # Zero-advantage groups fill any shortfall: they add no policy gradient but keep the
-            # batch arithmetic (global_batch) intact.
-            groups = (kept + dropped)[:want]
-            pool["curriculum/dynamic_dropped_frac"] = len(dropped) / len(seen)
-            pool["curriculum/dynamic_rounds"] = float(rounds)
-        self.curriculum.observe(outcomes(seen))
-        return groups, timing, pool
+    def refill(self, groups: list[ScoredGroup], step: int,
+               timer: PhaseTimer) -> tuple[list[ScoredGroup], list[ScoredGroup], dict[str, float]]:
+        """DAPO dynamic sampling: keep the groups whose rewards differ and draw more prompts for this
+        step, for at most ``curriculum.dynamic_max_rounds`` rounds. Returns the batch, every group
+        scored (in generation order: the curriculum observes them all) and the metrics."""
+        want, seen = self.cfg.grpo.prompts_per_step, list(groups)
+        kept, dropped = split_informative(groups, outcome_of=ScoredGroup.outcome)
+        rounds = 0
+        while len(kept) < want and rounds < self.cfg.curriculum.dynamic_max_rounds:
+            rounds += 1
+            more = self.generate_and_score(self.curriculum.next_batch(want - len(kept), refill=True), step,
+                                           rounds, timer)
+            seen += more
+            more_kept, more_dropped = split_informative(more, outcome_of=ScoredGroup.outcome)
+            kept, dropped = kept + more_kept, dropped + more_dropped
+        # Zero-advantage groups fill any shortfall: they add no policy gradient but keep the batch
+        # arithmetic (global_batch) intact.
+        metrics = {**dynamic_sampling_metrics(kept, dropped, rounds), "curriculum/dynamic_scored_groups": float(len(seen))}
+        return fill_batch(kept, dropped, want), seen, metrics
 
-    def _generate_and_score(self, idx: list[int], step: int, attempt: int,
-                            timing: dict[str, float]) -> tuple[list[ScoredGroup], dict[str, float]]:
-        cfg, a = self.cfg, self.actors
-        items = [self.prompts[i] for i in idx]
-        requests = make_requests(items, [self.token_ids[i] for i in idx], cfg.seed, step, attempt)
-        t0 = time.perf_counter()
-        samples = a.rollouts.generate(requests, cfg.grpo.samples_per_prompt, cfg.rollout.sampling,
-                                      cfg.timeouts.generate_s)
-        t1 = time.perf_counter()
-        scored, pool = a.scorer.score(items, samples, cfg.timeouts.reward_s)
-        timing["rollout"] += t1 - t0
-        timing["reward"] += time.perf_counter() - t1
-        return scored, pool
-
-    def _train(self, batch: list[ScoredGroup], step: int) -> dict[str, float]:
-        """Advantages, then ``samples / global_batch`` optimizer steps; returns averaged stats."""
-        cfg, learners = self.cfg, self.actors.learners
+    def train(self, seqs: Sequence[TrainSequence], step: int) -> dict[str, float]:
+        """``samples / global_batch`` optimizer steps over a seeded shuffle; returns their statistics."""
+        cfg, learners = self.cfg, self.learners
         if cfg.cluster.device == "gpu" and cfg.rollout.sleep_between_phases:
-            self.actors.rollouts.sleep(cfg.timeouts.sync_s)
-        seqs = train_sequences(batch, advantages(batch, cfg.grpo.advantage))
-        stats = [learners.train_step(split_for_ranks(mb, learners.world_size), cfg.timeouts.train_s)
-                 for mb in minibatches(seqs, cfg.grpo.global_batch, cfg.seed, step)]
-        out = {k: statistics.fmean(s[k] for s in stats) for k in stats[0]}
-        # The first optimizer step sees the weights that generated the samples: its ratio measures
-        # the engine/learner numerical mismatch (FP8 vs BF16 on GPU, kernels on CPU).
-        out["mismatch/approx_kl"] = stats[0]["approx_kl"]
-        out["optimizer_steps"] = float(len(stats))
-        return out
+            self.rollouts.sleep(cfg.timeouts.sync_s)
+        reports = [learners.train_step(split_for_ranks(batch, learners.world_size), cfg.timeouts.train_s)
+                   for batch in minibatches(seqs, cfg.grpo.global_batch, cfg.seed, step)]
+        return reduce_train_step(reports)
 
     # ------------------------------------------------------------------------- state
 
-    def _prompts(self, tokenizer: Any) -> None:
-        """Training prompts, held-out evaluation prompts, and the curriculum over the former."""
-        cfg = self.cfg
-        # The config's files, else what a prefilter stage of this pipeline left: train only on the
-        # prompts it kept and seed the curriculum with its pass rates.
-        inputs = curriculum_inputs(cfg, self.ctx.run_dir)
-        split = load_prompt_split(cfg, tokenizer)
-        self.prompts = keep_listed(split.train, inputs.keep_uids)
-        max_prompt = cfg.rollout.max_model_len - cfg.rollout.sampling.max_new_tokens
-        self.token_ids = tokenize_prompts(self.prompts, tokenizer, max_prompt)
-        self.evaluation = HeldOutEval(cfg, split.held_out, tokenize_prompts(split.held_out, tokenizer, max_prompt))
-        self.curriculum = self._curriculum(inputs.pass_rate_table)
-
-    def _curriculum(self, pass_rate_table: str | None) -> Curriculum:
-        c = self.cfg.curriculum
-        store = PassRateStore.from_table(pass_rate_table) if pass_rate_table else None
-        return build_curriculum(c.name, uids=[p.uid for p in self.prompts], seed=self.cfg.seed,
-                                total_steps=self.cfg.grpo.total_steps, store=store, **c.options)
-
-    def _restore(self) -> int:
-        """Continue from the latest complete checkpoint (resume) or publish version 1; returns the step."""
-        run_dir, t = self.ctx.run_dir, self.cfg.timeouts
-        found = latest_checkpoint(run_dir) if self.ctx.resume else None
+    def _restore(self) -> RunState:
+        """The state of the latest complete checkpoint, loaded into learners, engines and curriculum."""
+        found = latest_checkpoint(self.run_dir)
         if found is None:
-            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-            self.sync.sync(t.sync_s)
-            return 0
+            return RunState(0, 0, self.curriculum.state_dict())
         step, path = found
-        state = load_driver_state(path)
-        self.actors.learners.load(str(path / "learner"), t.checkpoint_s)
-        self.curriculum.load_state_dict(state["curriculum"])
-        self.sync.sync(t.sync_s, version=state["weights_version"])
-        truncate_after(run_dir / "metrics.jsonl", step)
+        state = load_run_state(path)
+        t = self.cfg.timeouts
+        self.learners.load(str(path / "learner"), t.checkpoint_s)
+        self.curriculum.load_state_dict(state.curriculum)
+        self.weight_sync.sync(t.sync_s, version=state.weights_version)
+        truncate_after(self.run_dir / "metrics.jsonl", step)
         log.info("resumed from %s (step %d)", path, step)
-        return step
+        return state
 
-    def _checkpoint(self, step: int) -> Path:
-        return self._save(_Boundary(step, self.sync.version, self.curriculum.state_dict()))
+    def checkpoint(self) -> Path:
+        """Checkpoint ``state`` (learners, optimizer, driver state) atomically."""
+        learners, timeout = self.learners, self.cfg.timeouts.checkpoint_s
+        path = save_checkpoint(self.run_dir, self.state, lambda d: learners.save(d, timeout), self.cfg.checkpoint.keep)
+        self.saved_step = self.state.step
+        return path
 
-    def _save(self, b: _Boundary) -> Path:
-        state = {"step": b.step, "weights_version": b.weights_version, "curriculum": b.curriculum}
-        learners, timeout = self.actors.learners, self.cfg.timeouts.checkpoint_s
-        return save_checkpoint(self.ctx.run_dir, b.step, lambda d: learners.save(d, timeout), state,
-                               self.cfg.checkpoint.keep)
-
-    def _save_after_failure(self, err: Exception) -> None:
-        """After an engine failure before training started, checkpoint the last finished step so
-        that the run can resume without losing it (learner failures leave the last periodic one)."""
-        b = getattr(self, "boundary", None)
-        last = latest_checkpoint(self.ctx.run_dir)
-        if b is None or b.step == 0 or (last is not None and last[0] >= b.step):
+    def _checkpoint_after_failure(self, err: Exception) -> None:
+        """After an engine failure before training started, checkpoint the last finished step so that
+        the run can resume without losing it (learner failures leave the last periodic one)."""
+        if self.learners_ahead or self.state.step <= self.saved_step:
             return
         try:
-            path = self._save(b)
-            log.warning("%s; saved checkpoint %s before stopping", err, path)
+            log.warning("%s; saved checkpoint %s before stopping", err, self.checkpoint())
         except Exception as save_err:  # noqa: BLE001 - report the original failure, not this one
             log.warning("could not checkpoint after the failure: %s", save_err)
 
 
-@dataclass(frozen=True)
-class _Boundary:
-    """Driver state between two steps: what a checkpoint of ``step`` holds."""
+class PhaseTimer:
+    """Wall time per phase of a step, summed over repeats (dynamic sampling generates more than once)."""
 
-    step: int
-    weights_version: int
-    curriculum: dict[str, Any]
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.total = 0.0
+        self.seconds: dict[str, float] = {"rollout": 0.0, "reward": 0.0, "train": 0.0, "sync": 0.0}
+
+    def stop(self) -> None:
+        """Fix the step's total time (``time/step_s``)."""
+        self.total = time.perf_counter() - self.start
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time the block as ``name``."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - t0
 
 
-def _outcome(g: ScoredGroup) -> Any:
-    return outcomes([g])[0]
+def step_line(step: int, groups: Sequence[ScoredGroup], timer: PhaseTimer, train: dict[str, float],
+              sync: SyncReport, restarts: int, extra: dict[str, float]) -> dict[str, Any]:
+    """The metrics line of one step (DESIGN.md contract 3, plus stage keys in ``extra``)."""
+    t = timer.seconds
+    rollout = rollout_metrics(groups, sync.version - 1)
+    return {
+        "step": step, **rollout, **train,
+        "time/step_s": timer.total, **{f"time/{k}_s": v for k, v in t.items()},
+        "tokens_per_s": rollout["tokens/generated"] / max(t["rollout"], 1e-9),
+        "sync/bytes": sync.nbytes, "sync/object_store_engines": sync.object_store_engines,
+        "weights/version": sync.version, "faults/rollout_restarts": restarts, **extra,
+    }
 
 
-def _tag(run_dir: Path) -> str:
+def run_tag(run_dir: Path) -> str:
     """Run-unique tag for /dev/shm file names (two runs on one node must not collide)."""
-    import hashlib
-
     return hashlib.blake2b(str(run_dir.resolve()).encode(), digest_size=4).hexdigest()

@@ -9,24 +9,25 @@ GRPO uses, and writes a Hugging Face model directory for the next stage.
 from __future__ import annotations
 
 import random
-import shutil
 from pathlib import Path
+from typing import Any
 
-from rlplat.batch import TrainSequence, split_for_ranks
+from rlplat.algo.batching import split_for_ranks
+from rlplat.algo.stats import reduce_optimizer_step
 from rlplat.config.errors import ConfigError
 from rlplat.data.synthetic import split_problems, teacher_solutions, to_prompt_items
-from rlplat.stages.cluster import StageActors
-from rlplat.stages.context import StageContext
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+from rlplat.models.hf import copy_tokenizer
+from rlplat.runtime.stage_actors import StageActors
+from rlplat.stages.base import StageContext, StageManifest
+from rlplat.types import TrainSequence
 
 
 class WarmStartStage:
-    """Supervised warm start; returns the warm-started model directory."""
+    """Supervised warm start; its manifest names the warm-started model directory."""
 
     name = "warmstart"
 
-    def run(self, ctx: StageContext) -> str:
+    def run(self, ctx: StageContext) -> StageManifest:
         from tqdm import tqdm
         from transformers import AutoTokenizer
 
@@ -39,30 +40,28 @@ class WarmStartStage:
         rng = random.Random(cfg.seed)
         out = ctx.run_dir / "warmstart_model"
         with StageActors(cfg, ctx.model_path, cfg.sft.lr, rollout=False, scorer=False) as actors:
-            learners = actors.learners
+            learners = actors.learner_group
             bar = tqdm(range(cfg.sft.steps), desc="warm start (SFT)", unit="step", dynamic_ncols=True, mininterval=2.0)
             for step in bar:
                 # Linear decay to 10% keeps the last steps from undoing the first ones.
                 lr = cfg.sft.lr * (1.0 - 0.9 * step / max(cfg.sft.steps - 1, 1))
                 batch = rng.sample(seqs, cfg.sft.batch_size)
-                stats = learners.sft_step(split_for_ranks(batch, learners.world_size), lr, cfg.timeouts.train_s)
-                bar.set_postfix(loss=f"{stats['sft/loss']:.3f}", refresh=False)
+                stats = reduce_optimizer_step(learners.sft_step(split_for_ranks(batch, learners.world_size), lr,
+                                                                cfg.timeouts.train_s))
+                bar.set_postfix(loss=f"{stats['loss/sft']:.3f}", refresh=False)
             learners.save_hf(str(out), cfg.timeouts.checkpoint_s)
-        _copy_tokenizer(Path(ctx.model_path), out)
-        return str(out)
+        copy_tokenizer(Path(ctx.model_path), out)
+        return StageManifest(self.name, str(out), ctx.model_path)
 
     @staticmethod
-    def _sequences(ctx: StageContext, tokenizer: object) -> list[TrainSequence]:
+    def _sequences(ctx: StageContext, tokenizer: Any) -> list[TrainSequence]:
         s = ctx.cfg.data.synthetic
         train, _ = split_problems(s.digits, s.num_train, s.num_rl, ctx.cfg.seed)
         items = to_prompt_items(train, tokenizer)
-        eos = tokenizer.eos_token  # type: ignore[attr-defined]
-        encode = lambda text: tuple(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+        eos = tokenizer.eos_token
+
+        def encode(text: str) -> tuple[int, ...]:
+            return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
+
         solutions = teacher_solutions(train, s.teacher_accuracy, ctx.cfg.seed)
         return [TrainSequence(encode(it.text), encode(sol + eos), (), 0.0) for it, sol in zip(items, solutions)]
-
-
-def _copy_tokenizer(src: Path, dst: Path) -> None:
-    for name in TOKENIZER_FILES:
-        if (src / name).exists():
-            shutil.copy2(src / name, dst / name)

@@ -8,31 +8,13 @@ views into them.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 
 import torch
 
+from rlplat.types import BucketSpec, TensorEntry
+
 # Offsets are aligned so that every view starts on a boundary valid for any dtype.
 ALIGN = 64
-
-
-@dataclass(frozen=True)
-class TensorEntry:
-    """Where one tensor lives inside a bucket."""
-
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-    offset: int
-    nbytes: int
-
-
-@dataclass(frozen=True)
-class BucketSpec:
-    """Layout of one bucket: its tensors and total size in bytes."""
-
-    entries: tuple[TensorEntry, ...]
-    nbytes: int
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

@@ -213,7 +213,8 @@ def test_metrics_are_flat_floats_with_histogram():
 
 def test_default_centre_range_follows_the_data_and_can_be_overridden():
     cur, _ = curriculum(n_per_bucket=(0, 4, 4, 4))  # rates 1/8 .. 3/8
-    assert cur.next_batch(1) and cur.metrics()["curriculum/target_center"] == 0.375
+    cur.next_batch(1)
+    assert cur.metrics()["curriculum/target_center"] == 0.375
     assert cur.state_dict()["center_range"] == [0.375, 0.125]
     no_evidence = ProgressiveCurriculum(make_uids(5), total_steps=3)  # nothing known: full axis
     assert no_evidence.state_dict()["center_range"] == [1.0, 0.0]

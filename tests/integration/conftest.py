@@ -13,6 +13,6 @@ from launch_helpers import launch
 def reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The FAST config run to completion (4 steps, checkpoints at 2 and 4)."""
     run_dir = tmp_path_factory.mktemp("reference") / "run"
-    out = launch(run_dir)
-    assert out.returncode == 0, out.stderr[-3000:]
+    rc, out = launch(run_dir)
+    assert rc == 0, out[-3000:]
     return run_dir

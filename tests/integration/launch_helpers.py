@@ -1,13 +1,22 @@
-"""Shared settings for tests that run ``python -m rlplat.launch`` in a subprocess."""
+"""Running ``python -m rlplat.launch`` from tests: a run, a background run, a killed run, a resume.
+
+Output goes to a log file beside the run directory, never to a pipe nobody reads (a pipe fills at
+64 KiB and then blocks the launcher). Every launcher runs in its own process group, so a test can
+SIGKILL it together with everything it started.
+"""
 
 from __future__ import annotations
 
-import json
+import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from rlplat.checkpoint import latest_checkpoint
 from rlplat.metrics import read_metrics
@@ -20,47 +29,92 @@ FAST = [
 # Keys a resumed run must reproduce exactly (timing keys cannot).
 REPRODUCED = ("pass_rate", "reward/mean", "kl", "entropy", "response_length/mean", "tokens/generated",
               "weights/version", "loss/policy", "sync/bytes")
+PLUGINS = Path(__file__).resolve().parent / "plugins"
+TIMEOUT_S = 600
 
 
-def launch(run_dir: Path, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run the launcher to completion."""
-    return subprocess.run([sys.executable, "-m", "rlplat.launch", f"hydra.run.dir={run_dir}", *FAST, *extra],
-                          capture_output=True, text=True, timeout=timeout, start_new_session=True)
+def plugin_env() -> dict[str, str]:
+    """The environment with the test plugins (``plugins/``) importable by the driver and Ray workers."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGINS), os.environ.get("PYTHONPATH")]))}
 
 
+def log_path(run_dir: Path) -> Path:
+    """Where the launcher's output for ``run_dir`` goes (appended to by every launch of that run)."""
+    return run_dir.parent / f"{run_dir.name}.launcher.log"
 
 
-def start(run_dir: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """Start the launcher in the background, in its own process group (so a test can kill it all)."""
-    return subprocess.Popen([sys.executable, "-m", "rlplat.launch", f"hydra.run.dir={run_dir}", *FAST, *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env=env)
+def start(run_dir: Path, *extra: str, fast: bool = True, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start a new run in the background (``FAST`` settings unless ``fast=False``)."""
+    args = [f"hydra.run.dir={run_dir}", *(FAST if fast else []), *extra]
+    return _popen(args, run_dir, env)
 
 
-def wait_for(proc: subprocess.Popen[str], done: Any, what: str, timeout: float = 600) -> None:
+def _popen(args: Sequence[str], run_dir: Path, env: Mapping[str, str] | None) -> subprocess.Popen[str]:
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path(run_dir), "a", encoding="utf-8") as log:
+        return subprocess.Popen([sys.executable, "-m", "rlplat.launch", *args], stdout=log, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True, env=None if env is None else dict(env))
+
+
+def finish(proc: subprocess.Popen[str], run_dir: Path, timeout: float = TIMEOUT_S) -> tuple[int, str]:
+    """Wait for the run (SIGKILLing its process group past ``timeout``); returns its exit code and output."""
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode, log_path(run_dir).read_text(encoding="utf-8", errors="replace")
+
+
+def launch(run_dir: Path, *extra: str, fast: bool = True, env: Mapping[str, str] | None = None) -> tuple[int, str]:
+    """A new run to completion; returns its exit code and output."""
+    return finish(start(run_dir, *extra, fast=fast, env=env), run_dir)
+
+
+def resume(run_dir: Path, *extra: str, env: Mapping[str, str] | None = None) -> tuple[int, str]:
+    """``resume=run_dir`` to completion; returns its exit code and output."""
+    return finish(_popen([f"resume={run_dir}", *extra], run_dir, env), run_dir)
+
+
+def wait_for(proc: subprocess.Popen[str], run_dir: Path, done: Callable[[], bool], what: str,
+             timeout: float = TIMEOUT_S) -> None:
     """Poll ``done()`` until true; fails if the run exits first or the timeout passes."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if done():
             return
         if proc.poll() is not None:
-            raise AssertionError(f"the run ended (rc={proc.returncode}) before {what}: {proc.stderr.read()[-2000:]}"
-                                 if proc.stderr else f"the run ended before {what}")
+            tail = log_path(run_dir).read_text(errors="replace")[-2000:]
+            raise AssertionError(f"the run ended (rc={proc.returncode}) before {what}: {tail}")
         time.sleep(0.2)
     raise AssertionError(f"no {what} within {timeout} s")
 
 
-def wait_for_checkpoint(proc: subprocess.Popen[str], run_dir: Path, step: int, timeout: float = 600) -> None:
-    """Wait until a complete checkpoint of ``step`` (or later) exists."""
-    wait_for(proc, lambda: (latest_checkpoint(run_dir) or (0, None))[0] >= step, f"the step-{step} checkpoint",
-             timeout)
+def kill_after_checkpoint(run_dir: Path, step: int, *extra: str, env: Mapping[str, str] | None = None) -> None:
+    """Start a new run, SIGKILL it with everything it started once the step-``step`` checkpoint is
+    complete, and check it had not finished."""
+    proc = start(run_dir, *extra, env=env)
+    try:
+        wait_for(proc, run_dir, lambda: (latest_checkpoint(run_dir) or (0, None))[0] >= step,
+                 f"the step-{step} checkpoint")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert len(read_metrics(run_dir / "metrics.jsonl")) < 4, "the run finished before it was killed"
 
 
-def wait_for_steps(proc: subprocess.Popen[str], run_dir: Path, steps: int, timeout: float = 600) -> None:
-    """Wait until ``metrics.jsonl`` holds ``steps`` lines."""
-    wait_for(proc, lambda: len(read_metrics(run_dir / "metrics.jsonl")) >= steps, f"{steps} logged steps", timeout)
+def assert_reproduces(reference: Path, resumed: Path, keys: Sequence[str] = REPRODUCED) -> None:
+    """The resumed run's metrics equal the uninterrupted run's, step for step, for ``keys``."""
+    ref, got = read_metrics(reference / "metrics.jsonl"), read_metrics(resumed / "metrics.jsonl")
+    assert [r["step"] for r in got] == [r["step"] for r in ref]
+    for a, b in zip(ref, got):
+        for key in keys:
+            assert b[key] == pytest.approx(a[key], rel=1e-6, abs=1e-9), (a["step"], key)
 
 
 def placement(run_dir: Path) -> dict[str, Any]:
     """The run's ``placement.json`` (actor pids and nodes)."""
-    return json.loads((run_dir / "placement.json").read_text())
+    import json
+
+    return dict(json.loads((run_dir / "placement.json").read_text()))

@@ -16,10 +16,6 @@ samples at random, which spreads the prompts over every pass rate as a real task
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +23,11 @@ import pytest
 
 from curricula import read_jsonl
 from curricula.tracking import uids_digest
-from launch_helpers import FAST, REPRODUCED, wait_for_checkpoint
-from rlplat.checkpoint import latest_checkpoint, load_driver_state
+from launch_helpers import REPRODUCED, assert_reproduces, kill_after_checkpoint, launch, plugin_env, resume
+from rlplat.checkpoint import latest_checkpoint, load_run_state
 from rlplat.metrics import STEP_KEYS, read_metrics
 
 pytestmark = pytest.mark.slow
-
-PLUGINS = Path(__file__).resolve().parent / "plugins"
 # 64 RL prompts: 8 held out for evaluation, 56 prefiltered with 4 samples each (drop 3 or 4 of 4).
 CURRICULUM = ["curriculum.name=progressive", "curriculum.dynamic_sampling=true", "curriculum.dynamic_max_rounds=1",
               "prefilter.samples=4", "grpo.eval_every=2", "grpo.eval_prompts=8", "grpo.eval_samples=2",
@@ -43,28 +37,18 @@ CURRICULUM_KEYS = ("curriculum/target_center", "curriculum/target_mean_pass_rate
                    "curriculum/epoch", "curriculum/epoch_remaining")
 
 
-def _env() -> dict[str, str]:
-    """The launcher's environment, with the test reward importable (driver and Ray workers)."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGINS), os.environ.get("PYTHONPATH")]))}
-
-
-def _launch(*args: str) -> None:
-    out = subprocess.run([sys.executable, "-m", "rlplat.launch", *args], capture_output=True, text=True,
-                         timeout=600, start_new_session=True, env=_env(), check=False)
-    assert out.returncode == 0, out.stderr[-3000:]
-
-
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("curriculum") / "run"
-    _launch(f"hydra.run.dir={run_dir}", *FAST, "stages=[prefilter,grpo]", *CURRICULUM)
+    rc, out = launch(run_dir, "stages=[prefilter,grpo]", *CURRICULUM, env=plugin_env())
+    assert rc == 0, out[-3000:]
     return run_dir
 
 
 def _curriculum_state(run_dir: Path) -> dict[str, Any]:
     found = latest_checkpoint(run_dir)
     assert found is not None
-    return load_driver_state(found[1])["curriculum"]
+    return load_run_state(found[1]).curriculum
 
 
 def test_prefilter_writes_its_table_and_grpo_trains_on_the_kept_prompts(pipeline_run: Path) -> None:
@@ -92,6 +76,9 @@ def test_every_step_line_carries_the_curriculum_metrics(pipeline_run: Path) -> N
         assert r["curriculum/batch_unknown_frac"] == 0.0  # the table gives every prompt a rate
         assert 0.0 <= r["curriculum/batch_prior_pass_rate"] <= 0.5  # the prefilter left 0, 1/4 and 2/4
         assert 0.0 <= r["curriculum/dynamic_dropped_frac"] <= 1.0
+        # The pool's counters cover every group scored in the step, refill rounds included.
+        assert r["reward/samples"] == r["curriculum/dynamic_scored_groups"] * 4
+    assert any(r["curriculum/dynamic_extra_rounds"] > 0 for r in rows), "no step refilled: the check above is idle"
     # The target moves from easy to hard over the run.
     assert rows[0]["curriculum/target_center"] > rows[-1]["curriculum/target_center"]
     # Held-out evaluation at steps 2 and 4 only.
@@ -103,21 +90,10 @@ def test_killed_grpo_run_resumes_with_the_curriculum_state(pipeline_run: Path, t
     explicit = [f"model.path={pipeline_run / 'initial_model'}", "stages=[grpo]",
                 f"curriculum.pass_rate_table={pipeline_run / 'prefilter' / 'pass_rates.jsonl'}",
                 f"data.keep_uids={pipeline_run / 'prefilter' / 'kept_uids.txt'}"]
-    cmd = [sys.executable, "-m", "rlplat.launch", f"hydra.run.dir={run_dir}", *FAST, *CURRICULUM, *explicit]
-    with open(tmp_path / "killed.log", "w") as log:  # a file, not a pipe nobody drains
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                                env=_env())
-        try:
-            wait_for_checkpoint(proc, run_dir, 2, 600)
-        finally:
-            os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started, at once
-            proc.wait()
-    assert len(read_metrics(run_dir / "metrics.jsonl")) < 4
-    _launch(f"resume={run_dir}")
-    reference, resumed = read_metrics(pipeline_run / "metrics.jsonl"), read_metrics(run_dir / "metrics.jsonl")
-    assert [r["step"] for r in resumed] == [1, 2, 3, 4]
-    for ref, got in zip(reference, resumed):
-        keys = [k for k in ref if k.startswith(("curriculum/", "eval/pass_rate"))] + list(REPRODUCED)
-        for key in keys:
-            assert got[key] == pytest.approx(ref[key], rel=1e-6, abs=1e-9), (ref["step"], key)
+    kill_after_checkpoint(run_dir, 2, *CURRICULUM, *explicit, env=plugin_env())
+    rc, out = resume(run_dir, env=plugin_env())
+    assert rc == 0, out[-3000:]
+    reference = read_metrics(pipeline_run / "metrics.jsonl")
+    keys = [k for k in reference[0] if k.startswith(("curriculum/", "eval/pass_rate"))] + list(REPRODUCED)
+    assert_reproduces(pipeline_run, run_dir, keys)
     assert _curriculum_state(run_dir) == _curriculum_state(pipeline_run)

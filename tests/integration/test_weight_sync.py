@@ -14,15 +14,16 @@ import pytest
 import ray
 from ray.util.placement_group import remove_placement_group
 
-from rlplat.batch import TrainSequence, split_for_ranks
+from rlplat.algo.batching import split_for_ranks
 from rlplat.config.schema import ClusterConfig, Config, LearnerConfig, RolloutConfig, SamplingConfig
+from rlplat.distributed.cluster import create_placement_group
 from rlplat.distributed.placement import cpu_binds, plan_placement
-from rlplat.distributed.runtime import create_placement_group
 from rlplat.learner.group import LearnerGroup
 from rlplat.rollout.group import RolloutGroup
-from rlplat.rollout.worker import EngineSpec, GenerationRequest
-from rlplat.stages.cluster import learner_spec
-from rlplat.sync.coordinator import WeightSync
+from rlplat.rollout.worker import EngineSpec
+from rlplat.runtime.stage_actors import learner_spec
+from rlplat.runtime.weight_sync import WeightSync
+from rlplat.types import GenerationRequest, TrainSequence
 
 pytestmark = pytest.mark.slow
 PROMPTS = [[10, 11, 12, 13], [20, 21, 22], [30, 31, 32, 33, 34]]
@@ -42,7 +43,7 @@ def rollouts(ray_local: None, tiny_model: str) -> Iterator[RolloutGroup]:
 
 
 def _learners(tiny_model: str, zero_stage: int) -> tuple[LearnerGroup, object]:
-    cfg = Config(learner=LearnerConfig(zero_stage=zero_stage, lr=0.05, reference_model=False,  # type: ignore[arg-type]
+    cfg = Config(learner=LearnerConfig(zero_stage=zero_stage, lr=0.05, warmup_steps=0, reference_model=False,  # type: ignore[arg-type]
                                        micro_batch_size=4))
     plan = plan_placement(cfg.cluster, cfg.rollout)
     plan = replace(plan, engine_bundles=())
@@ -54,11 +55,10 @@ def test_generation_returns_tokens_logprobs_and_version(rollouts: RolloutGroup) 
     reqs = [GenerationRequest(f"p{i}", tuple(p), seed=i) for i, p in enumerate(PROMPTS)]
     groups = rollouts.generate(reqs, 3, SamplingConfig(max_new_tokens=12), timeout_s=120)
     assert [len(g) for g in groups] == [3, 3, 3]
-    for req, g in zip(reqs, groups):
+    for g in groups:
         for s in g:
-            assert s.prompt_uid == req.uid and s.prompt_token_ids == req.prompt_token_ids
             assert 0 < len(s.token_ids) <= 12 and len(s.logprobs) == len(s.token_ids)
-            assert all(lp <= 0.0 for lp in s.logprobs)
+            assert all(lp <= 0.0 for lp in s.logprobs) and s.weights_version == rollouts.infos[0]["version"]
     again = rollouts.generate(reqs, 3, SamplingConfig(max_new_tokens=12), timeout_s=120)
     assert [s.token_ids for g in again for s in g] == [s.token_ids for g in groups for s in g], \
         "per-request seeds must make sampling reproducible"
@@ -72,9 +72,10 @@ def test_synced_engine_matches_learner_greedy(rollouts: RolloutGroup, tiny_model
         seqs = [TrainSequence(tuple(p), tuple(range(40, 56)), tuple([-4.0] * 16), adv)
                 for p in PROMPTS for adv in (1.0, -1.0)] + [TrainSequence((5, 6), (7, 8), (-4.0, -4.0), 1.0)] * 2
         learners.train_step(split_for_ranks(seqs, learners.world_size), 120)
-        sync = WeightSync(Config().sync, learners, rollouts, tag=f"test{zero_stage}", version=rollouts.infos[0]["version"])
+        start = ray.get(rollouts.workers[0].info.remote())["version"]
+        sync = WeightSync(Config().sync, learners, rollouts, tag=f"test{zero_stage}", version=start)
         report = sync.sync(120)
-        assert report.version == sync.version and report.nbytes > 0 and report.shm_engines == 2
+        assert report.version == start + 1 and report.nbytes > 0 and report.shm_engines == 2
         assert [ray.get(w.info.remote())["version"] for w in rollouts.workers] == [report.version] * 2
         after_engine = rollouts.greedy(PROMPTS, 16, 60)
         after_learner = learners.greedy(PROMPTS, 16, 60)

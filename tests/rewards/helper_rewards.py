@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 
-from rewards import RewardInput, RewardOutput, register_reward
+from rewards import Reward, RewardInput, RewardOutput, register_reward
 
 
 @register_reward("t_len")
@@ -42,6 +42,13 @@ def sleeping_reward(inp: RewardInput) -> float:
     return 1.0
 
 
+@register_reward("t_slow")
+def slow_reward(inp: RewardInput) -> float:
+    if "slow" in inp.completion:
+        time.sleep(0.3)
+    return 1.0
+
+
 @register_reward("t_c_hang")
 def c_hanging_reward(inp: RewardInput) -> float:
     if "hang" in inp.completion:
@@ -61,6 +68,14 @@ def exiting_reward(inp: RewardInput) -> float:
 async def async_hanging_reward(inp: RewardInput) -> float:
     await asyncio.sleep(1000)
     return 1.0
+
+
+class Constant(Reward):
+    def _score(self, inp: RewardInput) -> RewardOutput:
+        return RewardOutput(score=0.375)
+
+
+CONSTANT_INSTANCE = Constant()  # a ready Reward instance, named by import path
 
 
 def unregistered_reward(inp: RewardInput, bonus: float = 0.0) -> float:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
+import helper_rewards  # registers the t_* rewards
 import pytest
 
-import helper_rewards  # noqa: F401 - registers the t_* rewards
 from rewards import (
     CombinedReward,
     Reward,
@@ -28,23 +28,35 @@ def inp(completion: str = "", reference: object = None, prompt: str = "", **meta
     return RewardInput(prompt=prompt, completion=completion, reference=reference, metadata=dict(metadata))
 
 
-def test_import_is_light_and_fast() -> None:
-    code = textwrap.dedent(
-        """
-        import sys, time
-        t = time.perf_counter()
-        import rewards
-        from rewards import RewardInput, RewardOutput, get_reward, register_reward, build_reward, RewardPool
-        elapsed = time.perf_counter() - t
-        heavy = [m for m in ("sympy", "math_verify", "torch", "vllm", "deepspeed", "transformers", "ray")
-                 if m in sys.modules]
-        print(heavy, elapsed)
-        """
-    )
+HEAVY = ("sympy", "math_verify", "torch", "vllm", "deepspeed", "transformers", "ray", "numpy", "rlplat")
+
+
+def modules_after(statement: str) -> set[str]:
+    """Top-level packages in sys.modules after running ``statement`` in a fresh interpreter."""
+    code = f"import sys\n{statement}\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    heavy, elapsed = out.stdout.strip().rsplit(" ", 1)
-    assert heavy == "[]", out.stdout
-    assert float(elapsed) < 1.0, out.stdout
+    return set(out.stdout.split())
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "from rewards import RewardInput, RewardOutput, get_reward, register_reward, build_reward, RewardPool",
+        "from rewards import last_boxed; last_boxed('\\\\boxed{1}')",
+        "from rewards import get_reward; get_reward('format'); get_reward('code')",
+    ],
+)
+def test_import_is_light(statement: str) -> None:
+    """Importing rewards (and building the non-math rewards) loads no heavy package, and never rlplat."""
+    loaded = modules_after(statement)
+    assert "rewards" in loaded
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_math_verify_is_imported_on_first_use_only() -> None:
+    assert "math_verify" not in modules_after("from rewards import get_reward; get_reward('math')")
+    assert "math_verify" in modules_after(
+        "from rewards import RewardInput, get_reward\nget_reward('math').score(RewardInput('', '\\\\boxed{1}', '1'))")
 
 
 def test_contract_example_math_and_output_fields() -> None:
@@ -139,6 +151,14 @@ def test_dotted_path_reward(path: str) -> None:
     assert get_reward(path).score(inp("")).score == 0.5
 
 
+@pytest.mark.parametrize("spec", ["helper_rewards.CONSTANT_INSTANCE", {"_target_": "helper_rewards:CONSTANT_INSTANCE"}])
+def test_import_path_to_a_reward_instance(spec: object) -> None:
+    reward = get_reward(spec)  # type: ignore[arg-type]
+    assert reward is helper_rewards.CONSTANT_INSTANCE and reward.score(inp("")).score == 0.375
+    with pytest.raises(RewardError, match="instance"):
+        get_reward(spec, on_error=-1.0)  # type: ignore[arg-type]
+
+
 def test_hydra_target_with_kwargs() -> None:
     reward = get_reward({"_target_": "helper_rewards.unregistered_reward", "bonus": 0.25})
     assert reward.score(inp("")).score == 0.75
@@ -153,6 +173,113 @@ def test_bad_target_is_a_config_error() -> None:
         get_reward({"_target_": "no_such_module_xyz.fn"})
     with pytest.raises(RewardError, match="bad options"):
         get_reward("math", no_such_option=1)
+
+
+@pytest.mark.parametrize(
+    "spec, options, named, valid",
+    [
+        ("math", {"strategy": ["boxed"]}, "strategy", ["strategies", "think_fallback", "on_error"]),
+        ("code", {"timeout": 3}, "timeout", ["timeout_s", "per_test_timeout_s"]),
+        ("format", {"default_mod": "on"}, "default_mod", ["default_mode", "on_error"]),
+        ("t_len", {"scael": 2.0}, "scael", ["scale", "on_error", "correct_threshold", "timeout_s"]),
+        ({"_target_": "helper_rewards.unregistered_reward"}, {"bonsu": 1.0}, "bonsu", ["bonus"]),
+        ("judge", {"modle": "x"}, "modle", ["model", "base_url", "template"]),
+    ],
+)
+def test_unknown_options_are_rejected_naming_the_valid_ones(spec: object, options: dict, named: str,
+                                                            valid: list[str]) -> None:
+    with pytest.raises(RewardError) as err:
+        get_reward(spec, **options)  # type: ignore[arg-type]
+    message = str(err.value)
+    assert f"'{named}'" in message and all(v in message for v in valid), message
+    assert "Did you mean" in message, message
+
+
+def test_unknown_options_in_a_combination_are_rejected_before_scoring() -> None:
+    with pytest.raises(RewardError, match="reward.options.math.strategy"):
+        build_reward({"components": {"math": 1.0}, "options": {"math": {"strategy": ["boxed"]}}})
+
+
+def test_function_reward_with_kwargs_accepts_any_option() -> None:
+    def anything(inp: RewardInput, **kwargs: object) -> float:
+        return float(len(kwargs))
+
+    register_reward("t_kwargs")(anything)
+    assert get_reward("t_kwargs", a=1, b=2).score(inp("")).score == 2.0
+
+
+def test_registration_defaults_are_options_under_the_config() -> None:
+    assert get_reward("t_output").correct_threshold == 0.5  # type: ignore[attr-defined]
+    assert get_reward("t_output", correct_threshold=0.1).correct_threshold == 0.1  # type: ignore[attr-defined]
+
+
+def test_judge_client_options_need_the_openai_backend() -> None:
+    with pytest.raises(RewardError, match="OpenAI-compatible client"):
+        get_reward("judge", backend=lambda prompts: prompts, model="x")
+    with pytest.raises(RewardError, match="backend_options"):
+        get_reward("judge", backend=lambda prompts: prompts, backend_options={"keyword": "1"})
+    with pytest.raises(RewardError, match="judge backend"):
+        get_reward("judge", backend="no_such_module_xyz.Judge")
+
+
+@pytest.mark.parametrize("name", ["", "a.b", "pkg:fn", 3])
+def test_reward_names_that_would_read_as_import_paths_are_refused(name: object) -> None:
+    with pytest.raises(RewardError, match="reward name"):
+        register_reward(name)(lambda i: 1.0)  # type: ignore[arg-type]
+
+
+def test_non_callable_registration_is_a_config_error() -> None:
+    with pytest.raises(RewardError, match="t_not_callable"):
+        register_reward("t_not_callable")(42)
+
+
+def test_instance_spec_takes_no_options() -> None:
+    reward = get_reward("format")
+    assert get_reward(reward) is reward
+    with pytest.raises(RewardError, match="instance"):
+        get_reward(reward, default_mode="on")
+
+
+@dataclass(frozen=True)
+class PenaltyOptions:
+    per_char: float = 0.01
+    on_error: float = 0.0
+
+
+class Penalty(Reward):
+    """A Reward class whose options are declared by a dataclass (type-checked at build time)."""
+
+    OPTIONS = PenaltyOptions
+
+    def __init__(self, *, per_char: float = 0.01, on_error: float = 0.0) -> None:
+        super().__init__(on_error=on_error)
+        self.per_char = per_char
+
+    def _score(self, inp: RewardInput) -> RewardOutput:
+        return RewardOutput(score=-self.per_char * len(inp.completion))
+
+
+@pytest.mark.parametrize("spec", ["t_options_class", {"_target_": "test_api.Penalty"}])
+def test_options_dataclass_of_a_reward_class(spec: object) -> None:
+    register_reward("t_options_class")(Penalty)
+    assert get_reward(spec, per_char=0.5).score(inp("ab")).score == -1.0  # type: ignore[arg-type]
+    with pytest.raises(RewardError, match="per_char"):
+        get_reward(spec, per_char="lots")  # type: ignore[arg-type]
+    with pytest.raises(RewardError, match="per_chr"):
+        get_reward(spec, per_chr=1.0)  # type: ignore[arg-type]
+
+
+def test_registry_is_the_rlbase_registry() -> None:
+    import rlbase
+    from rewards.registry import REGISTRY, registered_names
+
+    assert isinstance(REGISTRY, rlbase.Registry) and REGISTRY.kind == "reward"
+    assert {"math", "code", "format", "judge", "t_len"} <= set(registered_names())
+    assert REGISTRY.resolve("t_len").target is helper_rewards.length_reward
+    import rewards.registry
+
+    assert not hasattr(rewards.registry, "_identity")
+    assert rewards.registry.import_object is rlbase.import_object  # one dotted-path importer
 
 
 def test_entry_point_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

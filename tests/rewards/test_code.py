@@ -69,6 +69,117 @@ def test_humaneval_code_prefix_for_body_only_completions() -> None:
     assert out.score == 1.0
 
 
+# HumanEval/32: the test calls the helper ``poly`` that the prompt defines beside the entry point.
+FIND_ZERO_PROMPT = textwrap.dedent(
+    '''
+    import math
+
+
+    def poly(xs: list, x: float):
+        """
+        Evaluates polynomial with coefficients xs at point x.
+        return xs[0] + xs[1] * x + xs[1] * x^2 + .... xs[n] * x^n
+        """
+        return sum([coeff * math.pow(x, i) for i, coeff in enumerate(xs)])
+
+
+    def find_zero(xs: list):
+        """ xs are coefficients of a polynomial.
+        find_zero find x such that poly(x) = 0.
+        find_zero returns only only one zero point, even if there are many.
+        Moreover, find_zero only takes list xs having even number of coefficients
+        and largest non zero coefficient as it guarantees
+        a solution.
+        >>> round(find_zero([1, 2]), 2) # f(x) = 1 + 2x
+        -0.5
+        >>> round(find_zero([-6, 11, -6, 1]), 2) # (x - 1)(x - 2)(x - 3)
+        1.0
+        """
+    '''
+).lstrip("\n")
+FIND_ZERO_SOLUTION = (
+    "    begin, end = -1., 1.\n"
+    "    while poly(xs, begin) * poly(xs, end) > 0:\n"
+    "        begin *= 2.0\n"
+    "        end *= 2.0\n"
+    "    while end - begin > 1e-10:\n"
+    "        center = (begin + end) / 2.0\n"
+    "        if poly(xs, center) * poly(xs, begin) > 0:\n"
+    "            begin = center\n"
+    "        else:\n"
+    "            end = center\n"
+    "    return begin\n"
+)
+FIND_ZERO_TEST = textwrap.dedent(
+    """
+    METADATA = {}
+
+
+    def check(candidate):
+        import math
+        import random
+        rng = random.Random(42)
+        import copy
+        for _ in range(100):
+            ncoeff = 2 * rng.randint(1, 4)
+            coeffs = []
+            for _ in range(ncoeff):
+                coeff = rng.randint(-10, 10)
+                if coeff == 0:
+                    coeff = 1
+                coeffs.append(coeff)
+            solution = candidate(copy.deepcopy(coeffs))
+            assert math.fabs(poly(coeffs, solution)) < 1e-4
+    """
+)
+
+
+def test_humaneval_tests_see_the_candidate_module_helpers() -> None:
+    """HumanEval/32: ``check`` calls ``poly``, defined by the prompt beside the entry point ``find_zero``."""
+    meta = {"test_format": "humaneval", "entry_point": "find_zero"}
+    completion_style = run(FIND_ZERO_SOLUTION, FIND_ZERO_TEST, code_prefix=FIND_ZERO_PROMPT, **meta)
+    assert (completion_style.score, completion_style.correct) == (1.0, True), completion_style.details.get("test_errors")
+    full_program = run(f"```python\n{FIND_ZERO_PROMPT}{FIND_ZERO_SOLUTION}```", FIND_ZERO_TEST, **meta)
+    assert (full_program.score, full_program.correct) == (1.0, True), full_program.details.get("test_errors")
+    wrong = run("    return 0.0\n", FIND_ZERO_TEST, code_prefix=FIND_ZERO_PROMPT, **meta)
+    assert wrong.score == 0.0 and "AssertionError" in wrong.details["test_errors"][0]
+
+
+def test_humaneval_check_may_call_the_entry_point_by_its_own_name() -> None:
+    check = "def check(candidate):\n    assert candidate(2) == 4\n    assert double(3) == 6\n    assert double is candidate\n"
+    out = run("def double(x):\n    return 2 * x\n", check, test_format="humaneval", entry_point="double")
+    assert (out.score, out.details["passed"], out.details["total"]) == (1.0, 3, 3), out.details.get("test_errors")
+    # A check without asserts to split runs whole, ``check(candidate)`` as one test, in the same namespace.
+    check_fn = "def check(candidate):\n    if double(3) != 6 or poly([1, 2], 1.0) != 3.0:\n        raise ValueError\n"
+    code = "def poly(xs, x):\n    return sum(c * x ** i for i, c in enumerate(xs))\ndef double(x):\n    return 2 * x\n"
+    out = run(code, check_fn, test_format="humaneval", entry_point="double")
+    assert (out.score, out.details["total"]) == (1.0, 1), out.details.get("test_errors")
+
+
+@pytest.mark.parametrize("called_as", ["double(3) == 6", "helper() == 6", "candidate(3) == 6"])
+def test_humaneval_guard_covers_names_the_test_calls(called_as: str) -> None:
+    hack = ("class A:\n    def __eq__(self, o): return True\n"
+            "def helper():\n    return A()\ndef double(x):\n    return A()\n")
+    check = f"def check(candidate):\n    assert {called_as}\n"
+    out = run(hack, check, test_format="humaneval", entry_point="double")
+    assert out.score == 0.0 and "UntrustedValue" in out.details["test_errors"][0], out.details.get("test_errors")
+
+
+def test_humaneval_entry_point_defined_outside_solution_is_still_guarded() -> None:
+    hack = ("class A:\n    def __eq__(self, o): return True\n"
+            "exec(compile('def double(x):\\n    return A()\\n', 'elsewhere.py', 'exec'))\n")
+    check = "def check(candidate):\n    assert double(3) == 6\n    assert candidate(3) == 6\n"
+    out = run(hack, check, test_format="humaneval", entry_point="double")
+    assert out.score == 0.0 and out.details["total"] == 2, out.details
+
+
+def test_humaneval_exiting_candidate_gets_no_namespace() -> None:
+    code = "def double(x):\n    return 2 * x\nimport sys\nsys.exit(0)\n"
+    check = "def check(candidate):\n    assert double(3) == 6\n    assert candidate(3) == 6\n"
+    out = run(code, check, test_format="humaneval", entry_point="double")
+    assert out.score == 0.0 and out.details["total"] == 2
+
+
 def test_stdio_format() -> None:
     cases = [
         {"input": "1 2\n", "output": "3\n"},
@@ -217,8 +328,8 @@ def test_monkeypatching_harness_modules_changes_nothing() -> None:
         "class A:\n    def __eq__(self, o): return True\ndef add(a, b): return [A()]",
         "class A:\n    __eq__ = lambda s, o: True\ndef add(a, b):\n    yield A()",
         "from fractions import Fraction\nFraction.__eq__ = lambda s, o: True\ndef add(a, b): return Fraction(0)",
-        "class M(type):\n    pass\nclass A(metaclass=M):\n    def __ne__(s, o): return False\n    def __eq__(s, o): return True\n"
-        "def add(a, b): return A()",
+        ("class M(type):\n    pass\nclass A(metaclass=M):\n    def __ne__(s, o): return False\n"
+         "    def __eq__(s, o): return True\ndef add(a, b): return A()"),
     ],
 )
 def test_always_equal_objects_fail(hack: str) -> None:
@@ -262,7 +373,7 @@ def test_hanging_test_fails_alone_and_program_hang_times_out() -> None:
     blocker = "import signal\ndef add(a, b):\n    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])\n    while True: pass\n"
     quick = get_reward("code", timeout_s=1.5, per_test_timeout_s=0.3)
     out = run(blocker, ADD_TESTS, reward=quick)
-    assert out.timed_out and out.score == 0.0 and out.details["duration_s"] < 3.0
+    assert out.timed_out and out.score == 0.0 and out.details["duration_s"] < 300  # it loops forever otherwise
 
 
 def test_stdio_program_that_kills_its_parent_scores_zero() -> None:

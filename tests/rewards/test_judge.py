@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -51,7 +52,7 @@ class StubServer:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
+            def do_POST(self) -> None:  # the name http.server dispatches to
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stub.requests.append({"path": self.path, **body})
                 stub.headers.append(dict(self.headers))
@@ -142,6 +143,12 @@ def test_client_errors_and_unparseable_verdicts_are_recorded(stub: Callable) -> 
     vague = stub(lambda body: (200, "hmm, hard to say"))
     out = get_reward("judge", base_url=vague.url, on_error=-0.5).score(sample("42"))
     assert out.score == -0.5 and "unparseable" in out.error and out.details["raw"] == "hmm, hard to say"
+
+
+def test_reply_without_text_is_an_error(stub: Callable) -> None:
+    server = stub(lambda body: (200, None))  # e.g. a tool-call reply: "content": null
+    out = get_reward("judge", base_url=server.url).score(sample("42"))
+    assert out.score == 0.0 and not out.correct and "no text" in out.error
 
 
 def test_unreachable_server_is_an_error_not_a_crash() -> None:

@@ -18,7 +18,6 @@ from rlplat.algo import (
     group_advantages_ragged,
     grpo_loss,
     kl_k3,
-    num_optimizer_steps,
     register_advantage,
     token_logprobs,
 )
@@ -58,7 +57,7 @@ def test_group_advantages_edge_cases() -> None:
     assert group_advantages(torch.tensor([[1, 0]]), "dr_grpo").dtype == torch.float32
     with pytest.raises(ValueError, match="at least 2"):
         group_advantages(torch.tensor([[1.0]]), "rloo")
-    with pytest.raises(ValueError, match="unknown advantage mode"):
+    with pytest.raises(ValueError, match="unknown advantage"):
         group_advantages(torch.tensor([[1.0, 0.0]]), "ppo")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"\[G, n\]"):
         group_advantages(torch.tensor([1.0, 0.0]), "grpo")
@@ -296,6 +295,22 @@ def test_grpo_loss_composes_policy_and_kl() -> None:
     assert all(isinstance(v, float) for v in stats.values())
 
 
+def test_grpo_loss_entropy_stat_at_the_sampling_temperature() -> None:
+    lp, old, adv, mask = _clip_case()
+    logits = torch.empty(4, 2, 3)
+    logits[:, 0] = torch.tensor([2.0, 0.0, -1.0])
+    logits[:, 1] = torch.tensor([0.0, 0.0, 9.0])  # padding: would move the mean if it were counted
+
+    def entropy(x: torch.Tensor) -> float:
+        p = torch.softmax(x.double(), -1)
+        return float(-(p * p.log()).sum())
+
+    for temperature in (1.0, 0.5, 2.0):
+        _, stats = grpo_loss(lp, old, adv, mask, logits=logits.to(torch.bfloat16), temperature=temperature)
+        expected = entropy(logits[0, 0].to(torch.bfloat16).double() / temperature)
+        assert stats["entropy"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_grpo_loss_without_reference_logs_zero_kl() -> None:
     lp, old, adv, mask = _clip_case()
     loss, stats = grpo_loss(lp, old, adv, mask)
@@ -306,18 +321,8 @@ def test_grpo_loss_without_reference_logs_zero_kl() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Bookkeeping and import hygiene
+# Import hygiene (batching bookkeeping is tested in test_batching.py)
 # ---------------------------------------------------------------------------------------------
-
-
-def test_paper_rollout_gives_two_optimizer_steps() -> None:
-    assert 72 * 16 == 1152
-    assert num_optimizer_steps(72, 16, 576) == 2
-    assert num_optimizer_steps(72, 16, 1152) == 1
-    with pytest.raises(ValueError, match="not a multiple"):
-        num_optimizer_steps(72, 16, 500)
-    with pytest.raises(ValueError, match="positive"):
-        num_optimizer_steps(0, 16, 576)
 
 
 def test_algo_imports_no_heavy_frameworks() -> None:

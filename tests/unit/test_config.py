@@ -11,10 +11,18 @@ import pytest
 from rlplat.config.convert import to_config
 from rlplat.config.errors import ConfigError
 from rlplat.config.loader import load
+from rlplat.config.schema import Config
 from rlplat.config.validate import validate
+from rlplat.preflight import preflight
 
 REPO = Path(__file__).resolve().parents[2]
-EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (REPO / "rlplat" / "conf" / "experiment").glob("*.yaml"))
+
+
+def check(cfg: Config) -> None:
+    """What the launcher runs before Ray starts: validation of the config, then the preflight."""
+    validate(cfg)
+    preflight(cfg)
 
 
 def test_default_composes_to_the_tiny_cpu_experiment() -> None:
@@ -22,14 +30,93 @@ def test_default_composes_to_the_tiny_cpu_experiment() -> None:
     assert cfg.experiment == "tiny" and cfg.cluster.device == "cpu" and cfg.model.path is None
     assert cfg.stages == ("warmstart", "grpo")
     assert run_dir.parts[0] == "runs"
-    validate(cfg)
+    check(cfg)
+
+
+def test_defaults_live_in_the_schema_alone() -> None:
+    """With no overrides, Hydra's composition equals ``Config()`` (the curriculum's options spelled
+    out by its config group are its typed defaults)."""
+    from curricula import UniformOptions
+    from rlbase import to_plain
+
+    cfg, _ = load([])
+    composed, default = to_plain(cfg), to_plain(Config())
+    assert composed.pop("curriculum").pop("options") == to_plain(UniformOptions())
+    assert default.pop("curriculum").pop("options") == {}
+    composed.pop("run_dir"), default.pop("run_dir")
+    assert composed == default
+
+
+def test_components_are_config_groups_with_typed_options() -> None:
+    from curricula import ProgressiveOptions
+    from rlbase import to_plain
+
+    cfg, _ = load(["curriculum=progressive", "curriculum.options.sigma=0.2", "reward=math_format",
+                   "model=llama_100m"])
+    assert cfg.curriculum.name == "progressive"
+    assert cfg.curriculum.options == {**to_plain(ProgressiveOptions()), "sigma": 0.2}
+    assert cfg.reward.components == {"math": 1.0, "format": 0.1} and cfg.reward.accuracy == "math"
+    assert cfg.model.tiny.hidden_size == 768 and cfg.model.tiny.num_layers == 16
+    check(cfg)
+    code, _ = load(["reward=code"])
+    assert code.reward.components == {"code": 1.0}  # a preset replaces the components, never merges
+    mix, _ = load(["reward.components={math: 1.0, concise: 0.1}"])
+    assert mix.reward.components == {"math": 1.0, "concise": 0.1}
+
+
+@pytest.mark.parametrize("overrides, field, hint", [
+    (["curriculum=progresive"], "curriculum", "Did you mean 'progressive'"),
+    (["total_steps=5"], "total_steps", "Did you mean 'grpo.total_steps'"),
+    (["grpo.total_stepz=5"], "grpo.total_stepz", "Did you mean 'total_steps'"),
+    (["curriculm.name=uniform"], "curriculm", "Did you mean 'curriculum'"),
+    (["grpo=fast"], "grpo", "grpo.<field>=VALUE"),
+    (["curriculum=progressive", "curriculum.options.sigmaa=1"], "curriculum.options.sigmaa", "Did you mean 'sigma'"),
+    (["reward.options.math.timeout_s=5"], "reward.options.math.timeout_s", "+reward.options.math.timeout_s="),
+    (["+experiment=ultra"], "experiment", "Did you mean 'ultra_grpo'"),
+])
+def test_a_near_miss_override_names_the_right_key(overrides: list[str], field: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load(overrides)
+    assert err.value.field == field and hint in str(err.value), str(err.value)
+
+
+def test_naming_a_curriculum_selects_it_with_its_own_options() -> None:
+    from curricula import ProgressiveOptions
+    from rlbase import to_plain
+
+    cfg, _ = load(["curriculum.name=progressive", "curriculum.options.sigma=0.3"])
+    assert cfg.curriculum.options == {**to_plain(ProgressiveOptions()), "sigma": 0.3}
+    plugin, _ = load(["curriculum.name=my_pkg.Mine", "+curriculum.options.k=1"])
+    assert (plugin.curriculum.name, plugin.curriculum.options) == ("my_pkg.Mine", {"k": 1})
+
+
+def test_a_plugin_option_is_added_with_plus() -> None:
+    cfg, _ = load(["+reward.options.math.timeout_s=5"])
+    assert cfg.reward.options == {"math": {"timeout_s": 5}}
+    check(cfg)
+    bad, _ = load(["+reward.options.math.timeot_s=5"])
+    with pytest.raises(ConfigError, match="timeot_s"):
+        check(bad)
+
+
+def test_resume_accepts_its_own_run_dir_and_refuses_another(tmp_path: Path) -> None:
+    from rlplat.runs import prepare_run_dir
+
+    run = tmp_path / "run"
+    cfg, _ = load([f"hydra.run.dir={run}", "seed=3"])
+    prepare_run_dir(cfg, run)
+    resumed, run_dir = load([f"resume={run}", f"hydra.run.dir={run}"])
+    assert run_dir == run and resumed.seed == 3 and resumed.resume == str(run)
+    with pytest.raises(ConfigError) as err:
+        load([f"resume={run}", f"hydra.run.dir={tmp_path / 'other'}"])
+    assert err.value.field == "hydra.run.dir" and f"resume={run}" in str(err.value)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_composes_and_validates_in_dry_run(name: str) -> None:
     cfg, _ = load([f"+experiment={name}", "dry_run=true"])
     assert cfg.experiment == name
-    validate(cfg)
+    check(cfg)
 
 
 def test_ultra_holds_the_paper_recipe() -> None:
@@ -39,6 +126,7 @@ def test_ultra_holds_the_paper_recipe() -> None:
     assert (r.tensor_parallel_size, r.quantization) == (8, "fp8")
     assert (r.sampling.temperature, r.sampling.top_p) == (1.0, 1.0)
     assert (g.prompts_per_step, g.samples_per_prompt, g.global_batch) == (72, 16, 576)
+    assert cfg.curriculum.name == "progressive" and cfg.reward.components == {"math": 1.0, "format": 0.1}
 
 
 def test_unknown_key_names_the_field_and_suggests_the_fix() -> None:
@@ -65,11 +153,14 @@ def test_wrong_type_is_rejected() -> None:
     (["stages=[grpo,nas]"], "stages"),
     (["reward.components={nosuch: 1.0}"], "reward.components"),
     (["curriculum.name=nosuch"], "curriculum.name"),
+    (["grpo.advantage=nosuch"], "grpo.advantage"),
+    (["data.source=file"], "data.file.path"),
+    (["data.file.limit=0"], "data.file.limit"),
+    (["data.file.answer_format=latex"], "data.file.answer_format"),
 ])
 def test_bad_config_is_caught_before_ray(overrides: list[str], field: str) -> None:
-    cfg, _ = load(overrides)
     with pytest.raises(ConfigError) as err:
-        validate(cfg)
+        check(load(overrides)[0])
     assert err.value.field == field
     assert "Fix:" in str(err.value)
 

@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING  # noqa: E402
 import pytest  # noqa: E402
 
 from rlplat.data.chat import THINKING_OFF, THINKING_ON  # noqa: E402
+from rlplat.config.schema import DatasetConfig  # noqa: E402
 from rlplat.data.datasets import (  # noqa: E402
     DataError,
-    DatasetConfig,
     extract_reference,
-    last_boxed,
     load_prompts,
     validate_dataset_file,
 )
@@ -160,7 +159,7 @@ def test_row_missing_field_names_file_row_and_fix() -> None:
         load_prompts(DatasetConfig(path=path))
     msg = str(exc.value)
     assert path in msg and "row 3 (line 3)" in msg and "'question'" in msg and "is missing" in msg
-    assert "data.prompt_field" in msg and "'prompt'" in msg
+    assert "data.file.prompt_field" in msg and "'prompt'" in msg
     assert "\n" not in msg and exc.value.field == "question"
 
 
@@ -202,7 +201,7 @@ def test_missing_column_lists_available_fields() -> None:
         load_prompts(DatasetConfig(path=MATH, answer_field="solution"))
     msg = str(exc.value)
     assert "no such column" in msg and "'question'" in msg and "row 1" in msg and MATH in msg
-    assert "set data.prompt_field to one of" in msg and "'problem'" in msg
+    assert "set data.file.prompt_field to one of" in msg and "'problem'" in msg
 
 
 @pytest.mark.parametrize(
@@ -239,30 +238,9 @@ def test_duplicate_ids_are_rejected(tmp_path: Path) -> None:
         load_prompts(DatasetConfig(path=path, id_field="id"))
 
 
-def test_bad_settings_fail_at_construction() -> None:
-    with pytest.raises(DataError, match="data.answer_format"):
-        DatasetConfig(path=GSM8K, answer_format="latex")  # type: ignore[arg-type]
-    with pytest.raises(DataError, match="data.limit"):
-        DatasetConfig(path=GSM8K, limit=0)
-
-
 # ---------------------------------------------------------------------------------------------
 # Reference extraction
 # ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("so $\\boxed{\\frac{1}{2}}$", "\\frac{1}{2}"),
-        ("\\boxed{1} then \\boxed{ {2} }", "{2}"),
-        ("\\fbox{7}", "7"),
-        ("no box", None),
-        ("\\boxed{unbalanced", None),
-    ],
-)
-def test_last_boxed(text: str, expected: str | None) -> None:
-    assert last_boxed(text) == expected
 
 
 def test_extract_reference_gsm8k() -> None:

@@ -10,9 +10,10 @@ import pytest
 from rlplat.config.errors import ConfigError
 from rlplat.config.loader import load
 from rlplat.config.validate import validate
-from rlplat.stages.context import write_manifest
-from rlplat.stages.prefilter import CurriculumInputs, PrefilterOutputs, curriculum_inputs
-from rlplat.stages.prompts import keep_listed, split_held_out
+from rlplat.preflight import preflight
+from rlplat.runtime.prompts import keep_listed, split_held_out
+from rlplat.stages.base import KEPT_UIDS, PASS_RATE_TABLE, StageContext, StageManifest, read_manifest, write_manifest
+from rlplat.stages.prefilter import PrefilterOutputs
 from rlplat.types import PromptItem
 
 
@@ -22,13 +23,14 @@ def _items(n: int) -> list[PromptItem]:
 
 def test_held_out_split_is_disjoint_seeded_and_keeps_dataset_order() -> None:
     items = _items(50)
-    split = split_held_out(items, 10, seed=3)
-    assert len(split.train) == 40 and len(split.held_out) == 10
-    assert not {it.uid for it in split.train} & {it.uid for it in split.held_out}
-    assert [it.index for it in split.held_out] == sorted(it.index for it in split.held_out)
-    assert split_held_out(items, 10, seed=3) == split  # same seed, same prompts
-    assert split_held_out(items, 10, seed=4).held_out != split.held_out
-    assert split_held_out(items, 0, seed=3).train == tuple(items)
+    train, held_out = split_held_out(items, 10, seed=3)
+    assert len(train) == 40 and len(held_out) == 10
+    assert not {it.uid for it in train} & {it.uid for it in held_out}
+    assert [it.index for it in held_out] == sorted(it.index for it in held_out)
+    assert [it.index for it in train] == sorted(it.index for it in train)
+    assert split_held_out(items, 10, seed=3) == (train, held_out)  # same seed, same prompts
+    assert split_held_out(items, 10, seed=4)[1] != held_out
+    assert split_held_out(items, 0, seed=3) == (items, [])
 
 
 def test_holding_out_every_prompt_is_a_config_error() -> None:
@@ -46,54 +48,68 @@ def test_keep_listed_drops_unlisted_prompts(tmp_path: Path) -> None:
         keep_listed(_items(5), str(listing))
 
 
-def test_grpo_uses_a_finished_prefilter_unless_the_config_names_files(tmp_path: Path) -> None:
+def test_a_stage_finds_the_newest_upstream_artifact_and_manifests_round_trip(tmp_path: Path) -> None:
     cfg, _ = load([f"hydra.run.dir={tmp_path}"])
-    assert curriculum_inputs(cfg, tmp_path) == CurriculumInputs(keep_uids=None, pass_rate_table=None)
-    write_manifest(tmp_path, "prefilter", {"model_path": "m", "input_model": "m"})
-    out = PrefilterOutputs.in_run(tmp_path)
-    auto = curriculum_inputs(cfg, tmp_path)
-    assert (auto.keep_uids, auto.pass_rate_table) == (str(out.kept_uids), str(out.table))
-    explicit, _ = load([f"hydra.run.dir={tmp_path}", "data.keep_uids=mine.txt", "curriculum.pass_rate_table=t.jsonl"])
-    got = curriculum_inputs(explicit, tmp_path)
-    assert (got.keep_uids, got.pass_rate_table) == ("mine.txt", "t.jsonl")
+    first = StageManifest("prefilter", "m", "m", {PASS_RATE_TABLE: "old.jsonl", KEPT_UIDS: "kept.txt"})
+    second = StageManifest("prefilter2", "m", "m", {PASS_RATE_TABLE: "new.jsonl"})
+    assert StageContext(cfg, tmp_path, "m", False).artifact(KEPT_UIDS) is None
+    ctx = StageContext(cfg, tmp_path, "m", False, (first, second))
+    assert (ctx.artifact(PASS_RATE_TABLE), ctx.artifact(KEPT_UIDS)) == ("new.jsonl", "kept.txt")
+    write_manifest(tmp_path, "prefilter", first)
+    assert read_manifest(tmp_path, "prefilter") == first and read_manifest(tmp_path, "grpo") is None
 
 
 @pytest.mark.parametrize("overrides, field", [
     (["stages=[warmstart,grpo,prefilter]"], "stages"),
     (["stages=[prefilter,grpo]", "prefilter.samples=0"], "prefilter.samples"),
-    (["stages=[prefilter,grpo]", "prefilter.model_path=/nonexistent/ref"], "prefilter.model_path"),
     (["grpo.eval_every=5"], "grpo.eval_every"),
     (["grpo.eval_every=5", "grpo.eval_prompts=64", "grpo.eval_samples=0"], "grpo.eval_samples"),
-    (["data.keep_uids=/nonexistent/kept_uids.txt"], "data.keep_uids"),
 ])
-def test_bad_prefilter_or_eval_config_is_caught_before_ray(overrides: list[str], field: str) -> None:
+def test_bad_prefilter_or_eval_config_is_caught_by_validation(overrides: list[str], field: str) -> None:
     cfg, _ = load(overrides)
     with pytest.raises(ConfigError) as err:
         validate(cfg)
     assert err.value.field == field
 
 
+@pytest.mark.parametrize("overrides, field", [
+    (["stages=[prefilter,grpo]", "prefilter.model_path=/nonexistent/ref"], "prefilter.model_path"),
+    (["data.keep_uids=/nonexistent/kept_uids.txt"], "data.keep_uids"),
+])
+def test_missing_prefilter_files_are_caught_by_preflight(overrides: list[str], field: str) -> None:
+    cfg, _ = load(overrides)
+    validate(cfg)
+    with pytest.raises(ConfigError) as err:
+        preflight(cfg)
+    assert err.value.field == field
+
+
 def test_prefilter_pipeline_config_validates() -> None:
     cfg, _ = load(["stages=[warmstart,prefilter,grpo]", "grpo.eval_every=5", "grpo.eval_prompts=64"])
     validate(cfg)
+    preflight(cfg)
     assert cfg.prefilter.samples == 8 and cfg.prefilter.drop_at_or_above == 0.75 and not cfg.prefilter.drop_zero
 
 
 def test_outputs_of_a_file_dataset_prefilter(tmp_path: Path) -> None:
     from curricula import PassRateStore, prefilter, read_jsonl
     from rlplat.data.datasets import load_prompts
-    from rlplat.stages.context import StageContext
+    from rlplat.runtime.prompts import tokenize
     from rlplat.stages.prefilter import _write_outputs
-    from rlplat.stages.prompts import dataset_config
+
+    class _Chars:  # a tokenizer: one id per character
+        def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+            return {"input_ids": [ord(c) for c in text]}
 
     gsm8k = Path(__file__).resolve().parents[1] / "data" / "gsm8k_small.jsonl"
     cfg, _ = load(["data.source=file", f"data.file.path={gsm8k}", "data.file.answer_format=gsm8k"])
-    items = load_prompts(dataset_config(cfg))
+    items = load_prompts(cfg.data.file)
     store = PassRateStore()
     for item, solved in zip(items, (8, 2, 0)):  # the first prompt is too easy
         store.add(item.uid, 8, solved)
-    _write_outputs(StageContext(cfg, tmp_path, "model", False), "ref", items, store, prefilter(store))
-    out = PrefilterOutputs.in_run(tmp_path)
+    out = _write_outputs(StageContext(cfg, tmp_path, "model", False), "ref", tokenize(items, _Chars(), 10**6),
+                         store, prefilter(store))
+    assert out == PrefilterOutputs.in_run(tmp_path)
     assert out.kept_uids.read_text().split() == [items[1].uid, items[2].uid]
     assert [row["uid"] for row in read_jsonl(out.table)] == [it.uid for it in items]
     assert [row["question"] for row in read_jsonl(out.dataset)] == [items[1].question, items[2].question]

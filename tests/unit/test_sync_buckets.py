@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rlplat.sync.buckets import ALIGN, pack, plan_buckets, unpack
-from rlplat.sync.coordinator import plan_export
+from rlplat.sync.plan import plan_export
 from rlplat.config.schema import SyncConfig
 from rlplat.sync.transport import bucket_paths, iter_weights, write_bucket
 

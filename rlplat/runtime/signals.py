@@ -5,6 +5,12 @@ from __future__ import annotations
 import signal
 from types import FrameType, TracebackType
 
+from typing_extensions import Self
+
+
+class Preempted(RuntimeError):
+    """The run stopped on SIGTERM/SIGINT after writing a checkpoint (exit code 143)."""
+
 
 class StopRequested:
     """Context manager that turns SIGTERM/SIGINT into a flag the main loop polls.
@@ -24,7 +30,7 @@ class StopRequested:
         for sig, old in self._old.items():
             signal.signal(sig, old)  # type: ignore[arg-type]
 
-    def __enter__(self) -> StopRequested:
+    def __enter__(self) -> Self:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._old[sig] = signal.getsignal(sig)
             signal.signal(sig, self._handle)

@@ -9,23 +9,25 @@ from __future__ import annotations
 import os
 from types import TracebackType
 
-from ray.util.placement_group import remove_placement_group
+from ray.util.placement_group import PlacementGroup, remove_placement_group
+from typing_extensions import Self
 
 from rlplat.config.schema import Config
+from rlplat.distributed.cluster import check_resources, create_placement_group
 from rlplat.distributed.placement import cpu_binds, plan_placement
-from rlplat.distributed.runtime import check_resources, create_placement_group
 from rlplat.learner.group import LearnerGroup
 from rlplat.learner.worker import LearnerSpec
 from rlplat.rollout.group import RolloutGroup
 from rlplat.rollout.worker import EngineSpec
-from rlplat.scoring import Scorer
+from rlplat.runtime.scorer import Scorer
 
 
 def learner_spec(cfg: Config, model_path: str, lr: float) -> LearnerSpec:
     """LearnerSpec from the run config (address and port are filled in by ``LearnerGroup``)."""
     return LearnerSpec(
         model_path=model_path, dtype=cfg.model.dtype, device=cfg.cluster.device, learner=cfg.learner,
-        grpo=cfg.grpo, temperature=cfg.rollout.sampling.temperature, lr=lr, world_size=0,
+        grpo=cfg.grpo, temperature=cfg.rollout.sampling.temperature,
+        max_response_tokens=cfg.rollout.sampling.max_new_tokens, lr=lr, world_size=0,
         master_addr="", master_port=0, seed=cfg.seed, collective_timeout_s=cfg.timeouts.train_s,
         gradient_checkpointing=cfg.model.gradient_checkpointing,
     )
@@ -41,17 +43,18 @@ class StageActors:
         self.plan = plan_placement(cfg.cluster, cfg.rollout)
         check_resources(self.plan)
         t = cfg.timeouts
-        self.pg = create_placement_group(self.plan, t.actor_start_s)
+        pg = create_placement_group(self.plan, t.actor_start_s)
+        self.pg: PlacementGroup | None = pg
         self.learners: LearnerGroup | None = None
         self.rollouts: RolloutGroup | None = None
         self.scorer: Scorer | None = None
         try:
             if learners:
-                self.learners = LearnerGroup(learner_spec(cfg, model_path, lr), self.plan, self.pg, t.actor_start_s)
+                self.learners = LearnerGroup(learner_spec(cfg, model_path, lr), self.plan, pg, t.actor_start_s)
             if rollout:
                 spec = EngineSpec(model_path, cfg.model.dtype, cfg.cluster.device, cfg.rollout, cfg.seed)
                 binds = cpu_binds(self.plan, os.cpu_count() or 1, cfg.cluster.devices_per_node)
-                self.rollouts = RolloutGroup(spec, self.plan, self.pg, binds, t.actor_start_s,
+                self.rollouts = RolloutGroup(spec, self.plan, pg, binds, t.actor_start_s,
                                              cfg.faults.max_rollout_restarts)
             if scorer:
                 self.scorer = Scorer(cfg.reward)
@@ -59,12 +62,33 @@ class StageActors:
             self.close()
             raise
 
+    @property
+    def learner_group(self) -> LearnerGroup:
+        """The learners (raises if this stage started none)."""
+        if self.learners is None:
+            raise RuntimeError("this stage started no learners (StageActors(learners=False))")
+        return self.learners
+
+    @property
+    def rollout_group(self) -> RolloutGroup:
+        """The rollout engines (raises if this stage started none)."""
+        if self.rollouts is None:
+            raise RuntimeError("this stage started no rollout engines (StageActors(rollout=False))")
+        return self.rollouts
+
+    @property
+    def reward_scorer(self) -> Scorer:
+        """The reward scorer (raises if this stage started none)."""
+        if self.scorer is None:
+            raise RuntimeError("this stage started no reward scorer (StageActors(scorer=False))")
+        return self.scorer
+
     def placement(self) -> dict[str, list[dict[str, object]]]:
         """Which actor runs where (node id, pid): written to ``placement.json`` by stages."""
         return {"learners": list(self.learners.infos) if self.learners else [],
                 "engines": list(self.rollouts.infos) if self.rollouts else []}
 
-    def __enter__(self) -> StageActors:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -82,4 +106,4 @@ class StageActors:
         self.scorer = self.rollouts = self.learners = None
         if self.pg is not None:
             remove_placement_group(self.pg)
-            self.pg = None  # type: ignore[assignment]
+            self.pg = None

@@ -5,45 +5,42 @@ sample ``grpo.eval_samples`` completions for each held-out prompt (``prompts.spl
 the training sampling parameters, and the reward pool scores them. The sampling seeds are the same
 at every evaluation, so successive evaluations differ only by the weights (common random numbers:
 the step-to-step noise of the curve is much smaller than that of the training ``pass_rate``).
+The reward pool's counters of an evaluation are dropped: a step's ``reward/*`` counters describe
+its training samples only.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
 
 from rlplat.config.schema import Config
 from rlplat.rollout.group import RolloutGroup
-from rlplat.scoring import Scorer
-from rlplat.stages.grpo_batch import make_requests
-from rlplat.types import PromptItem
+from rlplat.runtime.prompts import PromptSet
+from rlplat.runtime.scorer import Scorer
 
 # Seeds of the evaluation requests: a step no training step uses, the same at every evaluation.
 _EVAL_STEP = -1
 
 
 class HeldOutEval:
-    """Pass rate on the held-out prompts; ``metrics(step)`` is empty on steps without evaluation."""
+    """Pass rate on the held-out prompts, every ``grpo.eval_every`` steps and at the last step."""
 
-    def __init__(self, cfg: Config, items: Sequence[PromptItem], token_ids: Sequence[tuple[int, ...]]) -> None:
+    def __init__(self, cfg: Config, prompts: PromptSet) -> None:
         self.cfg = cfg
-        self.items = list(items)
-        self.requests = make_requests(self.items, token_ids, cfg.seed, _EVAL_STEP, 0)
+        self.items, self.requests = prompts.requests(range(len(prompts)), cfg.seed, _EVAL_STEP, 0)
 
     def due(self, step: int) -> bool:
         """Whether ``step`` ends with an evaluation."""
         g = self.cfg.grpo
         return bool(self.items) and g.eval_every > 0 and (step % g.eval_every == 0 or step == g.total_steps)
 
-    def metrics(self, step: int, rollouts: RolloutGroup, scorer: Scorer) -> dict[str, float]:
-        """``eval/pass_rate``, ``eval/reward/mean`` and ``time/eval_s`` of the engines' current
-        weights, or nothing when ``step`` has no evaluation."""
-        if not self.due(step):
-            return {}
+    def run(self, rollouts: RolloutGroup, scorer: Scorer) -> dict[str, float]:
+        """``eval/pass_rate``, ``eval/reward/mean`` and ``time/eval_s`` of the engines' current weights."""
         cfg, t0 = self.cfg, time.perf_counter()
         samples = rollouts.generate(self.requests, cfg.grpo.eval_samples, cfg.rollout.sampling, cfg.timeouts.generate_s)
-        scored, _ = scorer.score(self.items, samples, cfg.timeouts.reward_s)
+        scored = scorer.score(self.items, self.requests, samples, cfg.timeouts.reward_s)
+        scorer.stats(cfg.timeouts.reward_s)
         flat = [s for g in scored for s in g.samples]
         return {"eval/pass_rate": sum(s.correct for s in flat) / len(flat),
                 "eval/reward/mean": statistics.fmean(s.reward for s in flat),

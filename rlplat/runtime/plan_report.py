@@ -12,9 +12,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlplat.algo.batching import num_optimizer_steps
 from rlplat.config.schema import Config
 from rlplat.config.validate import learner_world_size
 from rlplat.distributed.placement import plan_placement
+from rlplat.models.tiny import char_vocab
 
 _BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "fp8": 1}
 GIB = 1024**3
@@ -48,7 +50,7 @@ def param_count(cfg: Config) -> float:
         kv = h * c.get("num_key_value_heads", c["num_attention_heads"]) // c["num_attention_heads"]
     else:
         t = cfg.model.tiny
-        h, i, n, v = t.hidden_size, t.intermediate_size, t.num_layers, 98
+        h, i, n, v = t.hidden_size, t.intermediate_size, t.num_layers, len(char_vocab())
         kv = h * t.num_kv_heads // t.num_heads
     per_layer = h * (h + 2 * kv) + h * h + 3 * h * i + 2 * h
     return float(2 * v * h + n * per_layer + h)
@@ -69,7 +71,7 @@ def estimate_memory(cfg: Config) -> MemoryEstimate:
     eb = _BYTES["fp8" if cfg.rollout.quantization == "fp8" else cfg.model.dtype]
     engine_w = p * eb / cfg.rollout.tensor_parallel_size
     if cfg.cluster.device == "cpu":
-        kv = cfg.rollout.cpu_kvcache_gib * GIB  # VLLM_CPU_KVCACHE_SPACE
+        kv = float(cfg.rollout.cpu_kvcache_gib * GIB)  # VLLM_CPU_KVCACHE_SPACE
     else:
         kv = max(cfg.rollout.gpu_memory_utilization * cfg.cluster.device_memory_gib * GIB - engine_w, 0.0)
     offload = cfg.learner.offload_optimizer
@@ -85,7 +87,7 @@ def describe(cfg: Config) -> str:
     per_node = c.devices_per_node
     engines_per_node = max(plan.num_engines // c.num_nodes, 1)
     learners_per_node = max(plan.num_learners // c.num_nodes, 1)
-    steps = g.prompts_per_step * g.samples_per_prompt // g.global_batch
+    steps = num_optimizer_steps(g.prompts_per_step, g.samples_per_prompt, g.global_batch)
     sleeps = c.device == "gpu" and c.colocate and r.sleep_between_phases
     peak = max(m.learner, m.engine_weights + m.engine_kv) if sleeps else m.learner + m.engine_weights + m.engine_kv
     lines = [

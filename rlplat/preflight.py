@@ -1,0 +1,116 @@
+"""Launch-time checks that need more than the config: plugins, files, the machine. Before Ray starts.
+
+``rlplat.config.validate`` checks the config alone; ``preflight`` then resolves every component the
+config names (stages, advantage estimator, reward components and their options, the curriculum and
+its options), reads the model and dataset files, and compares the plan with the local machine.
+Every problem is a ``ConfigError`` (exit code 2). A dry run checks the components only: its model
+and data paths usually name another machine's files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+from rlbase import FieldError
+from rlplat.config.errors import ConfigError
+from rlplat.config.schema import Config
+
+T = TypeVar("T")
+
+
+def preflight(cfg: Config) -> None:
+    """Raise ``ConfigError`` for the first problem found."""
+    _check_components(cfg)
+    if cfg.dry_run:
+        return
+    if not cfg.cluster.address:
+        _check_local_resources(cfg)
+    _check_paths(cfg)
+
+
+def _resolving(field: str, fix: str, fn: Callable[[], T]) -> T:
+    """``fn()``, with a plugin or option error turned into a ``ConfigError`` at ``field``."""
+    try:
+        return fn()
+    except FieldError as err:
+        raise ConfigError.wrap(err) from err
+    except Exception as err:
+        raise ConfigError(field, str(err).rstrip(".") + ".", fix) from err
+
+
+def _check_components(cfg: Config) -> None:
+    from curricula import curriculum_options
+    from rewards import build_reward
+    from rlplat.algo.advantages import resolve_estimator
+    from rlplat.runtime.scorer import reward_spec
+    from rlplat.stages import STAGES
+
+    for name in cfg.stages:
+        _resolving("stages", f"use stages from {', '.join(STAGES.names())}, or an import path to your stage class.",
+                   partial(STAGES.resolve, name))
+    _resolving("grpo.advantage", "use grpo, dr_grpo, rloo, or an import path to your estimator.",
+               lambda: resolve_estimator(cfg.grpo.advantage))
+    _resolving("reward.components", "use registered reward names, list the module that registers yours in "
+               "reward.modules, or give a dotted import path.", lambda: build_reward(reward_spec(cfg.reward)))
+    _resolving("curriculum.name", "use curriculum=uniform|progressive, or curriculum.name=<import path>.",
+               lambda: curriculum_options(cfg.curriculum.name, dict(cfg.curriculum.options)))
+
+
+def _check_paths(cfg: Config) -> None:
+    _check_model_dir("model.path", cfg.model.path, "point model.path at a local directory with config.json, "
+                     "weights and tokenizer.")
+    if "prefilter" in cfg.stages:
+        _check_model_dir("prefilter.model_path", cfg.prefilter.model_path, "point it at the reference model, "
+                         "or set it to null to prefilter with the stage's input model.")
+    if cfg.data.source == "file":
+        from rlplat.data.datasets import DataError, validate_dataset_file
+
+        try:
+            validate_dataset_file(cfg.data.file)
+        except DataError as err:
+            raise ConfigError("data.file", str(err), "correct the file or the data.file field mapping.") from err
+    for field, path, what in (("data.keep_uids", cfg.data.keep_uids, "the kept_uids.txt"),
+                              ("curriculum.pass_rate_table", cfg.curriculum.pass_rate_table, "the pass-rate table")):
+        if path and not Path(path).is_file():
+            raise ConfigError(field, f"{path} does not exist.", f"point it at {what} a prefilter run wrote, or "
+                              "set it to null.")
+
+
+def _check_model_dir(field: str, path: str | None, fix: str) -> None:
+    if not path:
+        return
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise ConfigError(field, f"{p} is not a Hugging Face model directory (no config.json"
+                          f"{'' if p.exists() else '; the path does not exist'}).", fix)
+    if not os.access(p / "config.json", os.R_OK):
+        raise ConfigError(field, f"{p}/config.json is not readable.", "fix the permissions.")
+
+
+def _check_local_resources(cfg: Config) -> None:
+    """Without ``cluster.address`` everything runs on this machine: does it have the devices?"""
+    from rlplat.distributed.placement import plan_placement
+
+    c = cfg.cluster
+    if c.num_nodes > 1:
+        raise ConfigError("cluster.num_nodes", f"the experiment needs {c.num_nodes} nodes x {c.devices_per_node} "
+                          f"{c.device.upper()}s but no Ray cluster is configured (cluster.address is unset), "
+                          "and this machine is one node.", "start a Ray cluster (see launch/ and the README) "
+                          "and set cluster.address=HEAD:6379, or add dry_run=true to print the plan only.")
+    need_cpus = sum(b.get("CPU", 0.0) for b in plan_placement(c, cfg.rollout).bundles)
+    if need_cpus > c.num_cpus:
+        raise ConfigError("cluster.devices_per_node", f"{c.devices_per_node} devices need {need_cpus:g} logical "
+                          f"CPUs (one learner and one engine each) but the local Ray instance gets "
+                          f"cluster.num_cpus={c.num_cpus}.", "lower cluster.devices_per_node or raise cluster.num_cpus.")
+    if c.device == "gpu":
+        import torch
+
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if have < c.devices_per_node:
+            raise ConfigError("cluster.devices_per_node", f"the experiment needs {c.devices_per_node} GPUs on "
+                              f"this node but {have} are visible.", "run on a machine with the GPUs, join a "
+                              "cluster with cluster.address, or add dry_run=true to print the plan only.")

@@ -1,0 +1,88 @@
+"""The stage contract: what a stage receives, and the typed manifest it hands the next one.
+
+A stage runs from a model directory and returns a ``StageManifest``: the model directory it
+produced and named artifacts (files) that later stages may use. Stages never import each other:
+a GRPO stage finds a prefilter's pass-rate table as the artifact ``PASS_RATE_TABLE`` of an earlier
+manifest. The pipeline writes each manifest to ``<run>/stages/<name>.json`` (resume skips finished
+stages and rebuilds the context from these files).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from rlbase import atomic_write
+from rlplat.config.schema import Config
+
+# Artifact names (the vocabulary stages share).
+PASS_RATE_TABLE = "pass_rate_table"  # JSONL {uid, attempts, successes, pass_rate} (curricula.PassRateStore)
+KEPT_UIDS = "kept_uids"  # text file, one prompt uid a line: the prompts later stages train on
+
+
+@dataclass(frozen=True)
+class StageManifest:
+    """What a finished stage produced.
+
+    Attributes:
+        stage: The stage's name.
+        model_path: Hugging Face model directory the next stage starts from.
+        input_model: The model directory this stage started from.
+        artifacts: Named files for later stages (see the names above).
+    """
+
+    stage: str
+    model_path: str
+    input_model: str
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """Inputs of a stage.
+
+    Attributes:
+        cfg: The whole validated run config.
+        run_dir: The run directory (config.yaml, metrics.jsonl, checkpoints/ ...).
+        model_path: Hugging Face model directory the stage starts from.
+        resume: True when continuing an interrupted run in ``run_dir``.
+        upstream: Manifests of the stages that ran before this one, in order.
+    """
+
+    cfg: Config
+    run_dir: Path
+    model_path: str
+    resume: bool
+    upstream: tuple[StageManifest, ...] = ()
+
+    def artifact(self, name: str) -> str | None:
+        """The newest upstream artifact called ``name``, or None."""
+        return next((m.artifacts[name] for m in reversed(self.upstream) if name in m.artifacts), None)
+
+
+class Stage(Protocol):
+    """A pipeline stage (registered in ``rlplat.stages.STAGES``)."""
+
+    name: str
+
+    def run(self, ctx: StageContext) -> StageManifest:
+        """Run the stage; returns what it produced."""
+        ...
+
+
+def manifest_path(run_dir: Path, stage: str) -> Path:
+    """Where the manifest of the stage named ``stage`` in ``stages=[...]`` is written."""
+    return run_dir / "stages" / f"{stage}.json"
+
+
+def write_manifest(run_dir: Path, stage: str, manifest: StageManifest) -> None:
+    """Record a finished stage (as named in ``stages=[...]``) atomically; resume skips it."""
+    atomic_write(manifest_path(run_dir, stage), json.dumps(asdict(manifest), indent=2), fsync=True)
+
+
+def read_manifest(run_dir: Path, stage: str) -> StageManifest | None:
+    """The manifest of a finished stage, or None."""
+    path = manifest_path(run_dir, stage)
+    return StageManifest(**json.loads(path.read_text())) if path.exists() else None

@@ -1,0 +1,29 @@
+"""Which learner ranks publish a weight version, and through which transport (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rlplat.config.schema import SyncConfig
+from rlplat.types import ExportPlan
+
+
+def plan_export(cfg: SyncConfig, learner_nodes: Sequence[str], engine_nodes: Sequence[str], version: int,
+                tag: str) -> ExportPlan:
+    """Choose writers: the lowest learner rank on each engine node writes /dev/shm files; engines
+    on nodes without a learner (or all engines, with ``transport=object_store``) read from the
+    Ray object store.
+
+    Raises:
+        RuntimeError: ``transport=shm`` while some engine shares no node with a learner.
+    """
+    writers: dict[str, int] = {}
+    if cfg.transport != "object_store":
+        for rank, node in enumerate(learner_nodes):
+            if node in engine_nodes and node not in writers:
+                writers[node] = rank
+    remote = [n for n in engine_nodes if n not in writers]
+    if remote and cfg.transport == "shm":
+        raise RuntimeError("sync.transport=shm but some rollout engines share no node with a learner; "
+                         "use sync.transport=auto")
+    return ExportPlan(version, tag, cfg.shm_dir, frozenset(writers.values()), bool(remote), cfg.bucket_mb << 20)
