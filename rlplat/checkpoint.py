@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,14 @@ class RunState:
         weights_version: Version of the learners' weights (``rlplat.runtime.weight_sync``); a resume
             publishes them to the engines under this version.
         curriculum: ``Curriculum.state_dict()`` (RNG, data position, pass-rate store).
+        faults: ``FaultLog.state()``: restarts, dropped prompts, fired injections, history (so the
+            restart bounds count per run, across resumes).
     """
 
     step: int
     weights_version: int
     curriculum: dict[str, Any]
+    faults: dict[str, Any] = field(default_factory=dict)
 
 
 class CheckpointError(RuntimeError):

@@ -46,6 +46,7 @@ def _check_components(cfg: Config) -> None:
     from curricula import curriculum_options
     from rewards import build_reward
     from rlplat.algo.advantages import resolve_estimator
+    from rlplat.faults import parse_faults
     from rlplat.runtime.scorer import reward_spec
     from rlplat.stages import STAGES
 
@@ -58,6 +59,8 @@ def _check_components(cfg: Config) -> None:
                "reward.modules, or give a dotted import path.", lambda: build_reward(reward_spec(cfg.reward)))
     _resolving("curriculum.name", "use curriculum=uniform|progressive, or curriculum.name=<import path>.",
                lambda: curriculum_options(cfg.curriculum.name, dict(cfg.curriculum.options)))
+    _resolving("faults.inject", "write each fault as TARGET:KIND@PHASE:STEP or prompt:KIND@UID (rlplat/faults.py).",
+               partial(parse_faults, cfg.faults.inject))
 
 
 def _check_paths(cfg: Config) -> None:

@@ -302,10 +302,23 @@ class TimeoutsConfig:
 
 @dataclass(frozen=True)
 class FaultsConfig:
-    """Recovery policy."""
+    """Recovery policy (README "When things go wrong")."""
 
-    # Rollout worker restarts allowed in a run before it stops with a checkpoint.
+    # Rollout worker restarts allowed in a run (across resumes) before it stops with a checkpoint.
     max_rollout_restarts: int = 3
+    # Reward scorer restarts allowed in a run.
+    max_reward_restarts: int = 3
+    # An actor that answers no heartbeat for this long (frozen, deadlocked, its node lost) is
+    # declared failed, long before its phase deadline (timeouts.*).
+    heartbeat_s: float = 10.0
+    # SIGTERM/SIGINT: generation and scoring stop at once, training finishes its step if it can
+    # within this grace; then a checkpoint of what is consistent, and exit code 143.
+    preempt_grace_s: float = 60.0
+    # Engine failures a prompt may be involved in before it is dropped, when it fails on its own.
+    prompt_retries: int = 1
+    # Testing aid: faults to inject, e.g. [engine0:freeze@generate:2, learner1:exit@train:3,
+    # reward:freeze@score:2, driver:sigterm@generate:2, prompt:exit@<uid>] (rlplat/faults.py).
+    inject: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ def validate(cfg: Config) -> None:
     _check_stages(cfg)
     _check_prefilter_and_eval(cfg)
     _check_data(cfg)
+    _check_faults(cfg)
 
 
 def learner_world_size(cfg: Config) -> int:
@@ -55,6 +56,15 @@ def _check_batches(cfg: Config) -> None:
     if "warmstart" in cfg.stages and world > 0 and cfg.sft.batch_size % world:
         raise ConfigError("sft.batch_size", f"{cfg.sft.batch_size} does not split over {world} learner ranks.",
                           f"make sft.batch_size a multiple of {world}.")
+
+
+def _check_faults(cfg: Config) -> None:
+    f = cfg.faults
+    for name in ("heartbeat_s", "preempt_grace_s"):
+        _positive(f"faults.{name}", getattr(f, name))
+    for name in ("max_rollout_restarts", "max_reward_restarts", "prompt_retries"):
+        if getattr(f, name) < 0:
+            raise ConfigError(f"faults.{name}", f"must be >= 0, found {getattr(f, name)}.", f"set faults.{name} >= 0.")
 
 
 def _check_cluster(cfg: Config) -> None:

@@ -29,16 +29,49 @@ def actor_env(cluster: ClusterConfig) -> dict[str, str]:
 
 
 def start_ray(cluster: ClusterConfig) -> None:
-    """Start a local Ray instance (``cluster.address`` unset) or join the given cluster."""
+    """Start a local Ray instance (``cluster.address`` unset) or join the given cluster.
+
+    A local instance listens on loopback only: its node address is 127.0.0.1, so Ray's GCS, raylet,
+    object manager, workers and agents bind there (and so do the learners' rendezvous and gloo).
+    A joined cluster uses the addresses its nodes were started with.
+    """
     if ray.is_initialized():
         return
     runtime_env: dict[str, Any] = {"env_vars": actor_env(cluster)}
     if cluster.address:
         ray.init(address=cluster.address, runtime_env=runtime_env, log_to_driver=True)
         return
+    _keep_loopback_node_address()
     ray.init(num_cpus=cluster.num_cpus, num_gpus=None if cluster.device == "gpu" else 0,
              include_dashboard=cluster.dashboard, dashboard_host="127.0.0.1", runtime_env=runtime_env,
-             log_to_driver=cluster.log_to_driver, configure_logging=False)
+             log_to_driver=cluster.log_to_driver, configure_logging=False, _node_ip_address=LOOPBACK)
+
+
+LOOPBACK = "127.0.0.1"
+
+
+def _keep_loopback_node_address() -> None:
+    """Let ``ray.init(_node_ip_address="127.0.0.1")`` mean loopback.
+
+    Ray 2.60 rewrites a loopback node address into the machine's outward address
+    (``ray._private.services.resolve_ip_for_localhost``), after which its servers listen on every
+    interface. A local run needs no outside address, so that rewrite is skipped for this process's
+    ``ray.init``; Ray's servers then bind to 127.0.0.1 (``tests/integration/test_weight_sync.py``
+    checks every listening socket). If a Ray release moves the function, a warning says so.
+    """
+    import logging
+
+    from ray._private import services
+
+    if not hasattr(services, "resolve_ip_for_localhost"):
+        logging.getLogger(__name__).warning("this Ray has no services.resolve_ip_for_localhost: a local Ray "
+                                            "instance may listen on all interfaces")
+        return
+    services.resolve_ip_for_localhost = _as_given
+
+
+def _as_given(host: str) -> str:
+    return host
 
 
 def check_resources(plan: PlacementPlan) -> None:

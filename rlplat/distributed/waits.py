@@ -1,19 +1,39 @@
-"""Waiting on actors with deadlines, and the errors that name who failed in which phase.
+"""Waiting on actors: deadlines, heartbeats, and the errors that name who failed in which phase.
 
-Every blocking wait in rlplat goes through ``wait_all``: a missing result becomes a
-``PhaseTimeout`` naming the actors still pending, a dead actor an ``ActorFailure`` naming it,
-instead of the infinite waits users of the peers report (anchors.md (d) 2 and 8).
+Every blocking wait in rlplat goes through ``watch`` (or ``wait_all``, which raises its first
+failure). A call can end four ways besides its result:
+
+* its actor died (the process exited, was killed, crashed): ``ActorFailure`` at once;
+* its actor stopped answering heartbeats for ``heartbeat_s``: frozen (SIGSTOP), deadlocked in
+  native code, or on a lost node. Each actor answers ``heartbeat()`` from a concurrency group of its
+  own (``HEALTH``), so a long call does not delay the answer; ``ActorFailure`` with
+  ``ActorUnresponsive`` as its cause;
+* the phase deadline passed (``timeouts.<phase>_s``): ``PhaseTimeout``, the outer bound;
+* the caller's ``interrupt()`` said stop (preemption): ``Interrupted``.
+
+This replaces the infinite waits users of the peers report (anchors.md (d) 2 and 8), and the
+minutes a frozen actor used to cost before its phase deadline passed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 from ray.util.placement_group import PlacementGroup
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+# Concurrency group of the heartbeat method on every actor rlplat starts.
+HEALTH = "health"
+HEALTH_GROUPS = {HEALTH: 1}
+# How often a pending wait wakes up to look at heartbeats and the interrupt (seconds).
+_POLL_S = 0.25
+# After a call fails, how long a fail-fast wait still looks for the actor death behind it.
+_DEATH_GRACE_S = 5.0
 
 
 class PhaseTimeout(RuntimeError):
@@ -26,18 +46,37 @@ class PhaseTimeout(RuntimeError):
                          f"(deadline timeouts.{phase}_s)")
 
 
-class ActorFailure(RuntimeError):
-    """An actor died, or its method raised, during a phase."""
+class ActorUnresponsive(RuntimeError):
+    """An actor answered no heartbeat for ``heartbeat_s`` seconds."""
 
-    def __init__(self, phase: str, actor: str, index: int, cause: BaseException) -> None:
+
+class ActorFailure(RuntimeError):
+    """An actor died, stopped answering, or its method raised, during a phase.
+
+    Attributes:
+        died: The process is gone or unresponsive (so it must be replaced), not merely raised.
+        detect_s: Seconds from the start of the wait to the failure being noticed.
+    """
+
+    def __init__(self, phase: str, actor: str, index: int, cause: BaseException, detect_s: float = 0.0) -> None:
         self.phase = phase
         self.actor = actor
         self.index = index
         self.cause = cause
-        self.died = isinstance(cause, RayActorError)
-        what = ("died (its process exited: killed, out of memory, or crashed; see the Ray worker logs)"
-                if self.died else f"failed: {_first_line(cause)}")
+        self.detect_s = detect_s
+        self.seen = time.monotonic()
+        self.died = isinstance(cause, (RayActorError, ActorUnresponsive))
+        if isinstance(cause, ActorUnresponsive):
+            what = f"stopped answering ({cause}: frozen, deadlocked or on a lost node)"
+        elif isinstance(cause, RayActorError):
+            what = "died (its process exited: killed, out of memory, or crashed; see the Ray worker logs)"
+        else:
+            what = f"failed: {_first_line(cause)}"
         super().__init__(f"{phase}: {actor} {what}")
+
+
+class Interrupted(RuntimeError):
+    """The caller asked the wait to stop (preemption); the calls may still be running."""
 
 
 def _first_line(err: BaseException) -> str:
@@ -45,25 +84,109 @@ def _first_line(err: BaseException) -> str:
     return text[-1] if text else type(err).__name__
 
 
-def wait_all(refs: Sequence[ray.ObjectRef], names: Sequence[str], phase: str,
-             timeout_s: float) -> list[Any]:
-    """Results of ``refs`` in order; raises ``PhaseTimeout`` or ``ActorFailure`` (first failure)."""
-    if not refs:
-        return []
-    _, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
-    if pending:
-        pending_set = set(pending)
-        raise PhaseTimeout(phase, [n for r, n in zip(refs, names) if r in pending_set], timeout_s)
-    results, failures = [], []
-    for i, (ref, name) in enumerate(zip(refs, names)):
-        try:
-            results.append(ray.get(ref, timeout=timeout_s))
-        except (RayActorError, RayTaskError, GetTimeoutError) as err:
-            failures.append(ActorFailure(phase, name, i, err))
+@dataclass(frozen=True)
+class Call:
+    """A remote call in flight: its result ref, the actor it runs on, and a name for errors."""
+
+    ref: ray.ObjectRef
+    actor: Any
+    name: str
+
+
+def calls(refs: Sequence[ray.ObjectRef], actors: Sequence[Any], names: Sequence[str]) -> list[Call]:
+    """``Call``s of ``refs[i]`` running on ``actors[i]``, named ``names[i]``."""
+    return [Call(r, a, n) for r, a, n in zip(refs, actors, names, strict=True)]
+
+
+class _Heartbeats:
+    """The heartbeat probe of each watched actor: sent every ``heartbeat_s / 2``, overdue after ``heartbeat_s``."""
+
+    def __init__(self, heartbeat_s: float) -> None:
+        self.heartbeat_s = heartbeat_s
+        self.probes: dict[int, tuple[ray.ObjectRef, float]] = {}
+        self.answered: dict[int, float] = {}
+
+    def check(self, i: int, actor: Any, now: float) -> BaseException | None:
+        """The failure of actor ``i`` if it is overdue or dead, else None (sending probes as needed)."""
+        probe = self.probes.get(i)
+        if probe is not None:
+            ref, sent = probe
+            ready, _ = ray.wait([ref], timeout=0)
+            if ready:
+                try:
+                    ray.get(ref)
+                except RayActorError as err:
+                    return err
+                self.answered[i] = now
+                probe = None
+            elif now - sent > self.heartbeat_s:
+                return ActorUnresponsive(f"no heartbeat within {self.heartbeat_s:g} s (faults.heartbeat_s)")
+        if probe is None and now - self.answered.get(i, 0.0) >= self.heartbeat_s / 2:
+            self.probes[i] = (actor.heartbeat.options(concurrency_group=HEALTH).remote(), now)
+        elif probe is None:
+            self.probes.pop(i, None)
+        return None
+
+
+def watch(watched: Sequence[Call], phase: str, timeout_s: float, heartbeat_s: float | None = None,
+          interrupt: Callable[[], bool] | None = None, fail_fast: bool = False) -> list[Any]:
+    """The result of each call, or the exception it ended with (``ActorFailure``, ``PhaseTimeout``).
+
+    Waits until every call has ended (with ``fail_fast``, until the first failure: the calls of a
+    collective never end once a peer is gone; the others are then left as None), probing the actors
+    of pending calls when ``heartbeat_s`` is given. Raises ``Interrupted`` as soon as
+    ``interrupt()`` returns True.
+    """
+    start = time.monotonic()
+    results: list[Any] = [None] * len(watched)
+    pending = dict(enumerate(watched))
+    beats = _Heartbeats(heartbeat_s) if heartbeat_s else None
+    while pending:
+        ready, _ = ray.wait([c.ref for c in pending.values()], num_returns=len(pending), timeout=_POLL_S)
+        done = set(ready)
+        now = time.monotonic()
+        for i, call in list(pending.items()):
+            if call.ref in done:
+                try:
+                    results[i] = ray.get(call.ref)
+                except (RayActorError, RayTaskError, GetTimeoutError) as err:
+                    results[i] = ActorFailure(phase, call.name, i, err, now - start)
+            elif beats is not None and (cause := beats.check(i, call.actor, now)) is not None:
+                results[i] = ActorFailure(phase, call.name, i, cause, now - start)
+            else:
+                continue
+            del pending[i]
+        if fail_fast and _settled(results, now, heartbeat_s):
+            break
+        if pending and now - start > timeout_s:
+            late = PhaseTimeout(phase, [c.name for c in pending.values()], timeout_s)
+            for i in pending:
+                results[i] = late
+            break
+        if pending and interrupt is not None and interrupt():
+            raise Interrupted(f"{phase}: interrupted with {', '.join(c.name for c in pending.values())} pending")
+    return results
+
+
+def _settled(results: Sequence[Any], now: float, heartbeat_s: float | None) -> bool:
+    """Whether a fail-fast wait may stop: an actor died (or went silent), or a call failed and no
+    death followed within the grace a peer's death takes to surface (its collective errors first)."""
+    failures = [r for r in results if isinstance(r, ActorFailure)]
+    if any(f.died for f in failures):
+        return True
+    grace = min(heartbeat_s or _DEATH_GRACE_S, _DEATH_GRACE_S)
+    return bool(failures) and now - min(f.seen for f in failures) > grace
+
+
+def wait_all(watched: Sequence[Call], phase: str, timeout_s: float, heartbeat_s: float | None = None,
+             interrupt: Callable[[], bool] | None = None) -> list[Any]:
+    """Results of every call, in order; raises the first failure (a death before a mere error,
+    since a dead actor makes its peers' collectives fail too), without waiting for the others."""
+    results = watch(watched, phase, timeout_s, heartbeat_s, interrupt, fail_fast=True)
+    failures = [r for r in results if isinstance(r, (ActorFailure, PhaseTimeout))]
     if failures:
-        # A dead actor makes its peers' collectives fail too: name the one that died.
-        first = next((f for f in failures if f.died), failures[0])
-        raise first from first.cause
+        first = next((f for f in failures if isinstance(f, ActorFailure) and f.died), failures[0])
+        raise first from getattr(first, "cause", None)
     return results
 
 

@@ -1,8 +1,16 @@
-"""LearnerGroup: the DeepSpeed data-parallel ranks as Ray actors, called together."""
+"""LearnerGroup: the DeepSpeed data-parallel ranks as Ray actors, called together.
+
+Every call waits with the phase deadline and heartbeats (``rlplat.distributed.waits``): a rank that
+dies, freezes or deadlocks is named within ``faults.heartbeat_s``, and the run stops (the learners'
+state is then inconsistent; the last complete checkpoint is the resume point). The ranks meet over
+torch.distributed at an address on the first rank's node, bound to loopback when every rank is on
+that one node of a local run.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -10,38 +18,45 @@ import ray
 from ray.util.placement_group import PlacementGroup
 
 from rlplat.distributed.placement import PlacementPlan
-from rlplat.distributed.waits import in_bundle, wait_all
+from rlplat.distributed.waits import HEALTH_GROUPS, calls, in_bundle, wait_all
+from rlplat.faults import FaultKind
 from rlplat.learner.worker import LearnerSpec, LearnerWorker
 from rlplat.types import ExportPlan, RankStepStats, SyncManifest, TrainShard
 
+log = logging.getLogger(__name__)
+
 
 @ray.remote
-def _free_port() -> tuple[str, int]:
-    """An address and free TCP port on the node this task runs on (for the rendezvous)."""
+def _rendezvous_address() -> tuple[str, int]:
+    """This node's address and a free TCP port on it (the rank-0 rendezvous of torch.distributed)."""
     import socket
 
+    addr = ray.util.get_node_ip_address()
     with socket.socket() as s:
-        s.bind(("", 0))
-        return ray.util.get_node_ip_address(), s.getsockname()[1]
+        s.bind((addr, 0))
+        return addr, s.getsockname()[1]
 
 
 class LearnerGroup:
     """All learner ranks. A failure of any rank is fatal to the step (``ActorFailure``)."""
 
-    def __init__(self, spec: LearnerSpec, plan: PlacementPlan, pg: PlacementGroup,
-                 start_timeout_s: float) -> None:
+    def __init__(self, spec: LearnerSpec, plan: PlacementPlan, pg: PlacementGroup, start_timeout_s: float,
+                 heartbeat_s: float | None = None) -> None:
         first = in_bundle(pg, plan.learner_bundles[0])
-        addr, port = ray.get(_free_port.options(num_cpus=0, scheduling_strategy=first).remote(),
+        addr, port = ray.get(_rendezvous_address.options(num_cpus=0, scheduling_strategy=first).remote(),
                              timeout=start_timeout_s)
         spec = replace(spec, master_addr=addr, master_port=port, world_size=plan.num_learners)
         self.spec = spec
-        actor_cls = ray.remote(LearnerWorker)
+        self.heartbeat_s = heartbeat_s
+        actor_cls = ray.remote(concurrency_groups=HEALTH_GROUPS)(LearnerWorker)
         self.workers = [
             actor_cls.options(num_cpus=1, num_gpus=plan.learner_gpus, max_restarts=0,
                               scheduling_strategy=in_bundle(pg, b)).remote(spec, rank)
             for rank, b in enumerate(plan.learner_bundles)
         ]
-        self.infos = self._all("actor_start", start_timeout_s, lambda w: w.setup.remote())
+        # No heartbeats while starting: an actor answers nothing until its constructor returns.
+        self.infos = wait_all(calls([w.setup.remote() for w in self.workers], self.workers, self.names),
+                              "actor_start", start_timeout_s)
 
     @property
     def names(self) -> list[str]:
@@ -53,19 +68,22 @@ class LearnerGroup:
         """Data-parallel world size."""
         return len(self.workers)
 
-    def _all(self, phase: str, timeout_s: float, call: Any) -> list[Any]:
-        return wait_all([call(w) for w in self.workers], self.names, phase, timeout_s)
+    def _all(self, phase: str, timeout_s: float, call: Callable[[Any], Any],
+             interrupt: Callable[[], bool] | None = None) -> list[Any]:
+        return wait_all(calls([call(w) for w in self.workers], self.workers, self.names), phase, timeout_s,
+                        self.heartbeat_s, interrupt)
 
-    def train_step(self, shards: Sequence[TrainShard], timeout_s: float) -> list[RankStepStats]:
+    def train_step(self, shards: Sequence[TrainShard], timeout_s: float, faults: Mapping[int, FaultKind] | None = None,
+                   interrupt: Callable[[], bool] | None = None) -> list[RankStepStats]:
         """One GRPO optimizer step (``shards[r]`` to rank ``r``); returns every rank's report
-        (reduce them with ``rlplat.algo.stats``)."""
-        refs = [w.train_step.remote(s) for w, s in zip(self.workers, shards)]
-        return wait_all(refs, self.names, "train", timeout_s)
+        (reduce them with ``rlplat.algo.stats``). ``faults`` injects a fault into rank ``r``."""
+        refs = [w.train_step.remote(s, (faults or {}).get(r)) for r, (w, s) in enumerate(zip(self.workers, shards))]
+        return wait_all(calls(refs, self.workers, self.names), "train", timeout_s, self.heartbeat_s, interrupt)
 
     def sft_step(self, shards: Sequence[TrainShard], lr: float, timeout_s: float) -> list[RankStepStats]:
         """One supervised step at learning rate ``lr``; returns every rank's report."""
         refs = [w.sft_step.remote(s, lr) for w, s in zip(self.workers, shards)]
-        return wait_all(refs, self.names, "train", timeout_s)
+        return wait_all(calls(refs, self.workers, self.names), "train", timeout_s, self.heartbeat_s)
 
     def export_weights(self, plan: ExportPlan, timeout_s: float) -> SyncManifest:
         """Publish weights; returns rank 0's manifest."""
@@ -96,8 +114,8 @@ class LearnerGroup:
     def shutdown(self) -> None:
         """Remove published weight files and kill every rank."""
         try:
-            wait_all([w.release_weights.remote() for w in self.workers], self.names, "shutdown", 30)
-        except Exception:  # noqa: BLE001 - best effort at shutdown; the actors are killed anyway
-            pass
+            self._all("shutdown", 30, lambda w: w.release_weights.remote())
+        except Exception as err:  # noqa: BLE001 - best effort at shutdown; the actors are killed anyway
+            log.debug("learners did not release their weight files: %s", err)
         for w in self.workers:
             ray.kill(w, no_restart=True)

@@ -19,6 +19,7 @@ import torch
 from rlplat.algo import grpo_loss, kl_k3, masked_mean, token_logprobs
 from rlplat.algo.batching import MicroBatch, micro_batches
 from rlplat.config.schema import GRPOConfig, LearnerConfig
+from rlplat.faults import FaultKind, inject
 from rlplat.sync.buckets import pack, plan_buckets
 from rlplat.sync.transport import bucket_paths, remove_files, write_bucket
 from rlplat.types import ExportPlan, MicroStats, RankStepStats, SyncManifest, TrainShard
@@ -65,6 +66,9 @@ class LearnerWorker:
             # Ray narrows CUDA_VISIBLE_DEVICES to this actor's GPU, so it is always device 0.
             "LOCAL_RANK": "0",
         })
+        if spec.master_addr.startswith("127."):
+            # A local run: gloo's own sockets stay on loopback too (it picks an interface by itself).
+            os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
 
     def setup(self) -> dict[str, Any]:
         """Join the process group and build the engine; returns node id and pid."""
@@ -74,8 +78,11 @@ class LearnerWorker:
         from rlplat.learner.ds_config import build_ds_config
 
         backend = "gloo" if self.spec.device == "cpu" else "nccl"
-        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False,
-                                   timeout=timedelta(seconds=self.spec.collective_timeout_s))
+        timeout = timedelta(seconds=self.spec.collective_timeout_s)
+        torch.distributed.init_process_group(backend, store=self._rendezvous_store(timeout), rank=self.rank,
+                                             world_size=self.spec.world_size, timeout=timeout)
+        # DeepSpeed adopts the process group that exists (it initialises one only when none does).
+        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, timeout=timeout)
         torch.manual_seed(self.spec.seed)
         dtype = getattr(torch, self.spec.dtype)
         model = AutoModelForCausalLM.from_pretrained(self.spec.model_path, dtype=dtype)
@@ -88,6 +95,27 @@ class LearnerWorker:
         self.engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(),
                                                config=ds_cfg)
         return {"node_id": self.node_id, "pid": os.getpid(), "rank": self.rank}
+
+    def _rendezvous_store(self, timeout: timedelta) -> Any:
+        """The torch.distributed store, served by rank 0 on ``master_addr`` only.
+
+        torch's own store server listens on every interface; handing it a socket bound to the
+        rendezvous address keeps a local run's rendezvous on loopback (and a cluster's on the node's
+        cluster interface).
+        """
+        import socket
+
+        from torch.distributed import TCPStore
+
+        addr, port, world = self.spec.master_addr, self.spec.master_port, self.spec.world_size
+        if self.rank != 0:
+            return TCPStore(addr, port, world, is_master=False, timeout=timeout)
+        self._store_socket = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
+        self._store_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._store_socket.bind((addr, port))
+        self._store_socket.listen(max(world, 128))
+        return TCPStore(addr, port, world, is_master=True, timeout=timeout,
+                        master_listen_fd=self._store_socket.fileno(), use_libuv=True)
 
     def _load_reference(self, dtype: torch.dtype) -> Any:
         """Frozen copy of the initial policy; sharded by a ZeRO-3 inference engine when the policy
@@ -114,9 +142,11 @@ class LearnerWorker:
 
     # ----------------------------------------------------------------------------- training
 
-    def train_step(self, shard: TrainShard) -> RankStepStats:
+    def train_step(self, shard: TrainShard, fault: FaultKind | None = None) -> RankStepStats:
         """One GRPO optimizer step over this rank's shard; returns each micro-batch's statistics
-        (reduced with every other rank's by ``rlplat.algo.stats``)."""
+        (reduced with every other rank's by ``rlplat.algo.stats``). ``fault``: an injected fault
+        to suffer first (testing aid)."""
+        inject(fault, f"learner rank {self.rank} train_step")
         self.engine.train()
         batches = micro_batches(shard, self.spec.learner.micro_batch_size, self.pad_id)
         micro = []
@@ -252,8 +282,8 @@ class LearnerWorker:
             outs.append(gen[0, len(prompt):].tolist())
         return outs
 
-    def ping(self) -> float:
-        """Liveness probe."""
+    def heartbeat(self) -> float:
+        """Liveness: answered from the actor's ``health`` concurrency group, beside any long call."""
         return time.time()
 
 

@@ -1,24 +1,28 @@
-"""RolloutGroup: several RolloutWorker actors that split each batch, restarted when they die.
+"""RolloutGroup: several RolloutWorker actors that split each batch, replaced when they fail.
 
-A worker that dies or misses the generation deadline is killed, replaced in the same bundle,
-given the current weights, and its share of prompts is sent again; so a lost engine costs one
-re-generation, never the step (anchors.md (d) 8). Restarts are bounded by
-``faults.max_rollout_restarts``.
+A worker that dies, stops answering heartbeats (``faults.heartbeat_s``) or misses the phase
+deadline is killed, replaced in the same bundle, given the current weights, and its share of the
+prompts is generated again with the same seeds; so a lost engine costs one re-generation, never the
+step (anchors.md (d) 8). Restarts are bounded by ``faults.max_rollout_restarts`` for the run.
+A prompt that keeps crashing engines is dropped instead (``faults.PromptBudget``), and the
+restarts it caused are not charged to the bound.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import replace
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import ray
 from ray.util.placement_group import PlacementGroup
 
-from rlplat.config.schema import SamplingConfig
+from rlplat.config.schema import FaultsConfig, SamplingConfig
 from rlplat.distributed.placement import PlacementPlan
-from rlplat.distributed.waits import in_bundle, wait_all
+from rlplat.distributed.waits import HEALTH_GROUPS, ActorFailure, PhaseTimeout, calls, in_bundle, wait_all, watch
+from rlplat.faults import FaultKind, FaultLog, PromptBudget
 from rlplat.rollout.worker import EngineSpec, RolloutWorker
 from rlplat.types import GenerationRequest, Sample, SyncManifest
 
@@ -29,22 +33,31 @@ class RolloutRestartLimit(RuntimeError):
     """More rollout-worker restarts than ``faults.max_rollout_restarts`` allows."""
 
 
-class RolloutGroup:
-    """Owns the rollout actors; every call has a deadline."""
+@dataclass(frozen=True)
+class _Chunk:
+    """Positions of requests sent to one worker in one call; ``retried``: it failed once already."""
 
-    def __init__(self, spec: EngineSpec, plan: PlacementPlan, pg: PlacementGroup,
-                 cpu_binds: Sequence[str], start_timeout_s: float, max_restarts: int) -> None:
+    idx: tuple[int, ...]
+    retried: bool = False
+
+
+class RolloutGroup:
+    """Owns the rollout actors; every call has a deadline and heartbeats."""
+
+    def __init__(self, spec: EngineSpec, plan: PlacementPlan, pg: PlacementGroup, cpu_binds: Sequence[str],
+                 start_timeout_s: float, faults: FaultsConfig, fault_log: FaultLog) -> None:
         self.spec = spec
         self.plan = plan
         self.pg = pg
         self.binds = list(cpu_binds)
         self.start_timeout_s = start_timeout_s
-        self.max_restarts = max_restarts
-        self.restarts = 0
+        self.cfg = faults
+        self.fault_log = fault_log
+        self.budget = PromptBudget(faults.prompt_retries, fault_log.dropped_prompts)
         self.manifest: SyncManifest | None = None
         self.workers = [self._spawn(i) for i in range(plan.num_engines)]
-        self.infos = wait_all([w.info.remote() for w in self.workers], self.names, "actor_start",
-                              start_timeout_s)
+        self.infos = wait_all(calls([w.info.remote() for w in self.workers], self.workers, self.names),
+                              "actor_start", start_timeout_s)
 
     @property
     def names(self) -> list[str]:
@@ -54,73 +67,103 @@ class RolloutGroup:
     def _spawn(self, i: int) -> Any:
         spec = replace(self.spec, cpu_bind=self.binds[i] if self.spec.device == "cpu" else "auto",
                        bundles=self.plan.engine_bundles[i], worker_gpu_share=self.plan.engine_worker_gpus)
-        actor_cls = ray.remote(RolloutWorker)
+        actor_cls = ray.remote(concurrency_groups=HEALTH_GROUPS)(RolloutWorker)
         return actor_cls.options(
             num_cpus=1, num_gpus=self.plan.engine_gpus,
             scheduling_strategy=in_bundle(self.pg, self.plan.engine_bundles[i][0]),
             max_restarts=0, max_concurrency=2,
         ).remote(spec, i)
 
-    def restart(self, i: int, reason: str) -> None:
-        """Replace worker ``i`` (killing it if alive) and give it the current weights."""
-        self.restarts += 1
-        if self.restarts > self.max_restarts:
-            raise RolloutRestartLimit(
-                f"rollout worker {i} failed ({reason}) and the run already restarted rollout "
-                f"workers {self.restarts - 1} times (faults.max_rollout_restarts={self.max_restarts})")
-        log.warning("restarting rollout worker %d: %s", i, reason)
+    def _replace(self, i: int, failure: ActorFailure | PhaseTimeout) -> None:
+        """Kill worker ``i``, start a new one in its bundle and give it the current weights."""
+        detect_s = failure.detect_s if isinstance(failure, ActorFailure) else 0.0
+        log.warning("replacing rollout worker %d: %s", i, failure)
+        self.fault_log.record(failure.phase, self.names[i], str(failure), detect_s, "replaced")
         ray.kill(self.workers[i], no_restart=True)
         self.workers[i] = self._spawn(i)
-        self.infos[i] = wait_all([self.workers[i].info.remote()], [self.names[i]], "actor_start",
-                                 self.start_timeout_s)[0]
+        self.infos[i] = wait_all(calls([self.workers[i].info.remote()], self.workers[i:i + 1], self.names[i:i + 1]),
+                                 "actor_start", self.start_timeout_s)[0]
         if self.manifest is not None:
-            wait_all([self.workers[i].load_weights.remote(self.manifest)], [self.names[i]], "sync",
-                     self.start_timeout_s)
+            wait_all(calls([self.workers[i].load_weights.remote(self.manifest)], self.workers[i:i + 1],
+                           self.names[i:i + 1]), "sync", self.start_timeout_s, self.cfg.heartbeat_s)
 
-    def generate(self, requests: Sequence[GenerationRequest], n: int, sampling: SamplingConfig,
-                 timeout_s: float) -> list[list[Sample]]:
-        """Samples for every request, in order; a lost worker's share is regenerated elsewhere."""
-        chunks = _split(list(requests), len(self.workers))
-        results: list[list[list[Sample]] | None] = [None if c else [] for c in chunks]
-        while any(r is None for r in results):
-            todo = [i for i, r in enumerate(results) if r is None]
-            refs = [self.workers[i].generate.remote(chunks[i], n, sampling) for i in todo]
-            for i, out in zip(todo, self._collect(refs, todo, timeout_s)):
-                results[i] = out
-        return [group for chunk in results for group in chunk or []]
+    def _charge(self, restarts: int, reason: str) -> None:
+        """Count ``restarts`` against ``faults.max_rollout_restarts``; raises past the bound."""
+        self.fault_log.rollout_restarts += restarts
+        if restarts and self.fault_log.rollout_restarts > self.cfg.max_rollout_restarts:
+            raise RolloutRestartLimit(
+                f"{reason}, and the run has now restarted rollout workers {self.fault_log.rollout_restarts} "
+                f"times (faults.max_rollout_restarts={self.cfg.max_rollout_restarts})")
 
-    def _collect(self, refs: list[Any], idx: list[int], timeout_s: float, phase: str = "generate") -> list[Any]:
-        """Wait for each ref; restart the workers that died or timed out (their result is None)."""
-        _, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
-        out: list[Any] = []
-        for ref, i in zip(refs, idx):
-            if ref in pending:
-                self.restart(i, f"no {phase} result within {timeout_s:g} s (timeouts.{phase}_s)")
-                out.append(None)
-                continue
-            try:
-                out.append(ray.get(ref))
-            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
-                self.restart(i, f"{type(err).__name__}: {str(err).splitlines()[-1] if str(err) else ''}")
-                out.append(None)
-        return out
+    def generate(self, requests: Sequence[GenerationRequest], n: int, sampling: SamplingConfig, timeout_s: float,
+                 faults: Mapping[int, FaultKind] | None = None,
+                 interrupt: Callable[[], bool] | None = None) -> list[list[Sample] | None]:
+        """Samples for every request, in order; None for a request whose prompt was dropped.
 
-    def load_weights(self, manifest: SyncManifest, timeout_s: float) -> None:
-        """Load ``manifest`` into every engine within ``timeout_s``; an engine that dies or hangs
-        is replaced (the replacement loads the same manifest)."""
+        ``faults`` injects a fault into worker ``i``'s first call (a testing aid); ``interrupt``
+        aborts the wait (``Interrupted``) when it returns True.
+        """
+        pending_faults = dict(faults or {})
+        results: list[list[Sample] | None] = [None] * len(requests)
+        live = [i for i, r in enumerate(requests) if r.uid not in self.budget.dropped]
+        queue = deque(_Chunk(tuple(c)) for c in _split(live, len(self.workers)) if c)
+        while queue:
+            batch = [queue.popleft() for _ in range(min(len(queue), len(self.workers)))]
+            refs = [self.workers[w].generate.remote([requests[i] for i in c.idx], n, sampling, pending_faults.pop(w, None))
+                    for w, c in enumerate(batch)]
+            outcomes = watch(calls(refs, self.workers[:len(batch)], self.names[:len(batch)]), "generate", timeout_s,
+                             self.cfg.heartbeat_s, interrupt)
+            for w, (chunk, out) in enumerate(zip(batch, outcomes)):
+                uids = [requests[i].uid for i in chunk.idx]
+                if not isinstance(out, (ActorFailure, PhaseTimeout)):
+                    for i, samples in zip(chunk.idx, out):
+                        results[i] = samples
+                    self.budget.succeeded(uids)
+                    continue
+                self._replace(w, out)
+                self.budget.failed(uids)
+                queue.extend(self._retry(chunk, uids))
+            self._charge(self.budget.take_charged(), "a rollout worker failed while generating")
+        if live and all(results[i] is None for i in live):
+            raise RolloutRestartLimit("every prompt of the batch crashed the rollout workers: the engines, not the "
+                                      "prompts, are failing")
+        return results
+
+    def _retry(self, chunk: _Chunk, uids: Sequence[str]) -> list[_Chunk]:
+        """What to send again after ``chunk`` failed: itself once, then its prompts one by one; a
+        prompt that failed alone with its budget spent is dropped instead."""
+        if len(chunk.idx) > 1:
+            return [_Chunk(chunk.idx, retried=True)] if not chunk.retried else [_Chunk((i,), True) for i in chunk.idx]
+        if not self.budget.drop_if_spent(uids[0]):
+            return [_Chunk(chunk.idx, retried=True)]
+        log.warning("prompt %s crashed rollout workers %d times: dropped for the rest of the run (faults.prompt_retries"
+                    "=%d)", uids[0], self.budget.crashes[uids[0]], self.cfg.prompt_retries)
+        self.fault_log.dropped_prompts.append(uids[0])
+        self.fault_log.record("generate", f"prompt {uids[0]}", "crashed rollout workers", 0.0, "dropped")
+        return []
+
+    def load_weights(self, manifest: SyncManifest, timeout_s: float,
+                     faults: Mapping[int, FaultKind] | None = None) -> None:
+        """Load ``manifest`` into every engine within ``timeout_s``; an engine that fails is replaced
+        (the replacement loads the same manifest) and charged to the restart bound."""
         self.manifest = manifest
-        idx = list(range(len(self.workers)))
-        refs = [w.load_weights.remote(manifest) for w in self.workers]
-        self._collect(refs, idx, timeout_s, phase="sync")
+        refs = [w.load_weights.remote(manifest, (faults or {}).get(i)) for i, w in enumerate(self.workers)]
+        outcomes = watch(calls(refs, self.workers, self.names), "sync", timeout_s, self.cfg.heartbeat_s)
+        for i, out in enumerate(outcomes):
+            if isinstance(out, (ActorFailure, PhaseTimeout)):
+                self._replace(i, out)
+                self._charge(1, f"rollout worker {i} failed while loading weights version {manifest.version}")
 
     def sleep(self, timeout_s: float) -> None:
         """GPU colocation: let engines free their memory while learners train."""
-        wait_all([w.sleep.remote() for w in self.workers], self.names, "sleep", timeout_s)
+        wait_all(calls([w.sleep.remote() for w in self.workers], self.workers, self.names), "sleep", timeout_s,
+                 self.cfg.heartbeat_s)
 
     def greedy(self, prompts: list[list[int]], max_tokens: int, timeout_s: float) -> list[list[int]]:
         """Greedy completions from worker 0 (weight-sync checks)."""
-        return wait_all([self.workers[0].greedy.remote(prompts, max_tokens)], self.names[:1],
-                        "generate", timeout_s)[0]
+        out: list[list[int]] = wait_all(calls([self.workers[0].greedy.remote(prompts, max_tokens)], self.workers[:1],
+                                              self.names[:1]), "generate", timeout_s, self.cfg.heartbeat_s)[0]
+        return out
 
     def node_ids(self) -> list[str]:
         """Node id of each engine."""

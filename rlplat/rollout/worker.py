@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rlplat.config.schema import RolloutConfig, SamplingConfig
+from rlplat.faults import FaultKind, inject
 from rlplat.sync.transport import bucket_paths, remove_files, write_bucket
 from rlplat.types import GenerationRequest, LoadReport, Sample, SyncManifest
 
@@ -32,6 +33,8 @@ class EngineSpec:
     # each worker's GPU share (vLLM's Ray executor places one worker per bundle).
     bundles: tuple[int, ...] = ()
     worker_gpu_share: float = 1.0
+    # Testing aid (``faults.inject`` prompt faults): prompt uids that make this engine fail.
+    crash_prompts: dict[str, FaultKind] = field(default_factory=dict)
 
 
 def _engine_env(spec: EngineSpec) -> dict[str, str]:
@@ -99,11 +102,21 @@ class RolloutWorker:
         """Node id, pid and current weight version (for placement checks and health)."""
         return {"node_id": self.node_id, "pid": os.getpid(), "version": self.version, "rank": self.rank}
 
-    def generate(self, requests: list[GenerationRequest], n: int,
-                 sampling: SamplingConfig) -> list[list[Sample]]:
-        """Sample ``n`` completions per request; returns one list of samples per request, in order."""
+    def heartbeat(self) -> float:
+        """Liveness: answered from the actor's ``health`` concurrency group, beside any long call."""
+        return time.time()
+
+    def generate(self, requests: list[GenerationRequest], n: int, sampling: SamplingConfig,
+                 fault: FaultKind | None = None) -> list[list[Sample]]:
+        """Sample ``n`` completions per request; returns one list of samples per request, in order.
+
+        ``fault``: an injected fault to suffer first (``rlplat.faults``; testing aid).
+        """
         from vllm import SamplingParams
 
+        inject(fault, f"rollout worker {self.rank} generate")
+        for req in requests:
+            inject(self.spec.crash_prompts.get(req.uid), f"rollout worker {self.rank} on prompt {req.uid}")
         self._ensure_awake()
         params = [
             SamplingParams(n=n, temperature=sampling.temperature, top_p=sampling.top_p,
@@ -133,8 +146,10 @@ class RolloutWorker:
                                  use_tqdm=False)
         return [list(o.outputs[0].token_ids) for o in outs]
 
-    def load_weights(self, manifest: SyncManifest) -> LoadReport:
-        """Load weights version ``manifest.version`` from /dev/shm or the object store."""
+    def load_weights(self, manifest: SyncManifest, fault: FaultKind | None = None) -> LoadReport:
+        """Load weights version ``manifest.version`` from /dev/shm or the object store (``fault``:
+        an injected fault to suffer first)."""
+        inject(fault, f"rollout worker {self.rank} load_weights")
         start = time.perf_counter()
         paths, own_copy = self._local_paths(manifest)
         try:

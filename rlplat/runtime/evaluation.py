@@ -39,7 +39,9 @@ class HeldOutEval:
         """``eval/pass_rate``, ``eval/reward/mean`` and ``time/eval_s`` of the engines' current weights."""
         cfg, t0 = self.cfg, time.perf_counter()
         samples = rollouts.generate(self.requests, cfg.grpo.eval_samples, cfg.rollout.sampling, cfg.timeouts.generate_s)
-        scored = scorer.score(self.items, self.requests, samples, cfg.timeouts.reward_s)
+        kept = [i for i, s in enumerate(samples) if s is not None]  # a prompt dropped for crashing engines
+        scored = scorer.score([self.items[i] for i in kept], [self.requests[i] for i in kept],
+                              [s for s in samples if s is not None], cfg.timeouts.reward_s)
         scorer.stats(cfg.timeouts.reward_s)
         flat = [s for g in scored for s in g.samples]
         return {"eval/pass_rate": sum(s.correct for s in flat) / len(flat),

@@ -7,6 +7,7 @@ with the same seed evaluates on the same prompts.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,13 +20,17 @@ from rlplat.config.schema import Config
 from rlplat.data.synthetic import split_problems, to_prompt_items
 from rlplat.types import GenerationRequest, PromptItem
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class PromptSet:
-    """Prompts and their token ids, position for position."""
+    """Prompts and their token ids, position for position; ``dropped``: uids of prompts the
+    tokenizer failed on, left out."""
 
     items: tuple[PromptItem, ...]
     token_ids: tuple[tuple[int, ...], ...]
+    dropped: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.items)
@@ -99,14 +104,22 @@ def keep_listed(items: Sequence[PromptItem], keep_uids: str | None) -> list[Prom
 
 
 def tokenize(items: Sequence[PromptItem], tokenizer: Any, max_prompt_tokens: int) -> PromptSet:
-    """A ``PromptSet`` of ``items``; a prompt longer than ``max_prompt_tokens`` is a ``ConfigError``."""
-    ids = []
+    """A ``PromptSet`` of ``items``; a prompt longer than ``max_prompt_tokens`` is a ``ConfigError``,
+    one the tokenizer fails on is dropped with a warning (model outputs are not the only untrusted
+    text: a dataset row can break a tokenizer too)."""
+    kept, ids, dropped = [], [], []
     for it in items:
-        tokens = tuple(tokenizer(it.text, add_special_tokens=False)["input_ids"])
+        try:
+            tokens = tuple(tokenizer(it.text, add_special_tokens=False)["input_ids"])
+        except Exception as err:  # noqa: BLE001 - any tokenizer failure drops the prompt, not the run
+            log.warning("prompt %s: the tokenizer failed (%s); dropped", it.uid, err)
+            dropped.append(it.uid)
+            continue
         if len(tokens) > max_prompt_tokens:
             raise ConfigError("rollout.max_model_len", f"prompt {it.uid} has {len(tokens)} tokens, more than "
                               f"max_model_len - max_new_tokens = {max_prompt_tokens}.",
                               "raise rollout.max_model_len, lower rollout.sampling.max_new_tokens, or "
                               "drop long prompts from the dataset.")
+        kept.append(it)
         ids.append(tokens)
-    return PromptSet(tuple(items), tuple(ids))
+    return PromptSet(tuple(kept), tuple(ids), tuple(dropped))

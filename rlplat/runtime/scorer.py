@@ -3,20 +3,31 @@
 The actor owns a ``rewards.RewardPool`` of killable worker processes: a verifier that hangs costs
 its sample a timeout (score 0, ``timed_out``), never the run. Model outputs are untrusted: they are
 scored only in those worker processes (and code only inside the sandbox they start), never in the
-driver. The driver reaches the actor with a deadline like every other actor.
+driver. The driver reaches the actor with a deadline and heartbeats like every other actor; an actor
+that dies or stops answering is replaced and the batch scored again (scoring is a pure function of
+the samples), at most ``faults.max_reward_restarts`` times in a run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ray
 
 from rewards import RewardInput, RewardOutput
-from rlplat.config.schema import RewardConfig
-from rlplat.distributed.waits import wait_all
+from rlplat.config.schema import FaultsConfig, RewardConfig
+from rlplat.distributed.waits import HEALTH_GROUPS, ActorFailure, PhaseTimeout, calls, wait_all, watch
+from rlplat.faults import FaultKind, FaultLog, inject
 from rlplat.types import GenerationRequest, PromptItem, Sample, ScoredGroup, ScoredSample
+
+log = logging.getLogger(__name__)
+_NAME = "reward scorer"
+
+
+class RewardRestartLimit(RuntimeError):
+    """More reward-scorer restarts than ``faults.max_reward_restarts`` allows."""
 
 
 def reward_spec(cfg: RewardConfig) -> dict[str, Any]:
@@ -33,9 +44,16 @@ class RewardScorer:
 
         self.pool = RewardPool(reward_spec(cfg), num_workers=cfg.num_workers, timeout_s=cfg.timeout_s)
 
-    def score(self, inputs: list[RewardInput]) -> list[RewardOutput]:
-        """Outputs in input order."""
+    def score(self, inputs: list[RewardInput], fault: FaultKind | None = None) -> list[RewardOutput]:
+        """Outputs in input order (``fault``: an injected fault to suffer first; testing aid)."""
+        inject(fault, "reward scorer score")
         return self.pool.score_batch(inputs)
+
+    def heartbeat(self) -> float:
+        """Liveness: answered from the actor's ``health`` concurrency group, beside any long call."""
+        import time
+
+        return time.time()
 
     def stats(self) -> dict[str, float]:
         """The pool's counters (``reward/...``) since the last call."""
@@ -49,25 +67,53 @@ class RewardScorer:
 class Scorer:
     """Driver-side handle: turns generated groups into ``ScoredGroup``s within a deadline."""
 
-    def __init__(self, cfg: RewardConfig) -> None:
-        self.actor = ray.remote(RewardScorer).options(num_cpus=0, max_restarts=1).remote(cfg)
+    def __init__(self, cfg: RewardConfig, faults: FaultsConfig | None = None, fault_log: FaultLog | None = None) -> None:
+        self.cfg = cfg
+        self.faults = faults or FaultsConfig()
+        self.fault_log = fault_log or FaultLog()
+        self.actor = self._spawn()
+
+    def _spawn(self) -> Any:
+        return ray.remote(concurrency_groups=HEALTH_GROUPS)(RewardScorer).options(num_cpus=0, max_restarts=0).remote(
+            self.cfg)
 
     def score(self, prompts: Sequence[PromptItem], requests: Sequence[GenerationRequest],
-              groups: Sequence[Sequence[Sample]], timeout_s: float) -> list[ScoredGroup]:
+              groups: Sequence[Sequence[Sample]], timeout_s: float, fault: FaultKind | None = None,
+              interrupt: Callable[[], bool] | None = None) -> list[ScoredGroup]:
         """Score every sample of every group (``prompts[i]`` was sent as ``requests[i]`` and produced
-        ``groups[i]``)."""
+        ``groups[i]``); ``fault`` is injected into the first attempt, ``interrupt`` aborts the wait."""
         inputs = [RewardInput(prompt=p.question, completion=s.text, reference=p.reference,
                               metadata={**p.metadata, "system": p.system})
                   for p, g in zip(prompts, groups) for s in g]
-        outs = wait_all([self.actor.score.remote(inputs)], ["reward scorer"], "reward", timeout_s)[0]
-        it = iter(outs)
+        while True:
+            out = watch(calls([self.actor.score.remote(inputs, fault)], [self.actor], [_NAME]), "reward", timeout_s,
+                        self.faults.heartbeat_s, interrupt)[0]
+            if not isinstance(out, (ActorFailure, PhaseTimeout)):
+                break
+            self._replace(out)
+            fault = None
+        it = iter(out)
         return [ScoredGroup(p, r.prompt_token_ids, tuple(_scored(s, next(it)) for s in g))
                 for p, r, g in zip(prompts, requests, groups)]
+
+    def _replace(self, failure: ActorFailure | PhaseTimeout) -> None:
+        """A new scorer actor in place of the failed one (its pool's counters are lost)."""
+        detect_s = failure.detect_s if isinstance(failure, ActorFailure) else 0.0
+        self.fault_log.record("reward", _NAME, str(failure), detect_s, "replaced")
+        self.fault_log.reward_restarts += 1
+        if self.fault_log.reward_restarts > self.faults.max_reward_restarts:
+            raise RewardRestartLimit(f"{failure}; the run has now restarted the reward scorer "
+                                     f"{self.fault_log.reward_restarts} times (faults.max_reward_restarts="
+                                     f"{self.faults.max_reward_restarts})")
+        log.warning("replacing the reward scorer: %s", failure)
+        ray.kill(self.actor, no_restart=True)
+        self.actor = self._spawn()
 
     def stats(self, timeout_s: float) -> dict[str, float]:
         """The pool's counters since the last call: every sample scored in between, whichever call
         scored it (a step's refill rounds included)."""
-        stats: dict[str, float] = wait_all([self.actor.stats.remote()], ["reward scorer"], "reward", timeout_s)[0]
+        stats: dict[str, float] = wait_all(calls([self.actor.stats.remote()], [self.actor], [_NAME]), "reward",
+                                           timeout_s, self.faults.heartbeat_s)[0]
         return stats
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ group and kills its actors (and the learners remove their /dev/shm files).
 
 from __future__ import annotations
 
+import logging
 import os
 from types import TracebackType
 
@@ -15,11 +16,14 @@ from typing_extensions import Self
 from rlplat.config.schema import Config
 from rlplat.distributed.cluster import check_resources, create_placement_group
 from rlplat.distributed.placement import cpu_binds, plan_placement
+from rlplat.faults import FaultLog, parse_faults
 from rlplat.learner.group import LearnerGroup
 from rlplat.learner.worker import LearnerSpec
 from rlplat.rollout.group import RolloutGroup
 from rlplat.rollout.worker import EngineSpec
 from rlplat.runtime.scorer import Scorer
+
+log = logging.getLogger(__name__)
 
 
 def learner_spec(cfg: Config, model_path: str, lr: float) -> LearnerSpec:
@@ -38,8 +42,10 @@ class StageActors:
     and learners (the placement group keeps its full shape either way)."""
 
     def __init__(self, cfg: Config, model_path: str, lr: float, rollout: bool = True,
-                 scorer: bool = True, learners: bool = True) -> None:
+                 scorer: bool = True, learners: bool = True, fault_log: FaultLog | None = None) -> None:
         self.cfg = cfg
+        # What fails is recorded here (and checkpointed by the stage that owns the log).
+        self.fault_log = fault_log or FaultLog()
         self.plan = plan_placement(cfg.cluster, cfg.rollout)
         check_resources(self.plan)
         t = cfg.timeouts
@@ -50,14 +56,17 @@ class StageActors:
         self.scorer: Scorer | None = None
         try:
             if learners:
-                self.learners = LearnerGroup(learner_spec(cfg, model_path, lr), self.plan, pg, t.actor_start_s)
+                self.learners = LearnerGroup(learner_spec(cfg, model_path, lr), self.plan, pg, t.actor_start_s,
+                                             cfg.faults.heartbeat_s)
             if rollout:
-                spec = EngineSpec(model_path, cfg.model.dtype, cfg.cluster.device, cfg.rollout, cfg.seed)
+                crash = parse_faults(cfg.faults.inject).crash_prompts
+                spec = EngineSpec(model_path, cfg.model.dtype, cfg.cluster.device, cfg.rollout, cfg.seed,
+                                  crash_prompts=crash)
                 binds = cpu_binds(self.plan, os.cpu_count() or 1, cfg.cluster.devices_per_node)
-                self.rollouts = RolloutGroup(spec, self.plan, pg, binds, t.actor_start_s,
-                                             cfg.faults.max_rollout_restarts)
+                self.rollouts = RolloutGroup(spec, self.plan, pg, binds, t.actor_start_s, cfg.faults,
+                                             self.fault_log)
             if scorer:
-                self.scorer = Scorer(cfg.reward)
+                self.scorer = Scorer(cfg.reward, cfg.faults, self.fault_log)
         except BaseException:
             self.close()
             raise
@@ -101,8 +110,8 @@ class StageActors:
             if part is not None:
                 try:
                     part.close() if isinstance(part, Scorer) else part.shutdown()
-                except Exception:  # noqa: BLE001 - tearing down; the placement group goes anyway
-                    pass
+                except Exception as err:  # noqa: BLE001 - tearing down; the placement group goes anyway
+                    log.debug("while closing the stage's actors: %s", err)
         self.scorer = self.rollouts = self.learners = None
         if self.pg is not None:
             remove_placement_group(self.pg)

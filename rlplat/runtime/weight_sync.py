@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from rlplat.config.schema import SyncConfig
+from rlplat.faults import FaultKind
 from rlplat.learner.group import LearnerGroup
 from rlplat.rollout.group import RolloutGroup
 from rlplat.sync.plan import plan_export
@@ -36,10 +38,13 @@ class WeightSync:
         self.rollouts = rollouts
         self.tag = tag
         self.version = version
+        # Bytes of the last export (known even when loading it into the engines then failed).
+        self.last_nbytes = 0
 
-    def sync(self, timeout_s: float, version: int | None = None) -> SyncReport:
+    def sync(self, timeout_s: float, version: int | None = None,
+             faults: Mapping[int, FaultKind] | None = None) -> SyncReport:
         """Export, transfer and load the next version (or ``version``, when resuming) within
-        ``timeout_s`` per phase."""
+        ``timeout_s`` per phase (``faults``: injected into engine ``i``'s load; testing aid)."""
         start = time.perf_counter()
         version = self.version + 1 if version is None else version
         engine_nodes = self.rollouts.node_ids()
@@ -47,7 +52,8 @@ class WeightSync:
         plan = plan_export(self.cfg, learner_nodes, engine_nodes, version, self.tag)
         shm_nodes = frozenset(learner_nodes[r] for r in plan.shm_writer_ranks)
         manifest = replace(self.learners.export_weights(plan, timeout_s), shm_nodes=shm_nodes)
-        self.rollouts.load_weights(manifest, timeout_s)
+        self.last_nbytes = manifest.nbytes
+        self.rollouts.load_weights(manifest, timeout_s, faults)
         self.version = version
         n_shm = sum(n in shm_nodes for n in engine_nodes)
         return SyncReport(version, time.perf_counter() - start, manifest.nbytes, n_shm, len(engine_nodes) - n_shm)

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,15 @@ from rlplat.algo.grpo import advantages, minibatches, rollout_metrics, train_seq
 from rlplat.algo.stats import reduce_train_step
 from rlplat.checkpoint import RunState, latest_checkpoint, load_run_state, save_checkpoint
 from rlplat.config.schema import Config
-from rlplat.distributed.waits import ActorFailure, PhaseTimeout
+from rlplat.distributed.waits import ActorFailure, Interrupted, PhaseTimeout
+from rlplat.faults import FaultKind, FaultLog, inject, parse_faults
 from rlplat.metrics import MetricsLogger, read_metrics, truncate_after
 from rlplat.models.hf import copy_tokenizer
 from rlplat.rollout.group import RolloutRestartLimit
 from rlplat.runtime.evaluation import HeldOutEval
 from rlplat.runtime.prompts import PromptSet, load_prompt_sets
 from rlplat.runtime.report import write_report
+from rlplat.runtime.scorer import RewardRestartLimit
 from rlplat.runtime.signals import Preempted, StopRequested
 from rlplat.runtime.stage_actors import StageActors
 from rlplat.runtime.weight_sync import SyncReport, WeightSync
@@ -47,6 +50,10 @@ from rlplat.stages.base import KEPT_UIDS, PASS_RATE_TABLE, StageContext, StageMa
 from rlplat.types import ScoredGroup, TrainSequence
 
 log = logging.getLogger(__name__)
+# Replacement draws for dropped prompts get their own sampling seeds (attempt numbers) and are
+# bounded, so a dataset full of bad prompts ends in an error instead of a loop.
+_REPLACEMENT_ATTEMPTS = 1000
+_MAX_DRAWS = 3 * _REPLACEMENT_ATTEMPTS
 
 
 class GRPOStage:
@@ -64,14 +71,27 @@ class GRPOStage:
         table = cfg.curriculum.pass_rate_table or ctx.artifact(PASS_RATE_TABLE)
         train, held_out = load_prompt_sets(cfg, AutoTokenizer.from_pretrained(ctx.model_path), keep_uids)
         curriculum = make_curriculum(cfg, train.uids, table)
+        fault_log = restored_fault_log(ctx)
+        fault_log.dropped_prompts += [u for u in train.dropped if u not in fault_log.dropped_prompts]
         final = ctx.run_dir / "final_model"
-        with StageActors(cfg, ctx.model_path, cfg.learner.lr) as actors, StopRequested() as stop:
+        with StageActors(cfg, ctx.model_path, cfg.learner.lr, fault_log=fault_log) as actors, \
+                StopRequested() as stop:
             (ctx.run_dir / "placement.json").write_text(json.dumps(actors.placement(), indent=2))
             GRPOLoop(ctx, actors, train, HeldOutEval(cfg, held_out), curriculum, stop).run()
             actors.learner_group.save_hf(str(final), cfg.timeouts.checkpoint_s)
         copy_tokenizer(Path(ctx.model_path), final)
         write_report(ctx.run_dir, read_metrics(ctx.run_dir / "metrics.jsonl"))
         return StageManifest(self.name, str(final), ctx.model_path)
+
+
+def restored_fault_log(ctx: StageContext) -> FaultLog:
+    """The fault log of the checkpoint a resume continues from (empty for a new run): restart
+    counts, dropped prompts and fired injections carry over, so bounds and faults are per run."""
+    fault_log = FaultLog()
+    found = latest_checkpoint(ctx.run_dir) if ctx.resume else None
+    if found is not None:
+        fault_log.load_state(load_run_state(found[1]).faults)
+    return fault_log
 
 
 def make_curriculum(cfg: Config, uids: Sequence[str], pass_rate_table: str | None) -> Curriculum:
@@ -91,6 +111,7 @@ class GRPOLoop:
         self.cfg, self.run_dir, self.stop = ctx.cfg, ctx.run_dir, stop
         self.learners, self.rollouts, self.scorer = actors.learner_group, actors.rollout_group, actors.reward_scorer
         self.prompts, self.evaluation, self.curriculum = prompts, evaluation, curriculum
+        self.fault_log, self.faults = actors.fault_log, parse_faults(self.cfg.faults.inject)
         self.weight_sync = WeightSync(self.cfg.sync, self.learners, self.rollouts, tag=run_tag(ctx.run_dir))
         self.state = self._restore() if ctx.resume else RunState(0, 0, curriculum.state_dict())
         self.saved_step = self.state.step  # the newest step with a complete checkpoint (0: none)
@@ -108,7 +129,9 @@ class GRPOLoop:
                 if self.stop:
                     raise Preempted(f"signal {self.stop.signal}: stopped after step {step} with a checkpoint; "
                                     f"continue with resume={self.run_dir}")
-        except (RolloutRestartLimit, PhaseTimeout, ActorFailure) as err:
+        except Interrupted as err:
+            raise self._preempted(err) from err
+        except (RolloutRestartLimit, RewardRestartLimit, PhaseTimeout, ActorFailure) as err:
             self._checkpoint_after_failure(err)
             raise
         finally:
@@ -117,6 +140,7 @@ class GRPOLoop:
     def step(self, step: int) -> RunState:
         """One GRPO step; returns the state after it."""
         cfg, g, timer = self.cfg, self.cfg.grpo, PhaseTimer()
+        self.fault_log.step = step
         groups = self.generate_and_score(self.curriculum.next_batch(g.prompts_per_step), step, 0, timer)
         seen, dynamic = list(groups), dict[str, float]()
         if cfg.curriculum.dynamic_sampling:
@@ -127,24 +151,35 @@ class GRPOLoop:
         self.learners_ahead = True
         with timer.phase("train"):
             train = self.train(seqs, step)
-        with timer.phase("sync"):
-            sync = self.weight_sync.sync(cfg.timeouts.sync_s)
+        # The learners now hold the next version: from here a checkpoint of this state loses nothing.
+        self.state = RunState(step, self.weight_sync.version + 1, self.curriculum.state_dict())
         self.learners_ahead = False
+        extra = {**reward_counters, **dynamic, **self.curriculum.metrics()}
+        with timer.phase("sync"):
+            sync = self.sync(step, groups, timer, train, extra)
         timer.stop()  # the step's time excludes evaluation (``time/eval_s``)
         evaluation = self.evaluation.run(self.rollouts, self.scorer) if self.evaluation.due(step) else {}
-        self.metrics.log(step_line(step, groups, timer, train, sync, self.rollouts.restarts,
-                                   {**reward_counters, **dynamic, **self.curriculum.metrics(), **evaluation}))
-        return RunState(step, sync.version, self.curriculum.state_dict())
+        self.metrics.log(step_line(step, groups, timer, train, sync, {**extra, **self.fault_log.metrics(), **evaluation}))
+        return self.state
 
     def generate_and_score(self, idx: Sequence[int], step: int, attempt: int, timer: PhaseTimer) -> list[ScoredGroup]:
-        """``grpo.samples_per_prompt`` scored samples for each prompt at ``idx``."""
-        cfg = self.cfg
+        """``grpo.samples_per_prompt`` scored samples for each prompt at ``idx``; prompts dropped for
+        crashing engines are replaced by fresh draws of the curriculum (``refill=True``)."""
+        cfg, stop = self.cfg, self.stop.requested
         items, requests = self.prompts.requests(idx, cfg.seed, step, attempt)
+        self._drive("generate", step)
         with timer.phase("rollout"):
             samples = self.rollouts.generate(requests, cfg.grpo.samples_per_prompt, cfg.rollout.sampling,
-                                             cfg.timeouts.generate_s)
+                                             cfg.timeouts.generate_s, self._take("engine", "generate", step), stop)
+        kept = [(item, req, s) for item, req, s in zip(items, requests, samples) if s is not None]
         with timer.phase("reward"):
-            return self.scorer.score(items, requests, samples, cfg.timeouts.reward_s)
+            groups = self.scorer.score([k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept],
+                                       cfg.timeouts.reward_s, self._take("reward", "score", step).get(0), stop)
+        missing = len(idx) - len(kept)
+        if missing and attempt < _MAX_DRAWS:
+            more = self.curriculum.next_batch(missing, refill=True)
+            groups += self.generate_and_score(more, step, attempt + _REPLACEMENT_ATTEMPTS, timer)
+        return groups
 
     def refill(self, groups: list[ScoredGroup], step: int,
                timer: PhaseTimer) -> tuple[list[ScoredGroup], list[ScoredGroup], dict[str, float]]:
@@ -169,11 +204,29 @@ class GRPOLoop:
     def train(self, seqs: Sequence[TrainSequence], step: int) -> dict[str, float]:
         """``samples / global_batch`` optimizer steps over a seeded shuffle; returns their statistics."""
         cfg, learners = self.cfg, self.learners
+        self._drive("train", step)
         if cfg.cluster.device == "gpu" and cfg.rollout.sleep_between_phases:
             self.rollouts.sleep(cfg.timeouts.sync_s)
-        reports = [learners.train_step(split_for_ranks(batch, learners.world_size), cfg.timeouts.train_s)
-                   for batch in minibatches(seqs, cfg.grpo.global_batch, cfg.seed, step)]
+        faults, overdue = self._take("learner", "train", step), self.stop.overdue(cfg.faults.preempt_grace_s)
+        reports = [learners.train_step(split_for_ranks(batch, learners.world_size), cfg.timeouts.train_s,
+                                       faults if k == 0 else None, overdue)
+                   for k, batch in enumerate(minibatches(seqs, cfg.grpo.global_batch, cfg.seed, step))]
         return reduce_train_step(reports)
+
+    def sync(self, step: int, groups: Sequence[ScoredGroup], timer: PhaseTimer, train: dict[str, float],
+             extra: dict[str, float]) -> SyncReport:
+        """Publish the trained weights to the engines. When the engines fail past the restart bound,
+        the step's line is still logged (its state is checkpointed by ``run``): no finished step is lost."""
+        self._drive("sync", step)
+        start = time.perf_counter()
+        try:
+            return self.weight_sync.sync(self.cfg.timeouts.sync_s, faults=self._take("engine", "sync", step))
+        except RolloutRestartLimit:
+            failed = SyncReport(self.state.weights_version, time.perf_counter() - start, self.weight_sync.last_nbytes,
+                                0, 0)
+            timer.stop()
+            self.metrics.log(step_line(step, groups, timer, train, failed, {**extra, **self.fault_log.metrics()}))
+            raise
 
     # ------------------------------------------------------------------------- state
 
@@ -193,15 +246,39 @@ class GRPOLoop:
         return state
 
     def checkpoint(self) -> Path:
-        """Checkpoint ``state`` (learners, optimizer, driver state) atomically."""
+        """Checkpoint ``state`` (learners, optimizer, driver state, the fault log as it is now) atomically."""
         learners, timeout = self.learners, self.cfg.timeouts.checkpoint_s
-        path = save_checkpoint(self.run_dir, self.state, lambda d: learners.save(d, timeout), self.cfg.checkpoint.keep)
+        state = replace(self.state, faults=self.fault_log.state())
+        path = save_checkpoint(self.run_dir, state, lambda d: learners.save(d, timeout), self.cfg.checkpoint.keep)
         self.saved_step = self.state.step
         return path
 
+    def _preempted(self, err: Interrupted) -> Preempted:
+        """A stop in the middle of a step: checkpoint the last consistent state when the learners
+        still hold it (generation and scoring were abandoned), else keep the last checkpoint."""
+        where = f"signal {self.stop.signal} during step {self.fault_log.step} ({err})"
+        if self.learners_ahead:
+            return Preempted(f"{where}: training did not finish within faults.preempt_grace_s, so the newest "
+                             f"complete checkpoint (step {self.saved_step}) is the resume point; continue with "
+                             f"resume={self.run_dir}")
+        if self.state.step > self.saved_step:
+            self.checkpoint()
+        return Preempted(f"{where}: stopped with a checkpoint of step {self.state.step}; continue with "
+                         f"resume={self.run_dir}")
+
+    def _take(self, role: str, phase: str, step: int) -> dict[int, FaultKind]:
+        """Injected faults for ``role`` at ``phase`` of ``step`` (``faults.inject``; testing aid)."""
+        return self.faults.take(role, phase, step, self.fault_log.fired)
+
+    def _drive(self, phase: str, step: int) -> None:
+        """The driver's own injected fault at the start of ``phase`` (a SIGTERM: preemption)."""
+        if self._take("driver", phase, step):
+            inject("sigterm", f"driver at {phase} of step {step}")
+
     def _checkpoint_after_failure(self, err: Exception) -> None:
-        """After an engine failure before training started, checkpoint the last finished step so that
-        the run can resume without losing it (learner failures leave the last periodic one)."""
+        """After an engine or scorer failure, checkpoint the last consistent state (the previous
+        step before training, this step after it) so that the run resumes without losing it;
+        learner failures leave the learners mid-update, and the last periodic checkpoint stays."""
         if self.learners_ahead or self.state.step <= self.saved_step:
             return
         try:
@@ -233,7 +310,7 @@ class PhaseTimer:
 
 
 def step_line(step: int, groups: Sequence[ScoredGroup], timer: PhaseTimer, train: dict[str, float],
-              sync: SyncReport, restarts: int, extra: dict[str, float]) -> dict[str, Any]:
+              sync: SyncReport, extra: dict[str, float]) -> dict[str, Any]:
     """The metrics line of one step (DESIGN.md contract 3, plus stage keys in ``extra``)."""
     t = timer.seconds
     rollout = rollout_metrics(groups, sync.version - 1)
@@ -242,7 +319,7 @@ def step_line(step: int, groups: Sequence[ScoredGroup], timer: PhaseTimer, train
         "time/step_s": timer.total, **{f"time/{k}_s": v for k, v in t.items()},
         "tokens_per_s": rollout["tokens/generated"] / max(t["rollout"], 1e-9),
         "sync/bytes": sync.nbytes, "sync/object_store_engines": sync.object_store_engines,
-        "weights/version": sync.version, "faults/rollout_restarts": restarts, **extra,
+        "weights/version": sync.version, **extra,
     }
 
 

@@ -88,7 +88,9 @@ def _sample_and_score(cfg: Config, actors: StageActors, prompts: PromptSet) -> P
             idx = range(start, min(start + p.prompts_per_call, len(prompts)))
             items, requests = prompts.requests(idx, cfg.seed, _SEED_STEP, 0)
             samples = rollouts.generate(requests, p.samples, cfg.rollout.sampling, t.generate_s)
-            groups = [g.outcome() for g in scorer.score(items, requests, samples, t.reward_s)]
+            kept = [i for i, s in enumerate(samples) if s is not None]  # a prompt dropped for crashing engines
+            groups = [g.outcome() for g in scorer.score([items[i] for i in kept], [requests[i] for i in kept],
+                                                        [s for s in samples if s is not None], t.reward_s)]
             store.update(groups)
             attempts += sum(g.n for g in groups)
             successes += sum(g.successes for g in groups)

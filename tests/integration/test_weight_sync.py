@@ -15,9 +15,10 @@ import ray
 from ray.util.placement_group import remove_placement_group
 
 from rlplat.algo.batching import split_for_ranks
-from rlplat.config.schema import ClusterConfig, Config, LearnerConfig, RolloutConfig, SamplingConfig
+from rlplat.config.schema import ClusterConfig, Config, FaultsConfig, LearnerConfig, RolloutConfig, SamplingConfig
 from rlplat.distributed.cluster import create_placement_group
 from rlplat.distributed.placement import cpu_binds, plan_placement
+from rlplat.faults import FaultLog
 from rlplat.learner.group import LearnerGroup
 from rlplat.rollout.group import RolloutGroup
 from rlplat.rollout.worker import EngineSpec
@@ -36,7 +37,8 @@ def rollouts(ray_local: None, tiny_model: str) -> Iterator[RolloutGroup]:
     plan = plan_placement(cfg.cluster, cfg.rollout)
     pg = create_placement_group(plan, 60)
     group = RolloutGroup(EngineSpec(tiny_model, "float32", "cpu", cfg.rollout, seed=0), plan, pg,
-                         cpu_binds(plan, os.cpu_count() or 1, 2), start_timeout_s=300, max_restarts=2)
+                         cpu_binds(plan, os.cpu_count() or 1, 2), start_timeout_s=300,
+                         faults=FaultsConfig(max_rollout_restarts=2), fault_log=FaultLog())
     yield group
     group.shutdown()
     remove_placement_group(pg)
@@ -81,6 +83,45 @@ def test_synced_engine_matches_learner_greedy(rollouts: RolloutGroup, tiny_model
         after_learner = learners.greedy(PROMPTS, 16, 60)
         assert after_engine == after_learner
         assert after_engine != before, "the update should change greedy outputs (lr is large)"
+    finally:
+        learners.shutdown()
+        remove_placement_group(pg)
+
+
+def _listening(pids: set[int]) -> list[tuple[str, int, str]]:
+    """(address, port, process name) of every TCP socket in LISTEN state owned by ``pids``."""
+    import psutil
+
+    out = []
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.pid in pids:
+            out.append((conn.laddr.ip, conn.laddr.port, psutil.Process(conn.pid).name()))
+    return out
+
+
+def _is_loopback(ip: str) -> bool:
+    import ipaddress
+
+    addr = ipaddress.ip_address(ip)
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return (mapped or addr).is_loopback
+
+
+def test_a_local_run_listens_on_loopback_only(rollouts: RolloutGroup, tiny_model: str) -> None:
+    """Ray's services, the engines and the learners' rendezvous of a local run (this session's Ray,
+    started by ``start_ray`` as the launcher does) accept no connection from outside the machine."""
+    import psutil
+
+    learners, pg = _learners(tiny_model, 1)
+    try:
+        learners.train_step(split_for_ranks([TrainSequence((5, 6), (7, 8), (-4.0, -4.0), 1.0)] * 2,
+                                            learners.world_size), 120)
+        me = psutil.Process(os.getpid())
+        pids = {me.pid, *(p.pid for p in me.children(recursive=True))}
+        sockets = _listening(pids)
+        assert any("raylet" in name or "gcs" in name for _, _, name in sockets), sockets  # Ray's own are seen
+        outside = [s for s in sockets if not _is_loopback(s[0])]
+        assert not outside, f"listening beyond loopback: {outside}"
     finally:
         learners.shutdown()
         remove_placement_group(pg)

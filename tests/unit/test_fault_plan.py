@@ -1,0 +1,60 @@
+"""Fault injection specs, the fault log's state, and the per-prompt crash budget (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlplat.faults import FaultLog, FaultSpec, PromptBudget, parse_faults
+
+
+def test_specs_parse_and_fire_once_per_run() -> None:
+    plan = parse_faults(["engine1:freeze@generate:2", "learner0:exit@train:3", "reward:hang@score:2",
+                         "driver:sigterm@sync:4", "prompt:exit@arith:17"])
+    assert plan.actor_faults[0] == FaultSpec("engine1", "freeze", "generate", 2)
+    assert plan.crash_prompts == {"arith:17": "exit"}  # a uid may hold ':'
+    fired: list[str] = []
+    assert plan.take("engine", "generate", 1, fired) == {}
+    assert plan.take("engine", "generate", 2, fired) == {1: "freeze"}
+    assert plan.take("engine", "generate", 2, fired) == {}  # fired already (a replaced engine is spared)
+    assert plan.take("reward", "score", 2, fired) == {0: "hang"}
+    assert plan.take("learner", "train", 3, fired) == {0: "exit"}
+    assert fired == ["engine1:freeze@generate:2", "reward:hang@score:2", "learner0:exit@train:3"]
+
+
+@pytest.mark.parametrize("bad", ["engine:freeze@generate:2", "engine0:melt@generate:2", "engine0:freeze@dance:2",
+                                 "engine0:freeze@generate", "engine0:sigterm@sync:1", "driver:exit@sync:1"])
+def test_a_malformed_spec_names_itself(bad: str) -> None:
+    with pytest.raises(ValueError, match="fault"):
+        parse_faults([bad])
+
+
+def test_the_fault_log_round_trips_through_its_state() -> None:
+    log = FaultLog(step=3)
+    log.rollout_restarts, log.fired = 2, ["engine0:exit@sync:3"]
+    log.record("sync", "rollout worker 0", "died", 0.5, "replaced")
+    log.dropped_prompts.append("p7")
+    restored = FaultLog()
+    restored.load_state(log.state())
+    assert restored.state() == log.state()
+    assert restored.metrics() == {"faults/rollout_restarts": 2.0, "faults/reward_restarts": 0.0,
+                                  "faults/dropped_prompts": 1.0, "faults/events": 1.0}
+
+
+def test_a_bad_prompt_is_dropped_and_its_failures_are_not_charged() -> None:
+    budget = PromptBudget(retries=1)
+    budget.failed(["a", "bad", "c"])  # the chunk fails, then fails again when retried whole
+    budget.failed(["a", "bad", "c"])
+    assert budget.take_charged() == 0  # undecided: the culprit is not known yet
+    budget.succeeded(["a"])
+    budget.succeeded(["c"])
+    budget.failed(["bad"])  # alone, with its budget spent
+    assert budget.drop_if_spent("bad") and budget.dropped == {"bad"}
+    assert budget.take_charged() == 0  # all three failures involved the dropped prompt
+
+
+def test_an_engine_fault_is_charged_once_its_prompts_succeed() -> None:
+    budget = PromptBudget(retries=1)
+    budget.failed(["a", "b"])
+    assert not budget.drop_if_spent("a")  # one failure, within the budget
+    budget.succeeded(["a", "b"])
+    assert budget.take_charged() == 1 and budget.take_charged() == 0
