@@ -11,12 +11,15 @@ Specs::
     learner1:freeze@train:3       learner rank 1 stops in step 3's training
     reward:freeze@score:2         the reward scorer stops while scoring step 2
     driver:sigterm@generate:2     the driver sends itself SIGTERM when step 2's generation starts
+    driver:kill@generate:3        the driver SIGKILLs its process group (itself, the local Ray
+                                  instance and every actor) when step 3's generation starts
     prompt:exit@arith:17          any engine given prompt uid ``arith:17`` exits (a prompt that
                                   crashes engines; the uid may contain ':')
 
 Kinds: ``exit`` (the process dies), ``freeze`` (SIGSTOP: alive, answering nothing), ``hang`` (the
 call blocks in native code holding the GIL, as a deadlock does, so heartbeats stop too), ``raise``
-(the call raises), ``sigterm`` (driver only: preemption).
+(the call raises); for the driver only, ``sigterm`` (preemption) and ``kill`` (the machine is lost:
+nothing runs a handler, as when the test harness SIGKILLs the run).
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-FaultKind = Literal["exit", "freeze", "hang", "raise", "sigterm"]
-_ACTOR_SPEC = re.compile(r"^(?P<target>engine\d+|learner\d+|reward|driver):(?P<kind>exit|freeze|hang|raise|sigterm)"
+FaultKind = Literal["exit", "freeze", "hang", "raise", "sigterm", "kill"]
+DRIVER_KINDS = ("sigterm", "kill")
+_ACTOR_SPEC = re.compile(r"^(?P<target>engine\d+|learner\d+|reward|driver):"
+                         r"(?P<kind>exit|freeze|hang|raise|sigterm|kill)"
                          r"@(?P<phase>generate|sync|train|score):(?P<step>\d+)$")
 _PROMPT_SPEC = re.compile(r"^prompt:(?P<kind>exit|raise)@(?P<uid>.+)$")
 
@@ -80,12 +85,13 @@ def parse_faults(specs: Iterable[str]) -> FaultPlan:
         if m := _PROMPT_SPEC.match(text):
             prompts[m["uid"]] = m["kind"]  # type: ignore[assignment]  # the regex admits only FaultKinds
         elif m := _ACTOR_SPEC.match(text):
-            if (m["target"] == "driver") != (m["kind"] == "sigterm"):
-                raise ValueError(f"fault {text!r}: sigterm is the driver's fault, and the driver's only one")
+            if (m["target"] == "driver") != (m["kind"] in DRIVER_KINDS):
+                raise ValueError(f"fault {text!r}: the driver's faults are sigterm and kill, and only the "
+                                 "driver's")
             actor.append(FaultSpec(m["target"], m["kind"], m["phase"], int(m["step"])))  # type: ignore[arg-type]
         else:
             raise ValueError(f"fault {text!r} is not TARGET:KIND@PHASE:STEP (TARGET engineN, learnerN, reward or "
-                             "driver; KIND exit, freeze, hang, raise, sigterm; PHASE generate, sync, train, score) "
+                             "driver; KIND exit, freeze, hang, raise, or sigterm and kill for the driver; PHASE generate, sync, train, score) "
                              "nor prompt:KIND@UID")
     return FaultPlan(tuple(actor), prompts)
 
@@ -107,6 +113,8 @@ def inject(kind: FaultKind | None, where: str) -> None:
         raise InjectedFault(f"injected fault in {where}")
     elif kind == "sigterm":
         os.kill(os.getpid(), signal.SIGTERM)
+    elif kind == "kill":
+        os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
 @dataclass

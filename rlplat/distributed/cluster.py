@@ -39,9 +39,16 @@ def start_ray(cluster: ClusterConfig) -> None:
         return
     runtime_env: dict[str, Any] = {"env_vars": actor_env(cluster)}
     if cluster.address:
-        ray.init(address=cluster.address, runtime_env=runtime_env, log_to_driver=True)
+        if cluster.address.split(":")[0] in (LOOPBACK, "localhost"):
+            # A cluster on this machine's loopback (``ray.cluster_utils.Cluster`` in the tests):
+            # join it there, not at the outward address Ray would otherwise substitute.
+            keep_loopback_node_address()
+            ray.init(address=cluster.address, runtime_env=runtime_env, log_to_driver=True,
+                     _node_ip_address=LOOPBACK)
+        else:
+            ray.init(address=cluster.address, runtime_env=runtime_env, log_to_driver=True)
         return
-    _keep_loopback_node_address()
+    keep_loopback_node_address()
     ray.init(num_cpus=cluster.num_cpus, num_gpus=None if cluster.device == "gpu" else 0,
              include_dashboard=cluster.dashboard, dashboard_host="127.0.0.1", runtime_env=runtime_env,
              log_to_driver=cluster.log_to_driver, configure_logging=False, _node_ip_address=LOOPBACK)
@@ -50,7 +57,7 @@ def start_ray(cluster: ClusterConfig) -> None:
 LOOPBACK = "127.0.0.1"
 
 
-def _keep_loopback_node_address() -> None:
+def keep_loopback_node_address() -> None:
     """Let ``ray.init(_node_ip_address="127.0.0.1")`` mean loopback.
 
     Ray 2.60 rewrites a loopback node address into the machine's outward address

@@ -271,9 +271,9 @@ class GRPOLoop:
         return self.faults.take(role, phase, step, self.fault_log.fired)
 
     def _drive(self, phase: str, step: int) -> None:
-        """The driver's own injected fault at the start of ``phase`` (a SIGTERM: preemption)."""
-        if self._take("driver", phase, step):
-            inject("sigterm", f"driver at {phase} of step {step}")
+        """The driver's own injected fault at the start of ``phase`` (preemption or a lost machine)."""
+        for kind in self._take("driver", phase, step).values():
+            inject(kind, f"driver at {phase} of step {step}")
 
     def _checkpoint_after_failure(self, err: Exception) -> None:
         """After an engine or scorer failure, checkpoint the last consistent state (the previous

@@ -1,4 +1,4 @@
-"""Running ``python -m rlplat.launch`` from tests: a run, a background run, a killed run, a resume.
+"""Running ``python -m rlplat.launch`` from tests: a run, a run killed at a named point, a resume.
 
 Output goes to a log file beside the run directory, never to a pipe nobody reads (a pipe fills at
 64 KiB and then blocks the launcher). Every launcher runs in its own process group, so a test can
@@ -11,8 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,31 +76,14 @@ def resume(run_dir: Path, *extra: str, env: Mapping[str, str] | None = None) -> 
     return finish(_popen([f"resume={run_dir}", *extra], run_dir, env), run_dir)
 
 
-def wait_for(proc: subprocess.Popen[str], run_dir: Path, done: Callable[[], bool], what: str,
-             timeout: float = TIMEOUT_S) -> None:
-    """Poll ``done()`` until true; fails if the run exits first or the timeout passes."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if done():
-            return
-        if proc.poll() is not None:
-            tail = log_path(run_dir).read_text(errors="replace")[-2000:]
-            raise AssertionError(f"the run ended (rc={proc.returncode}) before {what}: {tail}")
-        time.sleep(0.2)
-    raise AssertionError(f"no {what} within {timeout} s")
-
-
-def kill_after_checkpoint(run_dir: Path, step: int, *extra: str, env: Mapping[str, str] | None = None) -> None:
-    """Start a new run, SIGKILL it with everything it started once the step-``step`` checkpoint is
-    complete, and check it had not finished."""
-    proc = start(run_dir, *extra, env=env)
-    try:
-        wait_for(proc, run_dir, lambda: (latest_checkpoint(run_dir) or (0, None))[0] >= step,
-                 f"the step-{step} checkpoint")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert len(read_metrics(run_dir / "metrics.jsonl")) < 4, "the run finished before it was killed"
+def killed_after(run_dir: Path, step: int, *extra: str, env: Mapping[str, str] | None = None) -> None:
+    """Run a new run until the driver SIGKILLs its process group (driver, Ray and every actor) as
+    step ``step + 1`` starts generating (``driver:kill``), and check it died there. Resume it with
+    ``resume(run_dir, "faults.inject=[]")``: the kill is not in the checkpoint's record of fired faults."""
+    rc, out = launch(run_dir, *extra, f"faults.inject=[driver:kill@generate:{step + 1}]", env=env)
+    assert rc == -signal.SIGKILL, out[-3000:]
+    assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl")] == list(range(1, step + 1))
+    assert (latest_checkpoint(run_dir) or (0, None))[0] == step
 
 
 def assert_reproduces(reference: Path, resumed: Path, keys: Sequence[str] = REPRODUCED) -> None:

@@ -23,7 +23,7 @@ import pytest
 
 from curricula import read_jsonl
 from curricula.tracking import uids_digest
-from launch_helpers import REPRODUCED, assert_reproduces, kill_after_checkpoint, launch, plugin_env, resume
+from launch_helpers import REPRODUCED, assert_reproduces, killed_after, launch, plugin_env, resume
 from rlplat.checkpoint import latest_checkpoint, load_run_state
 from rlplat.metrics import STEP_KEYS, read_metrics
 
@@ -90,8 +90,8 @@ def test_killed_grpo_run_resumes_with_the_curriculum_state(pipeline_run: Path, t
     explicit = [f"model.path={pipeline_run / 'initial_model'}", "stages=[grpo]",
                 f"curriculum.pass_rate_table={pipeline_run / 'prefilter' / 'pass_rates.jsonl'}",
                 f"data.keep_uids={pipeline_run / 'prefilter' / 'kept_uids.txt'}"]
-    kill_after_checkpoint(run_dir, 2, *CURRICULUM, *explicit, env=plugin_env())
-    rc, out = resume(run_dir, env=plugin_env())
+    killed_after(run_dir, 2, *CURRICULUM, *explicit, env=plugin_env())
+    rc, out = resume(run_dir, "faults.inject=[]", env=plugin_env())
     assert rc == 0, out[-3000:]
     reference = read_metrics(pipeline_run / "metrics.jsonl")
     keys = [k for k in reference[0] if k.startswith(("curriculum/", "eval/pass_rate"))] + list(REPRODUCED)

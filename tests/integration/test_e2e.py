@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from launch_helpers import assert_reproduces, kill_after_checkpoint, resume
+from launch_helpers import assert_reproduces, killed_after, resume
 from rlplat.checkpoint import latest_checkpoint
 from rlplat.metrics import STEP_KEYS, read_metrics
 
@@ -47,7 +47,7 @@ def test_run_directory_holds_config_checkpoints_model_and_report(reference_run: 
 
 def test_sigkilled_run_resumes_and_reproduces_the_uninterrupted_metrics(reference_run: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    kill_after_checkpoint(run_dir, 2)
-    rc, out = resume(run_dir)
+    killed_after(run_dir, 2)
+    rc, out = resume(run_dir, "faults.inject=[]")
     assert rc == 0, out[-3000:]
     assert_reproduces(reference_run, run_dir)

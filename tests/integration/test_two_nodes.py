@@ -24,10 +24,14 @@ pytestmark = pytest.mark.slow
 def two_nodes() -> Iterator[str]:
     from ray.cluster_utils import Cluster
 
+    from rlplat.distributed.cluster import LOOPBACK, keep_loopback_node_address
+
+    # Nodes on loopback whatever ran before in this process: the launcher joins them there.
+    keep_loopback_node_address()
     cluster = Cluster(initialize_head=True, connect=False,
-                      head_node_args={"num_cpus": 0, "include_dashboard": False})
+                      head_node_args={"num_cpus": 0, "include_dashboard": False, "node_ip_address": LOOPBACK})
     for _ in range(2):
-        cluster.add_node(num_cpus=2)
+        cluster.add_node(num_cpus=2, node_ip_address=LOOPBACK)
     cluster.wait_for_nodes()
     yield cluster.address
     cluster.shutdown()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -14,9 +13,6 @@ if str(HERE) not in sys.path:
     # Pool workers are spawned processes: they import helper reward modules by name from sys.path,
     # which multiprocessing copies from this process.
     sys.path.insert(0, str(HERE))
-
-IS_ROOT = os.geteuid() == 0
-
 
 def bwrap_works() -> bool:
     """Whether bubblewrap is installed and usable here (probed through the real sandbox)."""
@@ -41,7 +37,3 @@ def sandbox_mode(request: pytest.FixtureRequest) -> str:
     if request.param == "bwrap" and not bwrap_works():
         pytest.skip("bubblewrap not installed or not usable here (apt-get install bubblewrap)")
     return request.param
-
-
-def use_bwrap_option(mode: str) -> bool:
-    return mode == "bwrap"

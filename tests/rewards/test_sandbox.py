@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import IS_ROOT, use_bwrap_option
+from sandbox_helpers import IS_ROOT, use_bwrap_option
 
 from rewards.sandbox import Limits, Sandbox, processes_by_uid
 

@@ -9,7 +9,7 @@ from rlplat.faults import FaultLog, FaultSpec, PromptBudget, parse_faults
 
 def test_specs_parse_and_fire_once_per_run() -> None:
     plan = parse_faults(["engine1:freeze@generate:2", "learner0:exit@train:3", "reward:hang@score:2",
-                         "driver:sigterm@sync:4", "prompt:exit@arith:17"])
+                         "driver:sigterm@sync:4", "driver:kill@generate:3", "prompt:exit@arith:17"])
     assert plan.actor_faults[0] == FaultSpec("engine1", "freeze", "generate", 2)
     assert plan.crash_prompts == {"arith:17": "exit"}  # a uid may hold ':'
     fired: list[str] = []
@@ -18,11 +18,14 @@ def test_specs_parse_and_fire_once_per_run() -> None:
     assert plan.take("engine", "generate", 2, fired) == {}  # fired already (a replaced engine is spared)
     assert plan.take("reward", "score", 2, fired) == {0: "hang"}
     assert plan.take("learner", "train", 3, fired) == {0: "exit"}
-    assert fired == ["engine1:freeze@generate:2", "reward:hang@score:2", "learner0:exit@train:3"]
+    assert plan.take("driver", "generate", 3, fired) == {0: "kill"}
+    assert fired == ["engine1:freeze@generate:2", "reward:hang@score:2", "learner0:exit@train:3",
+                     "driver:kill@generate:3"]
 
 
 @pytest.mark.parametrize("bad", ["engine:freeze@generate:2", "engine0:melt@generate:2", "engine0:freeze@dance:2",
-                                 "engine0:freeze@generate", "engine0:sigterm@sync:1", "driver:exit@sync:1"])
+                                 "engine0:freeze@generate", "engine0:sigterm@sync:1", "engine0:kill@sync:1",
+                                 "driver:exit@sync:1"])
 def test_a_malformed_spec_names_itself(bad: str) -> None:
     with pytest.raises(ValueError, match="fault"):
         parse_faults([bad])
