@@ -30,18 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import shutil
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from common import REPO, machine_info, write_json
-
-from rlplat.checkpoint import latest_checkpoint
+from common import launch_until, machine_info, write_json
 
 ARMS: dict[str, list[str]] = {
     "uniform": ["curriculum.name=uniform"],
@@ -58,36 +52,9 @@ def eval_overrides(args: argparse.Namespace) -> list[str]:
 def prepare(seed: int, root: Path, args: argparse.Namespace) -> Path:
     """Warm start and prefilter for ``seed`` (reused when already done); returns the run directory."""
     run_dir = root / f"prepare_seed{seed}"
-    launch(run_dir, ["stages=[warmstart,prefilter]", f"seed={seed}", *eval_overrides(args)],
+    launch_until(run_dir, ["stages=[warmstart,prefilter]", f"seed={seed}", *eval_overrides(args)],
            run_dir / "stages" / "prefilter.json", args.retries)
     return run_dir
-
-
-def launch(run_dir: Path, overrides: list[str], done: Path, retries: int) -> None:
-    """Run the launcher until the file ``done`` exists (at once if it does).
-
-    This machine is shared, and Ray's memory monitor may kill a worker when others' jobs fill the
-    memory. A failed run is resumed (``resume=DIR``), which continues from its last checkpoint and
-    reproduces the uninterrupted run (DESIGN.md contract 4); a run with nothing to resume from is
-    started again.
-    """
-    for attempt in range(retries + 1):
-        if done.is_file():
-            return
-        if (run_dir / "config.yaml").is_file() and not (latest_checkpoint(run_dir) or (run_dir / "stages").is_dir()):
-            shutil.rmtree(run_dir)
-        resume = (run_dir / "config.yaml").is_file()
-        cmd = [sys.executable, "-m", "rlplat.launch",
-               *([f"resume={run_dir}"] if resume else [*overrides, f"hydra.run.dir={run_dir}"])]
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with open(run_dir / f"launch{attempt}.log", "w") as out:
-            proc = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, check=False,
-                                  env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-        if proc.returncode != 0:
-            print(f"{run_dir.name}: launcher exited {proc.returncode} (attempt {attempt + 1}; see "
-                  f"{out.name})", flush=True)
-    if not done.is_file():
-        raise RuntimeError(f"{run_dir} did not finish after {retries + 1} attempts")
 
 
 def run_arm(arm: str, seed: int, prepared: Path, root: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -98,7 +65,7 @@ def run_arm(arm: str, seed: int, prepared: Path, root: Path, args: argparse.Name
                  f"curriculum.pass_rate_table={prepared / 'prefilter' / 'pass_rates.jsonl'}",
                  f"data.keep_uids={prepared / 'prefilter' / 'kept_uids.txt'}", *eval_overrides(args), *ARMS[arm]]
     t0 = time.perf_counter()
-    launch(run_dir, overrides, run_dir / "report.json", args.retries)
+    launch_until(run_dir, overrides, run_dir / "report.json", args.retries)
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
     curve = {m["step"]: m["eval/pass_rate"] for m in lines if "eval/pass_rate" in m}
     return {"arm": arm, "seed": seed, "overrides": overrides, "wall_s": time.perf_counter() - t0,

@@ -22,6 +22,7 @@ Usage::
 
     python bench/bench_sync.py                              # tiny and 100m, buckets 16/64/256 MB
     python bench/bench_sync.py --models 100m --bucket-mb 64 --repeats 5 --json out.json
+    python bench/bench_sync.py --bucket-mb 64 --precision full,fp8   # FP8 payload and time (docs/fp8.md)
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from typing import Any
 
 from common import (
     GIB,
-    SHAPES,
     build_model,
     count_params,
     machine_info,
@@ -83,15 +83,16 @@ class PairedCopy:
             torch.set_num_threads(old)
 
 
-def full_syncs(actors: Any, cfg: Any, bucket_mb: int, repeats: int,
-               copy: PairedCopy) -> tuple[dict[str, Any], Any]:
-    """Median of ``WeightSync.sync`` (the production path) at ``bucket_mb``, after one warm-up, each
-    sync paired with a memory copy; returns the results and the ``WeightSync`` (whose version must
-    keep increasing)."""
+def full_syncs(actors: Any, cfg: Any, bucket_mb: int, repeats: int, copy: PairedCopy, version: int,
+               precision: str = "full") -> tuple[dict[str, Any], Any]:
+    """Median of ``WeightSync.sync`` (the production path) at ``bucket_mb`` and ``precision``
+    (``fp8``: FP8 linear weights, quantized by the learners, dequantized by the engines), after one
+    warm-up, each sync paired with a memory copy; returns the results and the ``WeightSync`` (whose
+    version must keep increasing: start it after ``version``)."""
     from rlplat.runtime.weight_sync import WeightSync
 
     sync = WeightSync(replace(cfg.sync, bucket_mb=bucket_mb), actors.learners, actors.rollouts,
-                      tag=f"bench{os.getpid()}", version=actors.rollouts.infos[0]["version"])
+                      tag=f"bench{os.getpid()}", version=version, fp8=precision == "fp8")
     sync.sync(TIMEOUT_S)
     reports, copies = [], []
     for _ in range(repeats):
@@ -100,7 +101,7 @@ def full_syncs(actors: Any, cfg: Any, bucket_mb: int, repeats: int,
     nbytes = reports[0].nbytes
     secs = summary([r.seconds for r in reports])
     ratios = [nbytes / r.seconds / 1e9 / c for r, c in zip(reports, copies)]
-    row = {"bucket_mb": bucket_mb, "nbytes": nbytes, "seconds": secs, "gbps": nbytes / secs["median"] / 1e9,
+    row = {"bucket_mb": bucket_mb, "precision": precision, "nbytes": nbytes, "seconds": secs, "gbps": nbytes / secs["median"] / 1e9,
            "paired_memcpy_gbps": summary(copies), "sync_over_memcpy": summary(ratios),
            "shm_engines": reports[0].shm_engines}
     return row, sync
@@ -193,7 +194,8 @@ def torch_pieces(model_dir: Path, bucket_mb: int, repeats: int) -> dict[str, Any
     return out
 
 
-def bench_model(name: str, root: Path, bucket_sizes: list[int], repeats: int) -> dict[str, Any]:
+def bench_model(name: str, root: Path, bucket_sizes: list[int], repeats: int,
+                precisions: tuple[str, ...] = ("full",)) -> dict[str, Any]:
     """Every sync measurement for one model."""
     from rlplat.runtime.stage_actors import StageActors
 
@@ -203,10 +205,14 @@ def bench_model(name: str, root: Path, bucket_sizes: list[int], repeats: int) ->
     copy = PairedCopy()
     with StageActors(cfg, str(model_dir), cfg.learner.lr, scorer=False) as actors:
         rows = []
+        version = actors.rollouts.infos[0]["version"]
         for mb in bucket_sizes:
-            row, sync = full_syncs(actors, cfg, mb, repeats, copy)
-            row.update(phase_syncs(actors, sync, repeats))
-            rows.append(row)
+            for precision in precisions:
+                row, sync = full_syncs(actors, cfg, mb, repeats, copy, version, precision)
+                if precision == "full":  # the phase split is of the full-precision path
+                    row.update(phase_syncs(actors, sync, repeats))
+                version = sync.version
+                rows.append(row)
         out["syncs"] = rows
     out["torch_pieces"] = {mb: torch_pieces(model_dir, mb, repeats) for mb in bucket_sizes}
     out["loadavg_end"] = os.getloadavg()
@@ -226,6 +232,7 @@ def main() -> None:
     parser.add_argument("--models", default="tiny,100m", help="comma-separated: tiny, 100m")
     parser.add_argument("--bucket-mb", default="16,64,256", help="comma-separated sync.bucket_mb values")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--precision", default="full", help="comma-separated: full, fp8 (rollout.precision)")
     parser.add_argument("--workdir", type=Path, default=None, help="where models are built (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -240,7 +247,8 @@ def main() -> None:
     start_ray(ClusterConfig(num_cpus=8, dashboard=False))
     try:
         for name in args.models.split(","):
-            result["models"].append(bench_model(name, root, buckets, args.repeats))
+            result["models"].append(bench_model(name, root, buckets, args.repeats,
+                                                tuple(args.precision.split(","))))
             save_json(args.json, result)  # keep finished models if a later one fails
     finally:
         ray.shutdown()

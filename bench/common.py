@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -209,6 +210,35 @@ def run_launcher(run_dir: Path, overrides: Sequence[str], timeout_s: float = 360
         tail = log.read_text()[-3000:]
         raise RuntimeError(f"launcher exited {proc.returncode}: {' '.join(cmd)}\n{tail}")
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def launch_until(run_dir: Path, overrides: Sequence[str], done: Path, retries: int) -> None:
+    """Run the launcher until the file ``done`` exists (at once if it does).
+
+    This machine is shared, and Ray's memory monitor may kill a worker when others' jobs fill the
+    memory. A failed run is resumed (``resume=DIR``), which continues from its last checkpoint and
+    reproduces the uninterrupted run (DESIGN.md contract 4); a run with nothing to resume from is
+    started again.
+    """
+    from rlplat.checkpoint import latest_checkpoint
+
+    for attempt in range(retries + 1):
+        if done.is_file():
+            return
+        if (run_dir / "config.yaml").is_file() and not (latest_checkpoint(run_dir) or (run_dir / "stages").is_dir()):
+            shutil.rmtree(run_dir)
+        resume = (run_dir / "config.yaml").is_file()
+        cmd = [sys.executable, "-m", "rlplat.launch",
+               *([f"resume={run_dir}"] if resume else [*overrides, f"hydra.run.dir={run_dir}"])]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(run_dir / f"launch{attempt}.log", "w") as out:
+            proc = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, check=False,
+                                  env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+        if proc.returncode != 0:
+            print(f"{run_dir.name}: launcher exited {proc.returncode} (attempt {attempt + 1}; see "
+                  f"{out.name})", flush=True)
+    if not done.is_file():
+        raise RuntimeError(f"{run_dir} did not finish after {retries + 1} attempts")
 
 
 def step_medians(lines: Sequence[dict[str, Any]], skip: int = 1) -> dict[str, dict[str, float]]:

@@ -128,6 +128,8 @@ class FaultLog:
         reward_restarts: Reward-scorer restarts charged against ``faults.max_reward_restarts``.
         dropped_prompts: Uids of prompts dropped for crashing engines or the tokenizer.
         fired: Injected faults (``faults.inject`` specs) that already happened.
+        fp8_fallbacks: Times the mismatch guardrail switched FP8 engines back to full precision.
+        kl_streak: Consecutive steps with ``mismatch/kl`` above ``grpo.mismatch.guard_kl``.
         history: One record per event: step, phase, actor, what happened, seconds to notice it,
             and the action taken.
     """
@@ -138,6 +140,8 @@ class FaultLog:
     dropped_prompts: list[str] = field(default_factory=list)
     fired: list[str] = field(default_factory=list)
     history: list[dict[str, object]] = field(default_factory=list)
+    fp8_fallbacks: int = 0
+    kl_streak: int = 0
 
     def record(self, phase: str, actor: str, what: str, detect_s: float, action: str) -> None:
         """Add an event to the history."""
@@ -149,13 +153,15 @@ class FaultLog:
         return {"faults/rollout_restarts": float(self.rollout_restarts),
                 "faults/reward_restarts": float(self.reward_restarts),
                 "faults/dropped_prompts": float(len(self.dropped_prompts)),
-                "faults/events": float(len(self.history))}
+                "faults/events": float(len(self.history)),
+                "faults/fp8_fallbacks": float(self.fp8_fallbacks)}
 
     def state(self) -> dict[str, object]:
         """JSON-serialisable state (what a checkpoint holds)."""
         return {"rollout_restarts": self.rollout_restarts, "reward_restarts": self.reward_restarts,
                 "dropped_prompts": list(self.dropped_prompts), "fired": list(self.fired),
-                "history": [dict(h) for h in self.history]}
+                "history": [dict(h) for h in self.history], "fp8_fallbacks": self.fp8_fallbacks,
+                "kl_streak": self.kl_streak}
 
     def load_state(self, state: dict[str, object]) -> None:
         """Restore ``state()`` output."""
@@ -164,6 +170,8 @@ class FaultLog:
         self.dropped_prompts = [str(u) for u in state.get("dropped_prompts", [])]  # type: ignore[attr-defined]
         self.fired = [str(f) for f in state.get("fired", [])]  # type: ignore[attr-defined]
         self.history = [dict(h) for h in state.get("history", [])]  # type: ignore[attr-defined]
+        self.fp8_fallbacks = int(state.get("fp8_fallbacks", 0))  # type: ignore[call-overload]
+        self.kl_streak = int(state.get("kl_streak", 0))  # type: ignore[call-overload]
 
 
 class PromptBudget:

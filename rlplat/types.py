@@ -113,13 +113,16 @@ class ScoredGroup:
 class TrainSequence:
     """One prompt + completion with what the loss needs.
 
-    ``old_logprobs`` are the rollout engine's logprobs of ``completion_ids`` (empty for SFT).
+    ``old_logprobs`` are the rollout engine's logprobs of ``completion_ids`` (empty for SFT);
+    ``learner_logprobs`` the learner's under the weights that generated them, when the driver had
+    them recomputed (``LearnerGroup.old_logprobs``; empty otherwise).
     """
 
     prompt_ids: tuple[int, ...]
     completion_ids: tuple[int, ...]
     old_logprobs: tuple[float, ...]
     advantage: float
+    learner_logprobs: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -130,11 +133,14 @@ class TrainShard:
         sequences: This rank's sequences.
         num_tokens: Completion tokens in the whole optimizer step (all ranks).
         num_seqs: Sequences in the whole optimizer step (all ranks).
+        on_policy: The learners still hold the weights that generated the samples (the step's
+            first optimizer step), so their forward pass gives the old log-probs for free.
     """
 
     sequences: tuple[TrainSequence, ...]
     num_tokens: int
     num_seqs: int
+    on_policy: bool = False
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,7 @@ class ExportPlan:
         object_store: Rank 0 also puts the buckets in the Ray object store (engines on nodes
             without a learner).
         bucket_bytes: Target bucket size.
+        fp8: Send linear weights as FP8 with scales (``rlplat.sync.fp8``; ``rollout.precision=fp8``).
     """
 
     version: int
@@ -198,6 +205,7 @@ class ExportPlan:
     shm_writer_ranks: frozenset[int]
     object_store: bool
     bucket_bytes: int
+    fp8: bool = False
 
 
 @dataclass(frozen=True)

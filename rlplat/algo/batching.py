@@ -23,7 +23,8 @@ class MicroBatch:
     """Right-padded tensors of one micro-batch; loss positions are the completion tokens.
 
     Shapes: ``input_ids``/``attention_mask`` ``[B, L]``; ``loss_mask``/``old_logprobs``
-    ``[B, L-1]`` aligned with next-token targets ``input_ids[:, 1:]``; ``advantages`` ``[B]``.
+    ``[B, L-1]`` aligned with next-token targets ``input_ids[:, 1:]``; ``advantages`` ``[B]``;
+    ``learner_logprobs`` like ``old_logprobs`` when every sequence carries them, else None.
     """
 
     input_ids: torch.Tensor
@@ -31,11 +32,13 @@ class MicroBatch:
     loss_mask: torch.Tensor
     old_logprobs: torch.Tensor
     advantages: torch.Tensor
+    learner_logprobs: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> MicroBatch:
         """The same tensors on ``device`` (no copy when they are there already)."""
-        return MicroBatch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.loss_mask,
-                                                    self.old_logprobs, self.advantages)))
+        learner = None if self.learner_logprobs is None else self.learner_logprobs.to(device)
+        return MicroBatch(self.input_ids.to(device), self.attention_mask.to(device), self.loss_mask.to(device),
+                          self.old_logprobs.to(device), self.advantages.to(device), learner)
 
 
 def num_optimizer_steps(prompts: int, samples_per_prompt: int, global_batch: int) -> int:
@@ -69,8 +72,9 @@ def num_optimizer_steps(prompts: int, samples_per_prompt: int, global_batch: int
     return samples // global_batch
 
 
-def split_for_ranks(seqs: Sequence[TrainSequence], world_size: int) -> list[TrainShard]:
-    """Deal one optimizer step's sequences to ranks, balancing tokens (longest first, round-robin)."""
+def split_for_ranks(seqs: Sequence[TrainSequence], world_size: int, on_policy: bool = False) -> list[TrainShard]:
+    """Deal one optimizer step's sequences to ranks, balancing tokens (longest first, round-robin);
+    ``on_policy``: see ``TrainShard``."""
     if len(seqs) % world_size:
         raise ValueError(f"{len(seqs)} sequences do not split evenly over {world_size} learner ranks")
     order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i].completion_ids) - len(seqs[i].prompt_ids))
@@ -78,7 +82,7 @@ def split_for_ranks(seqs: Sequence[TrainSequence], world_size: int) -> list[Trai
     for k, i in enumerate(order):
         shards[k % world_size].append(seqs[i])
     num_tokens = sum(len(s.completion_ids) for s in seqs)
-    return [TrainShard(tuple(s), max(num_tokens, 1), len(seqs)) for s in shards]
+    return [TrainShard(tuple(s), max(num_tokens, 1), len(seqs), on_policy) for s in shards]
 
 
 def micro_batches(shard: TrainShard, micro_batch_size: int, pad_id: int) -> list[MicroBatch]:
@@ -103,6 +107,8 @@ def collate(seqs: Sequence[TrainSequence], pad_id: int) -> MicroBatch:
     attention = torch.zeros((b, length), dtype=torch.long)
     loss_mask = torch.zeros((b, length - 1), dtype=torch.bool)
     old_lp = torch.zeros((b, length - 1), dtype=torch.float32)
+    with_learner = all(s.learner_logprobs for s in seqs)
+    learner_lp = torch.zeros_like(old_lp) if with_learner else None
     for row, s in enumerate(seqs):
         p, c = len(s.prompt_ids), len(s.completion_ids)
         input_ids[row, :p + c] = torch.tensor(s.prompt_ids + s.completion_ids, dtype=torch.long)
@@ -111,5 +117,7 @@ def collate(seqs: Sequence[TrainSequence], pad_id: int) -> MicroBatch:
         loss_mask[row, p - 1:p + c - 1] = True
         if s.old_logprobs:
             old_lp[row, p - 1:p + c - 1] = torch.tensor(s.old_logprobs, dtype=torch.float32)
+        if learner_lp is not None:
+            learner_lp[row, p - 1:p + c - 1] = torch.tensor(s.learner_logprobs, dtype=torch.float32)
     adv = torch.tensor([s.advantage for s in seqs], dtype=torch.float32)
-    return MicroBatch(input_ids, attention, loss_mask, old_lp, adv)
+    return MicroBatch(input_ids, attention, loss_mask, old_lp, adv, learner_lp)

@@ -259,6 +259,7 @@ def grpo_loss(
     num_tokens: float | None = None,
     num_seqs: float | None = None,
     seq_len_norm: float | None = None,
+    token_weights: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """GRPO loss of one (micro-)batch: clipped policy loss + ``kl_coef`` * k3 KL, aggregated.
 
@@ -279,6 +280,9 @@ def grpo_loss(
         temperature: Sampling temperature the ``entropy`` stat is measured at, i.e. the entropy of
             ``softmax(logits / temperature)``, the distribution the rollout sampled from; pass the
             same value as to :func:`~rlplat.algo.logprobs.token_logprobs`. Unused without ``logits``.
+        token_weights: ``[B, T]`` importance weights on each token's policy loss (no gradient), the
+            engine/learner mismatch correction of :func:`~rlplat.algo.mismatch.mismatch_weights`;
+            None: 1. The normalisers are unchanged, so a masked token counts as a zero loss.
 
     Returns:
         ``(loss, stats)``. ``loss`` is a differentiable 0-d tensor. ``stats`` holds floats:
@@ -289,6 +293,8 @@ def grpo_loss(
     """
     norms = {"num_tokens": num_tokens, "num_seqs": num_seqs, "seq_len_norm": seq_len_norm}
     per_token, pstats = clipped_policy_loss(logprobs, old_logprobs, advantages, mask, clip_low, clip_high)
+    if token_weights is not None:
+        per_token = per_token * token_weights.detach()
     policy = aggregate(per_token, mask, agg_mode, **norms)
     loss = policy
     zero = policy.detach().new_zeros(())

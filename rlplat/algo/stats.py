@@ -7,13 +7,14 @@ reduces follows from what it measures:
 * ``loss/*``: each micro-batch's share of the global loss (``algo.losses.aggregate`` normalises by
   the whole optimizer step), so shares add up over micro-batches and ranks to the step's loss;
   optimizer steps are then averaged.
-* ``*/max``: maxima.
+* ``*/max`` and ``*_max``: maxima.
 * everything else: masked means over a micro-batch's tokens, averaged weighted by the micro-batch's
   sequences.
 * ``grad_norm``: already global (DeepSpeed all-reduces it), so rank 0's, averaged over steps.
 
-The first optimizer step sees the weights that generated the samples, so its ``approx_kl`` measures
-the engine/learner numerical mismatch (FP8 vs BF16 on GPU, kernels on CPU): ``mismatch/approx_kl``.
+``mismatch/*`` keys (the engine/learner mismatch, ``algo.mismatch``) come from the optimizer steps
+that measured them: every one when the learners' old log-probs were recomputed, else the first
+(which sees the weights that generated the samples).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def reduce_optimizer_step(ranks: Sequence[RankStepStats]) -> dict[str, float]:
         values = [m.values[key] for m in micro]
         if key.startswith("loss/"):
             out[key] = sum(values)
-        elif key.endswith("/max"):
+        elif _is_max(key):
             out[key] = max(values)
         else:
             out[key] = sum(v * m.rows for v, m in zip(values, micro)) / rows
@@ -44,7 +45,11 @@ def reduce_optimizer_step(ranks: Sequence[RankStepStats]) -> dict[str, float]:
 def reduce_train_step(steps: Sequence[Sequence[RankStepStats]]) -> dict[str, float]:
     """A GRPO step's training metrics from its optimizer steps (each a list of rank reports)."""
     per_step = [reduce_optimizer_step(ranks) for ranks in steps]
-    out = {k: (max if k.endswith("/max") else statistics.fmean)(s[k] for s in per_step) for k in per_step[0]}
-    out["mismatch/approx_kl"] = per_step[0]["approx_kl"]
+    keys = dict.fromkeys(k for s in per_step for k in s)
+    out = {k: (max if _is_max(k) else statistics.fmean)(s[k] for s in per_step if k in s) for k in keys}
     out["optimizer_steps"] = float(len(per_step))
     return out
+
+
+def _is_max(key: str) -> bool:
+    return key.endswith(("/max", "_max"))

@@ -94,8 +94,11 @@ class RolloutConfig:
     # On CPU this fraction reserves host RAM for the KV cache; about 0.2 works (DESIGN.md).
     gpu_memory_utilization: float = 0.2
     max_model_len: int = 256
-    # None: use the learner dtype. "fp8": vLLM online FP8 (GPU only).
-    quantization: Literal["fp8"] | None = None
+    # "full": the engines hold the learner's dtype. "fp8": the weight sync sends FP8 (e4m3) linear
+    # weights with per-tensor scales (embeddings, lm_head and norms stay full); on GPU vLLM runs its
+    # FP8 kernels, on CPU (no FP8 kernels) the engine dequantizes them, so generation sees
+    # FP8-rounded weights: ``rollout/fp8_emulated`` is 1 and no speed follows from it.
+    precision: Literal["full", "fp8"] = "full"
     enforce_eager: bool = True
     # Off by default: a recomputed prefix and a cached one differ in the last float bits, which
     # would make resumed runs diverge from uninterrupted ones.
@@ -133,6 +136,32 @@ class LearnerConfig:
 
 
 @dataclass(frozen=True)
+class MismatchConfig:
+    """Correction of the engine/learner mismatch (``rlplat.algo.mismatch``; docs/fp8.md)."""
+
+    # "off": nothing; "log": metrics only; "tis": truncated importance sampling; "mis": masked.
+    mode: Literal["off", "log", "tis", "mis"] = "log"
+    # TIS weight cap C in min(pi_old / pi_rollout, C) (Yao et al. 2025 use 2).
+    tis_cap: float = 2.0
+    # MIS keeps tokens (or, level=sequence, sequences by their geometric-mean ratio) whose ratio
+    # lies in [mis_lower, mis_upper] (IcePop: [0.5, 2]).
+    mis_lower: float = 0.5
+    mis_upper: float = 2.0
+    level: Literal["token", "sequence"] = "token"
+    # Guardrail for FP8 rollouts: when mismatch/kl stays above guard_kl for guard_steps consecutive
+    # steps, "fallback" switches the engines to full precision at the next sync, "stop" ends the run
+    # with a checkpoint. guard_kl null: off.
+    guard_kl: float | None = 0.05
+    guard_steps: int = 3
+    guard_action: Literal["fallback", "stop"] = "fallback"
+
+    @property
+    def needs_learner_logprobs(self) -> bool:
+        """Whether every optimizer step needs the learner's old log-probs (not only the first)."""
+        return self.mode in ("tis", "mis")
+
+
+@dataclass(frozen=True)
 class GRPOConfig:
     """The GRPO algorithm (paper: 72 prompts x 16 samples, global batch 576)."""
 
@@ -150,6 +179,11 @@ class GRPOConfig:
     clip_high: float = 0.28
     loss_agg: Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum"] = "token_mean"
     kl_coef: float = 0.0
+    # The PPO ratio's "old" log-probs: the engine's ("rollout") or the learner's own under the
+    # weights that generated the samples ("learner": decoupled PPO, the engine's log-probs then
+    # serve only the mismatch correction). None: "learner" when rollout.precision=fp8, else "rollout".
+    old_logprobs: Literal["rollout", "learner"] | None = None
+    mismatch: MismatchConfig = field(default_factory=MismatchConfig)
     # Held-out evaluation: every ``eval_every`` steps (and at the last step) the engines sample
     # ``eval_samples`` completions for each of ``eval_prompts`` prompts that are held out of
     # training, logged as ``eval/pass_rate`` (0 and 0: off).
@@ -354,3 +388,10 @@ class Config:
     timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+    @property
+    def old_logprobs(self) -> Literal["rollout", "learner"]:
+        """``grpo.old_logprobs`` resolved: unset means "learner" for FP8 rollouts, else "rollout"."""
+        if self.grpo.old_logprobs is not None:
+            return self.grpo.old_logprobs
+        return "learner" if self.rollout.precision == "fp8" else "rollout"

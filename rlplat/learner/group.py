@@ -80,6 +80,13 @@ class LearnerGroup:
         refs = [w.train_step.remote(s, (faults or {}).get(r)) for r, (w, s) in enumerate(zip(self.workers, shards))]
         return wait_all(calls(refs, self.workers, self.names), "train", timeout_s, self.heartbeat_s, interrupt)
 
+    def old_logprobs(self, shards: Sequence[TrainShard], timeout_s: float,
+                     interrupt: Callable[[], bool] | None = None) -> list[TrainShard]:
+        """The shards with each sequence's ``learner_logprobs`` filled in by its rank, under the
+        weights the learners hold now (call it before the step's first optimizer step)."""
+        refs = [w.old_logprobs.remote(s) for w, s in zip(self.workers, shards)]
+        return wait_all(calls(refs, self.workers, self.names), "train", timeout_s, self.heartbeat_s, interrupt)
+
     def sft_step(self, shards: Sequence[TrainShard], lr: float, timeout_s: float) -> list[RankStepStats]:
         """One supervised step at learning rate ``lr``; returns every rank's report."""
         refs = [w.sft_step.remote(s, lr) for w, s in zip(self.workers, shards)]

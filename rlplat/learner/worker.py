@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 import torch
 
 from rlplat.algo import grpo_loss, kl_k3, masked_mean, token_logprobs
-from rlplat.algo.batching import MicroBatch, micro_batches
+from rlplat.algo.batching import MicroBatch, collate, micro_batches
+from rlplat.algo.mismatch import mismatch_weights
 from rlplat.config.schema import GRPOConfig, LearnerConfig
 from rlplat.faults import FaultKind, inject
 from rlplat.sync.buckets import pack, plan_buckets
+from rlplat.sync.fp8 import SCALE_SUFFIX, export_metas, quantized_items
 from rlplat.sync.transport import bucket_paths, remove_files, write_bucket
 from rlplat.types import ExportPlan, MicroStats, RankStepStats, SyncManifest, TrainShard
 
@@ -45,6 +47,8 @@ class LearnerSpec:
     seed: int
     collective_timeout_s: float
     gradient_checkpointing: bool = False
+    # The PPO ratio's old log-probs (``grpo.old_logprobs`` resolved: never None here).
+    old_logprobs: str = "rollout"
 
 
 class LearnerWorker:
@@ -156,13 +160,43 @@ class LearnerWorker:
         self.engine.step()
         return RankStepStats(tuple(micro), float(self.engine.get_global_grad_norm() or 0.0))
 
+    @torch.no_grad()
+    def old_logprobs(self, shard: TrainShard) -> TrainShard:
+        """``shard`` with every sequence's ``learner_logprobs``: the log-probs of its completion
+        under the weights held now (decoupled PPO's old policy). All ranks call it together."""
+        self.engine.eval()
+        out = []
+        for i in range(0, len(shard.sequences), self.spec.learner.micro_batch_size):
+            seqs = shard.sequences[i:i + self.spec.learner.micro_batch_size]
+            mb = collate(seqs, self.pad_id).to(self._device())
+            lp = token_logprobs(self._logits(self.engine, mb), mb.input_ids[:, 1:],
+                                temperature=self.spec.temperature).float().cpu()
+            for row, seq in enumerate(seqs):
+                start = len(seq.prompt_ids) - 1
+                out.append(replace(seq, learner_logprobs=tuple(lp[row, start:start + len(seq.completion_ids)].tolist())))
+        return replace(shard, sequences=tuple(out))
+
     def _grpo_micro_step(self, mb: MicroBatch, shard: TrainShard) -> dict[str, float]:
         g, temperature = self.spec.grpo, self.spec.temperature
         logits = self._logits(self.engine, mb)
         logprobs = token_logprobs(logits, mb.input_ids[:, 1:], temperature=temperature)
         ref_lp = self._ref_logprobs(mb) if self.ref is not None else None
+        # The learner's old log-probs: recomputed by the driver's request, or, while the learners
+        # still hold the weights that generated the samples, this very forward pass.
+        learner_old = mb.learner_logprobs if mb.learner_logprobs is not None else (
+            logprobs.detach() if shard.on_policy else None)
+        weights, mismatch = None, dict[str, torch.Tensor]()
+        if learner_old is not None and g.mismatch.mode != "off":
+            weights, mismatch = mismatch_weights(learner_old, mb.old_logprobs, mb.loss_mask, g.mismatch)
+        old = mb.old_logprobs
+        if self.spec.old_logprobs == "learner":
+            if learner_old is None:
+                raise RuntimeError("grpo.old_logprobs=learner needs the learner's old log-probs on every "
+                                   "optimizer step after the first (LearnerGroup.old_logprobs)")
+            old = learner_old
         loss, stats = grpo_loss(
-            logprobs, mb.old_logprobs, mb.advantages, mb.loss_mask,
+            logprobs, old, mb.advantages, mb.loss_mask,
+            token_weights=weights if g.mismatch.needs_learner_logprobs else None,
             clip_low=g.clip_low, clip_high=g.clip_high, agg_mode=g.loss_agg,
             ref_logprobs=ref_lp, kl_coef=g.kl_coef, logits=logits, temperature=temperature,
             num_tokens=float(shard.num_tokens), num_seqs=float(shard.num_seqs),
@@ -177,6 +211,7 @@ class LearnerWorker:
             # Without a reference model, ``kl`` reports the drift between the rollout policy and
             # the learner (k3 of old vs new logprobs), so the key is always meaningful.
             stats["kl"] = float(masked_mean(kl_k3(logprobs.detach(), mb.old_logprobs), mb.loss_mask))
+        stats.update({k: float(v) for k, v in mismatch.items()})
         return stats
 
     def _logits(self, model: Any, mb: MicroBatch) -> torch.Tensor:
@@ -222,16 +257,18 @@ class LearnerWorker:
         remove_files(self._written)
         self._written = ()
         named = list(self.engine.module.named_parameters())
-        metas = [(n, p.dtype, tuple(getattr(p, "ds_shape", p.shape))) for n, p in named]
+        metas = export_metas([(n, p.dtype, tuple(getattr(p, "ds_shape", p.shape))) for n, p in named], plan.fp8)
         specs = plan_buckets(metas, plan.bucket_bytes)
         paths = bucket_paths(plan.shm_dir, plan.tag, plan.version, len(specs))
         params = dict(named)
         refs = []
         for spec, path in zip(specs, paths):
-            group = [params[e.name] for e in spec.entries]
+            group = list({id(p): p for p in (params[e.name.removesuffix(SCALE_SUFFIX)] for e in spec.entries)}.values())
             with _gathered(self.engine, group):
                 if self.rank in plan.shm_writer_ranks or (plan.object_store and self.rank == 0):
-                    buf = pack(spec, {e.name: params[e.name].data for e in spec.entries})
+                    names = dict.fromkeys(e.name.removesuffix(SCALE_SUFFIX) for e in spec.entries)
+                    tensors = ((n, params[n].data) for n in names)
+                    buf = pack(spec, dict(quantized_items(tensors) if plan.fp8 else tensors))
                     if self.rank in plan.shm_writer_ranks:
                         write_bucket(path, buf)
                     if plan.object_store and self.rank == 0:

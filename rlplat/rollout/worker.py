@@ -85,7 +85,9 @@ class RolloutWorker:
             tensor_parallel_size=r.tensor_parallel_size,
             gpu_memory_utilization=r.gpu_memory_utilization,
             max_model_len=r.max_model_len,
-            quantization=r.quantization,
+            # FP8 kernels exist on GPU only; a CPU engine computes with the FP8-rounded weights the
+            # sync sends (rlplat.rollout.extension), which emulates FP8 weight numerics.
+            quantization="fp8" if r.precision == "fp8" and spec.device == "gpu" else None,
             enforce_eager=r.enforce_eager,
             enable_prefix_caching=r.enable_prefix_caching,
             **_batching_args(spec),
@@ -155,7 +157,7 @@ class RolloutWorker:
         try:
             if self.sleeping:
                 self.llm.wake_up(tags=["weights"])
-            counts = self.llm.collective_rpc("rlplat_load_buckets", args=(manifest.specs, paths))
+            counts = self.llm.collective_rpc("rlplat_load_buckets", args=(manifest.specs, paths, self.spec.dtype))
         finally:
             if own_copy:
                 remove_files(paths)

@@ -68,7 +68,7 @@ def estimate_memory(cfg: Config) -> MemoryEstimate:
     optimizer = p * opt_bytes / (dp if stage >= 1 else 1)
     # The frozen reference is sharded like the policy under ZeRO-3, whole otherwise.
     reference = (weights if stage >= 3 else p * b) if cfg.learner.reference_model else 0.0
-    eb = _BYTES["fp8" if cfg.rollout.quantization == "fp8" else cfg.model.dtype]
+    eb = _BYTES["fp8" if cfg.rollout.precision == "fp8" else cfg.model.dtype]
     engine_w = p * eb / cfg.rollout.tensor_parallel_size
     if cfg.cluster.device == "cpu":
         kv = float(cfg.rollout.cpu_kvcache_gib * GIB)  # VLLM_CPU_KVCACHE_SPACE
@@ -99,7 +99,7 @@ def describe(cfg: Config) -> str:
         f"Learners: DeepSpeed ZeRO-{cfg.learner.zero_stage}, data parallel {plan.num_learners}, "
         f"{cfg.model.dtype} weights, micro-batch {cfg.learner.micro_batch_size}",
         f"Engines: {plan.num_engines} x vLLM TP{r.tensor_parallel_size}, generation "
-        f"{r.quantization or cfg.model.dtype}, temperature {r.sampling.temperature}, top_p {r.sampling.top_p}, "
+        f"{'fp8' if r.precision == 'fp8' else cfg.model.dtype}, temperature {r.sampling.temperature}, top_p {r.sampling.top_p}, "
         f"max {r.sampling.max_new_tokens} new tokens",
         f"GRPO step: {g.prompts_per_step} prompts x {g.samples_per_prompt} samples = "
         f"{g.prompts_per_step * g.samples_per_prompt}, global batch {g.global_batch} -> {steps} optimizer "

@@ -33,7 +33,7 @@ def learner_spec(cfg: Config, model_path: str, lr: float) -> LearnerSpec:
         grpo=cfg.grpo, temperature=cfg.rollout.sampling.temperature,
         max_response_tokens=cfg.rollout.sampling.max_new_tokens, lr=lr, world_size=0,
         master_addr="", master_port=0, seed=cfg.seed, collective_timeout_s=cfg.timeouts.train_s,
-        gradient_checkpointing=cfg.model.gradient_checkpointing,
+        gradient_checkpointing=cfg.model.gradient_checkpointing, old_logprobs=cfg.old_logprobs,
     )
 
 

@@ -28,12 +28,17 @@ class WeightSync:
     """Publishes learner weights to every engine; ``version`` increases by one per sync.
 
     Version 0 is the weights the engines started from (the stage's input model directory, which
-    the learners loaded too), so a fresh run needs no sync before its first step.
+    the learners loaded too), so a fresh full-precision run needs no sync before its first step.
+
+    ``fp8``: send linear weights as FP8 (``rollout.precision=fp8``; the mismatch guardrail may turn
+    it off); ``engines_fp8``: whether the engines hold FP8 weights now (after the last sync).
     """
 
     def __init__(self, cfg: SyncConfig, learners: LearnerGroup, rollouts: RolloutGroup, tag: str,
-                 version: int = 0) -> None:
+                 version: int = 0, fp8: bool = False) -> None:
         self.cfg = cfg
+        self.fp8 = fp8
+        self.engines_fp8 = False
         self.learners = learners
         self.rollouts = rollouts
         self.tag = tag
@@ -49,11 +54,11 @@ class WeightSync:
         version = self.version + 1 if version is None else version
         engine_nodes = self.rollouts.node_ids()
         learner_nodes = self.learners.node_ids()
-        plan = plan_export(self.cfg, learner_nodes, engine_nodes, version, self.tag)
+        plan = plan_export(self.cfg, learner_nodes, engine_nodes, version, self.tag, self.fp8)
         shm_nodes = frozenset(learner_nodes[r] for r in plan.shm_writer_ranks)
         manifest = replace(self.learners.export_weights(plan, timeout_s), shm_nodes=shm_nodes)
         self.last_nbytes = manifest.nbytes
         self.rollouts.load_weights(manifest, timeout_s, faults)
-        self.version = version
+        self.version, self.engines_fp8 = version, plan.fp8
         n_shm = sum(n in shm_nodes for n in engine_nodes)
         return SyncReport(version, time.perf_counter() - start, manifest.nbytes, n_shm, len(engine_nodes) - n_shm)

@@ -31,6 +31,7 @@ from curricula import (
 )
 from rlplat.algo.batching import split_for_ranks
 from rlplat.algo.grpo import advantages, minibatches, rollout_metrics, train_sequences
+from rlplat.algo.mismatch import guard_step
 from rlplat.algo.stats import reduce_train_step
 from rlplat.checkpoint import RunState, latest_checkpoint, load_run_state, save_checkpoint
 from rlplat.config.schema import Config
@@ -47,9 +48,15 @@ from rlplat.runtime.signals import Preempted, StopRequested
 from rlplat.runtime.stage_actors import StageActors
 from rlplat.runtime.weight_sync import SyncReport, WeightSync
 from rlplat.stages.base import KEPT_UIDS, PASS_RATE_TABLE, StageContext, StageManifest
-from rlplat.types import ScoredGroup, TrainSequence
+from rlplat.types import ScoredGroup, TrainSequence, TrainShard
 
 log = logging.getLogger(__name__)
+
+
+class MismatchGuardStop(RuntimeError):
+    """The FP8 mismatch guardrail stopped the run (``grpo.mismatch.guard_action=stop``)."""
+
+
 # Replacement draws for dropped prompts get their own sampling seeds (attempt numbers) and are
 # bounded, so a dataset full of bad prompts ends in an error instead of a loop.
 _REPLACEMENT_ATTEMPTS = 1000
@@ -112,11 +119,23 @@ class GRPOLoop:
         self.learners, self.rollouts, self.scorer = actors.learner_group, actors.rollout_group, actors.reward_scorer
         self.prompts, self.evaluation, self.curriculum = prompts, evaluation, curriculum
         self.fault_log, self.faults = actors.fault_log, parse_faults(self.cfg.faults.inject)
-        self.weight_sync = WeightSync(self.cfg.sync, self.learners, self.rollouts, tag=run_tag(ctx.run_dir))
-        self.state = self._restore() if ctx.resume else RunState(0, 0, curriculum.state_dict())
+        # FP8 rollouts until the mismatch guardrail (if ever, this run) switched them off.
+        fp8 = self.cfg.rollout.precision == "fp8" and self.fault_log.fp8_fallbacks == 0
+        self.weight_sync = WeightSync(self.cfg.sync, self.learners, self.rollouts, tag=run_tag(ctx.run_dir), fp8=fp8)
+        if fp8:
+            log.warning("rollout.precision=fp8 on %s: %s", self.cfg.cluster.device, "vLLM FP8 kernels, weights sent as "
+                        "FP8 (untested on this project's CPU CI)" if self.cfg.cluster.device == "gpu" else "no FP8 "
+                        "kernels on CPU, so the engines compute with FP8-rounded weights (emulated; no speed-up)")
+        self.state = self._restore() if ctx.resume else self._fresh_state()
         self.saved_step = self.state.step  # the newest step with a complete checkpoint (0: none)
         self.learners_ahead = False  # True while the learners hold weights newer than ``state``
         self.metrics = MetricsLogger(self.run_dir, self.cfg.grpo.total_steps, self.state.step)
+
+    def _fresh_state(self) -> RunState:
+        """A new run's state; FP8 engines get the initial weights FP8-rounded (version 0 again)."""
+        if self.weight_sync.fp8:
+            self.weight_sync.sync(self.cfg.timeouts.sync_s, version=0)
+        return RunState(0, 0, self.curriculum.state_dict())
 
     def run(self) -> None:
         """Steps ``state.step + 1 .. total_steps``; checkpoints every ``checkpoint.every`` and on a signal."""
@@ -131,7 +150,7 @@ class GRPOLoop:
                                     f"continue with resume={self.run_dir}")
         except Interrupted as err:
             raise self._preempted(err) from err
-        except (RolloutRestartLimit, RewardRestartLimit, PhaseTimeout, ActorFailure) as err:
+        except (RolloutRestartLimit, RewardRestartLimit, PhaseTimeout, ActorFailure, MismatchGuardStop) as err:
             self._checkpoint_after_failure(err)
             raise
         finally:
@@ -154,12 +173,13 @@ class GRPOLoop:
         # The learners now hold the next version: from here a checkpoint of this state loses nothing.
         self.state = RunState(step, self.weight_sync.version + 1, self.curriculum.state_dict())
         self.learners_ahead = False
-        extra = {**reward_counters, **dynamic, **self.curriculum.metrics()}
+        extra = {**reward_counters, **dynamic, **self.curriculum.metrics(), **self.precision_metrics()}
         with timer.phase("sync"):
             sync = self.sync(step, groups, timer, train, extra)
         timer.stop()  # the step's time excludes evaluation (``time/eval_s``)
         evaluation = self.evaluation.run(self.rollouts, self.scorer) if self.evaluation.due(step) else {}
         self.metrics.log(step_line(step, groups, timer, train, sync, {**extra, **self.fault_log.metrics(), **evaluation}))
+        self.guard(train)
         return self.state
 
     def generate_and_score(self, idx: Sequence[int], step: int, attempt: int, timer: PhaseTimer) -> list[ScoredGroup]:
@@ -202,16 +222,55 @@ class GRPOLoop:
         return fill_batch(kept, dropped, want), seen, metrics
 
     def train(self, seqs: Sequence[TrainSequence], step: int) -> dict[str, float]:
-        """``samples / global_batch`` optimizer steps over a seeded shuffle; returns their statistics."""
+        """``samples / global_batch`` optimizer steps over a seeded shuffle; returns their statistics.
+
+        The first optimizer step sees the weights that generated the samples (``on_policy``), so
+        its forward pass gives the learner's old log-probs; later ones need them recomputed first
+        when the ratio (``grpo.old_logprobs=learner``) or the mismatch correction uses them."""
         cfg, learners = self.cfg, self.learners
         self._drive("train", step)
         if cfg.cluster.device == "gpu" and cfg.rollout.sleep_between_phases:
             self.rollouts.sleep(cfg.timeouts.sync_s)
         faults, overdue = self._take("learner", "train", step), self.stop.overdue(cfg.faults.preempt_grace_s)
-        reports = [learners.train_step(split_for_ranks(batch, learners.world_size), cfg.timeouts.train_s,
-                                       faults if k == 0 else None, overdue)
-                   for k, batch in enumerate(minibatches(seqs, cfg.grpo.global_batch, cfg.seed, step))]
+        batches = minibatches(seqs, cfg.grpo.global_batch, cfg.seed, step)
+        if len(batches) > 1 and (cfg.old_logprobs == "learner" or cfg.grpo.mismatch.needs_learner_logprobs):
+            batches = minibatches(self.with_learner_logprobs(seqs, overdue), cfg.grpo.global_batch, cfg.seed, step)
+        reports = [learners.train_step(split_for_ranks(batch, learners.world_size, on_policy=k == 0),
+                                       cfg.timeouts.train_s, faults if k == 0 else None, overdue)
+                   for k, batch in enumerate(batches)]
         return reduce_train_step(reports)
+
+    def with_learner_logprobs(self, seqs: Sequence[TrainSequence], overdue: Any) -> list[TrainSequence]:
+        """``seqs`` (same order) with the learners' log-probs under the weights they hold now."""
+        world = self.learners.world_size
+        shards = [TrainShard(tuple(seqs[r::world]), 1, 1) for r in range(world)]
+        out: list[TrainSequence] = list(seqs)
+        for r, shard in enumerate(self.learners.old_logprobs(shards, self.cfg.timeouts.train_s, overdue)):
+            out[r::world] = shard.sequences
+        return out
+
+    def precision_metrics(self) -> dict[str, float]:
+        """``rollout/fp8_emulated``: 1 while CPU engines generate with FP8-rounded weights."""
+        return {"rollout/fp8_emulated": float(self.weight_sync.engines_fp8 and self.cfg.cluster.device == "cpu")}
+
+    def guard(self, train: dict[str, float]) -> None:
+        """The FP8 mismatch guardrail (``grpo.mismatch.guard_*``), after a logged step: switch the
+        engines to full precision from the next sync on, or stop with a checkpoint."""
+        rule = self.cfg.grpo.mismatch
+        if not self.weight_sync.fp8 or "mismatch/kl" not in train:
+            return
+        self.fault_log.kl_streak, tripped = guard_step(self.fault_log.kl_streak, train["mismatch/kl"], rule)
+        if not tripped:
+            return
+        what = (f"mismatch/kl above grpo.mismatch.guard_kl={rule.guard_kl} for {rule.guard_steps} consecutive "
+                f"steps (now {train['mismatch/kl']:.4g})")
+        self.fault_log.fp8_fallbacks += 1
+        self.fault_log.record("sync", "rollout engines", what, 0.0, rule.guard_action)
+        if rule.guard_action == "stop":
+            raise MismatchGuardStop(f"{what}; stopped with a checkpoint (resume with rollout.precision=full, or "
+                                    f"a correction: grpo.mismatch.mode=tis)")
+        log.warning("%s: the engines go back to full precision from the next weight sync on", what)
+        self.weight_sync.fp8 = False
 
     def sync(self, step: int, groups: Sequence[ScoredGroup], timer: PhaseTimer, train: dict[str, float],
              extra: dict[str, float]) -> SyncReport:

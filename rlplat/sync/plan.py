@@ -9,7 +9,7 @@ from rlplat.types import ExportPlan
 
 
 def plan_export(cfg: SyncConfig, learner_nodes: Sequence[str], engine_nodes: Sequence[str], version: int,
-                tag: str) -> ExportPlan:
+                tag: str, fp8: bool = False) -> ExportPlan:
     """Choose writers: the lowest learner rank on each engine node writes /dev/shm files; engines
     on nodes without a learner (or all engines, with ``transport=object_store``) read from the
     Ray object store.
@@ -26,4 +26,5 @@ def plan_export(cfg: SyncConfig, learner_nodes: Sequence[str], engine_nodes: Seq
     if remote and cfg.transport == "shm":
         raise RuntimeError("sync.transport=shm but some rollout engines share no node with a learner; "
                          "use sync.transport=auto")
-    return ExportPlan(version, tag, cfg.shm_dir, frozenset(writers.values()), bool(remote), cfg.bucket_mb << 20)
+    return ExportPlan(version, tag, cfg.shm_dir, frozenset(writers.values()), bool(remote), cfg.bucket_mb << 20,
+                      fp8)

@@ -32,6 +32,10 @@ def test_every_step_logs_the_contract_keys(reference_run: Path) -> None:
     assert rows[0]["optimizer_steps"] == 2  # 8 prompts x 4 samples / global batch 16
     # Every sample of the step was scored once, and the pool's counters cover exactly those.
     assert all(r["reward/samples"] == 8 * 4 for r in rows)
+    # Full precision measures its mismatch too (vLLM's CPU kernels against the learner's).
+    for r in rows:
+        assert r["rollout/fp8_emulated"] == 0 and r["mismatch/clipped_frac"] == 0  # mode=log: no correction
+        assert 0 <= r["mismatch/kl"] < 1e-3 and r["mismatch/ratio_max"] >= r["mismatch/ratio_mean"] > 0
 
 
 def test_run_directory_holds_config_checkpoints_model_and_report(reference_run: Path) -> None:

@@ -123,7 +123,7 @@ def test_ultra_holds_the_paper_recipe() -> None:
     cfg, _ = load(["+experiment=ultra_grpo", "dry_run=true"])
     g, c, r = cfg.grpo, cfg.cluster, cfg.rollout
     assert (c.num_nodes, c.devices_per_node, c.colocate) == (72, 8, True)
-    assert (r.tensor_parallel_size, r.quantization) == (8, "fp8")
+    assert (r.tensor_parallel_size, r.precision, cfg.old_logprobs) == (8, "fp8", "learner")
     assert (r.sampling.temperature, r.sampling.top_p) == (1.0, 1.0)
     assert (g.prompts_per_step, g.samples_per_prompt, g.global_batch) == (72, 16, 576)
     assert cfg.curriculum.name == "progressive" and cfg.reward.components == {"math": 1.0, "format": 0.1}
@@ -147,7 +147,12 @@ def test_wrong_type_is_rejected() -> None:
     (["grpo.global_batch=129", "grpo.prompts_per_step=129", "grpo.samples_per_prompt=1"], "grpo.global_batch"),
     (["grpo.samples_per_prompt=1", "grpo.global_batch=32"], "grpo.samples_per_prompt"),
     (["model.dtype=bfloat16"], "model.dtype"),
-    (["rollout.quantization=fp8"], "rollout.quantization"),
+    (["rollout.precision=fp4"], "rollout.precision"),
+    (["grpo.mismatch.mode=mis", "grpo.mismatch.mis_lower=1.5"], "grpo.mismatch.mis_lower"),
+    (["grpo.mismatch.mode=tis", "grpo.mismatch.tis_cap=0.5", "grpo.old_logprobs=learner"], "grpo.mismatch.tis_cap"),
+    (["grpo.mismatch.mode=mis"], "grpo.old_logprobs"),
+    (["rollout.precision=fp8", "grpo.mismatch.mode=mis", "grpo.old_logprobs=rollout"], "grpo.old_logprobs"),
+    (["grpo.mismatch.level=document"], "grpo.mismatch.level"),
     (["cluster.num_nodes=4"], "cluster.num_nodes"),
     (["model.path=/nonexistent/model"], "model.path"),
     (["stages=[grpo,nas]"], "stages"),

@@ -40,7 +40,7 @@ def test_the_fault_log_round_trips_through_its_state() -> None:
     restored.load_state(log.state())
     assert restored.state() == log.state()
     assert restored.metrics() == {"faults/rollout_restarts": 2.0, "faults/reward_restarts": 0.0,
-                                  "faults/dropped_prompts": 1.0, "faults/events": 1.0}
+                                  "faults/dropped_prompts": 1.0, "faults/events": 1.0, "faults/fp8_fallbacks": 0.0}
 
 
 def test_a_bad_prompt_is_dropped_and_its_failures_are_not_charged() -> None:

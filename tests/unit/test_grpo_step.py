@@ -72,10 +72,15 @@ def test_one_reduction_sums_loss_shares_maxes_maxima_and_weighs_means_by_rows() 
     assert out["ratio/max"] == 3.0 and out["grad_norm"] == 2.0
 
 
-def test_a_step_averages_its_optimizer_steps_and_keeps_the_first_for_mismatch() -> None:
-    first = [_rank([2], [{"loss/policy": 1.0, "approx_kl": 0.01, "ratio/max": 2.0}], 1.0)]
+def test_a_step_averages_its_optimizer_steps_and_takes_mismatch_from_those_that_measured_it() -> None:
+    first = [_rank([2], [{"loss/policy": 1.0, "approx_kl": 0.01, "ratio/max": 2.0, "mismatch/kl": 0.3,
+                          "mismatch/ratio_max": 1.5}], 1.0)]
     second = [_rank([2], [{"loss/policy": 3.0, "approx_kl": 0.09, "ratio/max": 1.0}], 3.0)]
     out = reduce_train_step([first, second])
     assert out["loss/policy"] == 2.0 and out["grad_norm"] == 2.0 and out["ratio/max"] == 2.0
-    assert out["approx_kl"] == pytest.approx(0.05) and out["mismatch/approx_kl"] == 0.01
+    assert out["approx_kl"] == pytest.approx(0.05)
+    assert out["mismatch/kl"] == 0.3 and out["mismatch/ratio_max"] == 1.5  # only the first measured it
+    third = [_rank([2], [{"loss/policy": 0.0, "mismatch/kl": 0.1, "mismatch/ratio_max": 2.5}], 1.0)]
+    both = reduce_train_step([first, third])
+    assert both["mismatch/kl"] == pytest.approx(0.2) and both["mismatch/ratio_max"] == 2.5  # "_max": maxima
     assert out["optimizer_steps"] == 2.0
