@@ -31,7 +31,6 @@ from curricula import (
 )
 from rlplat.algo.batching import split_for_ranks
 from rlplat.algo.grpo import advantages, minibatches, rollout_metrics, train_sequences
-from rlplat.algo.mismatch import guard_step
 from rlplat.algo.stats import reduce_train_step
 from rlplat.checkpoint import RunState, latest_checkpoint, load_run_state, save_checkpoint
 from rlplat.config.schema import Config
@@ -41,6 +40,7 @@ from rlplat.metrics import MetricsLogger, read_metrics, truncate_after
 from rlplat.models.hf import copy_tokenizer
 from rlplat.rollout.group import RolloutRestartLimit
 from rlplat.runtime.evaluation import HeldOutEval
+from rlplat.runtime.precision import MismatchGuardStop, PrecisionGuard, fp8_rollouts
 from rlplat.runtime.prompts import PromptSet, load_prompt_sets
 from rlplat.runtime.report import write_report
 from rlplat.runtime.scorer import RewardRestartLimit
@@ -51,10 +51,6 @@ from rlplat.stages.base import KEPT_UIDS, PASS_RATE_TABLE, StageContext, StageMa
 from rlplat.types import ScoredGroup, TrainSequence, TrainShard
 
 log = logging.getLogger(__name__)
-
-
-class MismatchGuardStop(RuntimeError):
-    """The FP8 mismatch guardrail stopped the run (``grpo.mismatch.guard_action=stop``)."""
 
 
 # Replacement draws for dropped prompts get their own sampling seeds (attempt numbers) and are
@@ -119,13 +115,9 @@ class GRPOLoop:
         self.learners, self.rollouts, self.scorer = actors.learner_group, actors.rollout_group, actors.reward_scorer
         self.prompts, self.evaluation, self.curriculum = prompts, evaluation, curriculum
         self.fault_log, self.faults = actors.fault_log, parse_faults(self.cfg.faults.inject)
-        # FP8 rollouts until the mismatch guardrail (if ever, this run) switched them off.
-        fp8 = self.cfg.rollout.precision == "fp8" and self.fault_log.fp8_fallbacks == 0
-        self.weight_sync = WeightSync(self.cfg.sync, self.learners, self.rollouts, tag=run_tag(ctx.run_dir), fp8=fp8)
-        if fp8:
-            log.warning("rollout.precision=fp8 on %s: %s", self.cfg.cluster.device, "vLLM FP8 kernels, weights sent as "
-                        "FP8 (untested on this project's CPU CI)" if self.cfg.cluster.device == "gpu" else "no FP8 "
-                        "kernels on CPU, so the engines compute with FP8-rounded weights (emulated; no speed-up)")
+        self.weight_sync = WeightSync(self.cfg.sync, self.learners, self.rollouts, tag=run_tag(ctx.run_dir),
+                                      fp8=fp8_rollouts(self.cfg, self.fault_log))
+        self.precision = PrecisionGuard(self.cfg, self.weight_sync, self.fault_log)
         self.state = self._restore() if ctx.resume else self._fresh_state()
         self.saved_step = self.state.step  # the newest step with a complete checkpoint (0: none)
         self.learners_ahead = False  # True while the learners hold weights newer than ``state``
@@ -173,13 +165,13 @@ class GRPOLoop:
         # The learners now hold the next version: from here a checkpoint of this state loses nothing.
         self.state = RunState(step, self.weight_sync.version + 1, self.curriculum.state_dict())
         self.learners_ahead = False
-        extra = {**reward_counters, **dynamic, **self.curriculum.metrics(), **self.precision_metrics()}
+        extra = {**reward_counters, **dynamic, **self.curriculum.metrics(), **self.precision.metrics()}
         with timer.phase("sync"):
             sync = self.sync(step, groups, timer, train, extra)
         timer.stop()  # the step's time excludes evaluation (``time/eval_s``)
         evaluation = self.evaluation.run(self.rollouts, self.scorer) if self.evaluation.due(step) else {}
         self.metrics.log(step_line(step, groups, timer, train, sync, {**extra, **self.fault_log.metrics(), **evaluation}))
-        self.guard(train)
+        self.precision.after_step(train)
         return self.state
 
     def generate_and_score(self, idx: Sequence[int], step: int, attempt: int, timer: PhaseTimer) -> list[ScoredGroup]:
@@ -249,28 +241,6 @@ class GRPOLoop:
             out[r::world] = shard.sequences
         return out
 
-    def precision_metrics(self) -> dict[str, float]:
-        """``rollout/fp8_emulated``: 1 while CPU engines generate with FP8-rounded weights."""
-        return {"rollout/fp8_emulated": float(self.weight_sync.engines_fp8 and self.cfg.cluster.device == "cpu")}
-
-    def guard(self, train: dict[str, float]) -> None:
-        """The FP8 mismatch guardrail (``grpo.mismatch.guard_*``), after a logged step: switch the
-        engines to full precision from the next sync on, or stop with a checkpoint."""
-        rule = self.cfg.grpo.mismatch
-        if not self.weight_sync.fp8 or "mismatch/kl" not in train:
-            return
-        self.fault_log.kl_streak, tripped = guard_step(self.fault_log.kl_streak, train["mismatch/kl"], rule)
-        if not tripped:
-            return
-        what = (f"mismatch/kl above grpo.mismatch.guard_kl={rule.guard_kl} for {rule.guard_steps} consecutive "
-                f"steps (now {train['mismatch/kl']:.4g})")
-        self.fault_log.fp8_fallbacks += 1
-        self.fault_log.record("sync", "rollout engines", what, 0.0, rule.guard_action)
-        if rule.guard_action == "stop":
-            raise MismatchGuardStop(f"{what}; stopped with a checkpoint (resume with rollout.precision=full, or "
-                                    f"a correction: grpo.mismatch.mode=tis)")
-        log.warning("%s: the engines go back to full precision from the next weight sync on", what)
-        self.weight_sync.fp8 = False
 
     def sync(self, step: int, groups: Sequence[ScoredGroup], timer: PhaseTimer, train: dict[str, float],
              extra: dict[str, float]) -> SyncReport:
