@@ -21,9 +21,9 @@ from rlplat.metrics import read_metrics
 
 pytestmark = pytest.mark.slow
 HEARTBEAT_S = 5.0
-# A heartbeat failure is declared after HEARTBEAT_S plus a probe interval; a tenth of the phase
-# deadline separates that from the deadline path whatever the machine's load.
-DETECT_BOUND_S = 60.0
+# The behaviour under test (issue 9): a frozen actor is declared failed within the heartbeat
+# timeout plus 5 s (a probe interval and the machine's scheduling slack), not at the phase deadline.
+DETECT_BOUND_S = HEARTBEAT_S + 5.0
 
 
 def _grpo(reference_run: Path, run_dir: Path, *inject: str, extra: tuple[str, ...] = (),
@@ -57,7 +57,7 @@ def test_frozen_engine_dead_engine_and_frozen_scorer_are_replaced_and_lose_nothi
     assert (scorer["step"], scorer["actor"]) == (4, "reward scorer")
     for event in (frozen, scorer):
         # Noticed by the heartbeat (the only path that says "stopped answering"), long before the
-        # phase deadlines (600 s); the bound leaves a loaded machine's scheduling slack.
+        # phase deadlines (600 s).
         assert "stopped answering" in str(event["what"])
         assert float(event["detect_s"]) < DETECT_BOUND_S  # type: ignore[arg-type]
     assert _last(run, "faults/rollout_restarts") == 2 and _last(run, "faults/reward_restarts") == 1
