@@ -76,6 +76,17 @@ def _check_paths(cfg: Config) -> None:
             validate_dataset_file(cfg.data.file)
         except DataError as err:
             raise ConfigError("data.file", str(err), "correct the file or the data.file field mapping.") from err
+    if "sft" in cfg.stages:
+        from rlplat.data.datasets import DataError
+        from rlplat.data.sft import check_sft_file
+
+        if not cfg.sft.data:
+            raise ConfigError("sft.data", "the sft stage needs a data file.", "set sft.data to a .jsonl, .json "
+                              "or .parquet file of input/output/reasoning rows (rlplat/data/sft.py).")
+        try:
+            check_sft_file(cfg.sft.data)
+        except DataError as err:
+            raise ConfigError("sft.data", str(err), "correct the file (rlplat/data/sft.py states the rules).") from err
     for field, path, what in (("data.keep_uids", cfg.data.keep_uids, "the kept_uids.txt"),
                               ("curriculum.pass_rate_table", cfg.curriculum.pass_rate_table, "the pass-rate table")):
         if path and not Path(path).is_file():

@@ -25,6 +25,8 @@ class MicroBatch:
     Shapes: ``input_ids``/``attention_mask`` ``[B, L]``; ``loss_mask``/``old_logprobs``
     ``[B, L-1]`` aligned with next-token targets ``input_ids[:, 1:]``; ``advantages`` ``[B]``;
     ``learner_logprobs`` like ``old_logprobs`` when every sequence carries them, else None.
+    Packed rows (``rlplat.algo.packing``) carry a ``[B, 1, L, L]`` bool ``attention_mask`` and
+    ``position_ids`` ``[B, L]`` that restart at each example.
     """
 
     input_ids: torch.Tensor
@@ -33,12 +35,14 @@ class MicroBatch:
     old_logprobs: torch.Tensor
     advantages: torch.Tensor
     learner_logprobs: torch.Tensor | None = None
+    position_ids: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> MicroBatch:
         """The same tensors on ``device`` (no copy when they are there already)."""
         learner = None if self.learner_logprobs is None else self.learner_logprobs.to(device)
+        positions = None if self.position_ids is None else self.position_ids.to(device)
         return MicroBatch(self.input_ids.to(device), self.attention_mask.to(device), self.loss_mask.to(device),
-                          self.old_logprobs.to(device), self.advantages.to(device), learner)
+                          self.old_logprobs.to(device), self.advantages.to(device), learner, positions)
 
 
 def num_optimizer_steps(prompts: int, samples_per_prompt: int, global_batch: int) -> int:

@@ -194,12 +194,18 @@ class GRPOConfig:
 
 @dataclass(frozen=True)
 class SFTConfig:
-    """Supervised warm start (stage ``warmstart``; the tiny default uses it so that the pass rate
-    starts above zero)."""
+    """Supervised training: the ``warmstart`` stage (built-in task; the tiny default uses it so
+    that the pass rate starts above zero) and the ``sft`` stage (a file with the reasoning toggle)."""
 
     steps: int = 500
     batch_size: int = 64
     lr: float = 3e-3
+    # The sft stage's data: a local .jsonl/.json/.parquet file shaped like the Llama-Nemotron
+    # post-training dataset (input, output, reasoning on/off, system_prompt; rlplat/data/sft.py).
+    data: str | None = None
+    # Pack examples into rows of at most this many tokens, attention kept within each example
+    # (rlplat/algo/packing.py): no compute goes to padding. None: one padded row per example.
+    pack_tokens: int | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ def validate(cfg: Config) -> None:
     _check_data(cfg)
     _check_faults(cfg)
     _check_mismatch(cfg)
+    _check_packing(cfg)
 
 
 def learner_world_size(cfg: Config) -> int:
@@ -111,6 +112,17 @@ def _check_mismatch(cfg: Config) -> None:
     if m.guard_kl is not None:
         _positive("grpo.mismatch.guard_kl", m.guard_kl)
         _positive("grpo.mismatch.guard_steps", m.guard_steps)
+
+
+def _check_packing(cfg: Config) -> None:
+    if cfg.sft.pack_tokens is None:
+        return
+    _positive("sft.pack_tokens", cfg.sft.pack_tokens)
+    if cfg.learner.zero_stage == 3:
+        # Packed ranks may hold different numbers of rows, and ZeRO-3 gathers weights in every
+        # forward pass collectively: the rank with fewer micro-batches would leave the others waiting.
+        raise ConfigError("sft.pack_tokens", "packing is not supported with learner.zero_stage=3.",
+                          "set sft.pack_tokens=null, or learner.zero_stage to 0, 1 or 2.")
 
 
 def _check_stages(cfg: Config) -> None:

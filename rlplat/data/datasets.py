@@ -275,7 +275,8 @@ def _row_label(cfg: DatasetConfig, index: int) -> str:
     return f"row {index + 1}"
 
 
-def _row_error(cfg: DatasetConfig, index: int, field: str, problem: str, fix: str) -> DataError:
+def row_error(cfg: DatasetConfig, index: int, field: str, problem: str, fix: str) -> DataError:
+    """A ``DataError`` naming the file, row ``index`` (0-based; shown 1-based, with the JSONL line) and ``field``."""
     return DataError(_path(cfg), problem, fix, row=_row_label(cfg, index), field=field)
 
 
@@ -292,7 +293,7 @@ def _question(cfg: DatasetConfig, row: dict[str, Any], index: int) -> str:
         f"fill in or drop that row, or set {_KEY}.prompt_field to the column that holds "
         f"the question; available fields: {sorted(row.keys())}"
     )
-    raise _row_error(cfg, index, cfg.prompt_field, problem, fix)
+    raise row_error(cfg, index, cfg.prompt_field, problem, fix)
 
 
 def _number_to_str(value: float) -> str:
@@ -308,20 +309,20 @@ def _reference(cfg: DatasetConfig, row: dict[str, Any], index: int) -> Any:
         f"fill in or drop that row, or set {_KEY}.answer_field; available fields: {sorted(row.keys())}"
     )
     if value is None:
-        raise _row_error(cfg, index, cfg.answer_field, "is missing", fix_field)
+        raise row_error(cfg, index, cfg.answer_field, "is missing", fix_field)
     if isinstance(value, bool) or not isinstance(value, (str, int, float, list, dict)):
         problem = f"must be a string or a number (or a list/object of code tests), found {_describe(value)}"
-        raise _row_error(cfg, index, cfg.answer_field, problem, fix_field)
+        raise row_error(cfg, index, cfg.answer_field, problem, fix_field)
     if isinstance(value, (int, float)):
         value = _number_to_str(value)
     if cfg.answer_format == "plain" and not isinstance(value, str):
         return value  # code tests (lists of asserts, {"input", "output"} cases) pass through
     extracted = extract_reference(value, cfg.answer_format) if isinstance(value, str) else None
     if cfg.answer_format == "plain" and not extracted:
-        raise _row_error(cfg, index, cfg.answer_field, "is an empty string", fix_field)
+        raise row_error(cfg, index, cfg.answer_field, "is an empty string", fix_field)
     if not extracted:
         marker = "'#### <answer>'" if cfg.answer_format == "gsm8k" else "'\\boxed{...}'"
-        raise _row_error(
+        raise row_error(
             cfg,
             index,
             cfg.answer_field,
@@ -336,7 +337,7 @@ def _row_system(cfg: DatasetConfig, row: dict[str, Any], index: int) -> str | No
         return None
     value = row[cfg.system_field]
     if not isinstance(value, str):
-        raise _row_error(
+        raise row_error(
             cfg,
             index,
             cfg.system_field,
@@ -352,7 +353,7 @@ def _uid(cfg: DatasetConfig, row: dict[str, Any], index: int) -> str:
     value = row.get(cfg.id_field)
     if value is None or isinstance(value, (bool, list, dict)):
         found = "nothing" if value is None else _describe(value)
-        raise _row_error(
+        raise row_error(
             cfg,
             index,
             cfg.id_field,
@@ -375,7 +376,7 @@ def _render(
     try:
         return render_prompt(build_messages(system, user), tokenizer)
     except Exception as err:  # jinja raises TemplateError, templates may raise anything
-        raise _row_error(
+        raise row_error(
             cfg,
             index,
             "chat_template",
@@ -394,7 +395,7 @@ def _to_item(
     system = system_prompt(cfg.thinking, _row_system(cfg, row, index))
     missing = [f for f in cfg.metadata_fields if f not in row]
     if missing:
-        raise _row_error(
+        raise row_error(
             cfg,
             index,
             missing[0],
@@ -419,7 +420,7 @@ def _check_unique_uids(cfg: DatasetConfig, items: list[PromptItem]) -> None:
     first: dict[str, int] = {}
     for item in items:
         if item.uid in first:
-            raise _row_error(
+            raise row_error(
                 cfg,
                 item.index,
                 cfg.id_field or "uid",

@@ -87,9 +87,11 @@ class LearnerGroup:
         refs = [w.old_logprobs.remote(s) for w, s in zip(self.workers, shards)]
         return wait_all(calls(refs, self.workers, self.names), "train", timeout_s, self.heartbeat_s, interrupt)
 
-    def sft_step(self, shards: Sequence[TrainShard], lr: float, timeout_s: float) -> list[RankStepStats]:
-        """One supervised step at learning rate ``lr``; returns every rank's report."""
-        refs = [w.sft_step.remote(s, lr) for w, s in zip(self.workers, shards)]
+    def sft_step(self, shards: Sequence[TrainShard], lr: float, timeout_s: float,
+                 pack_tokens: int | None = None) -> list[RankStepStats]:
+        """One supervised step at learning rate ``lr`` (packed rows with ``pack_tokens``); returns
+        every rank's report."""
+        refs = [w.sft_step.remote(s, lr, pack_tokens) for w, s in zip(self.workers, shards)]
         return wait_all(calls(refs, self.workers, self.names), "train", timeout_s, self.heartbeat_s)
 
     def export_weights(self, plan: ExportPlan, timeout_s: float) -> SyncManifest:

@@ -19,6 +19,7 @@ import torch
 from rlplat.algo import grpo_loss, kl_k3, masked_mean, token_logprobs
 from rlplat.algo.batching import MicroBatch, collate, micro_batches
 from rlplat.algo.mismatch import mismatch_weights
+from rlplat.algo.packing import packed_micro_batches
 from rlplat.config.schema import GRPOConfig, LearnerConfig
 from rlplat.faults import FaultKind, inject
 from rlplat.sync.buckets import pack, plan_buckets
@@ -217,19 +218,23 @@ class LearnerWorker:
     def _logits(self, model: Any, mb: MicroBatch) -> torch.Tensor:
         """Next-token logits in the model's dtype: log-probs upcast them chunk by chunk
         (``algo.token_logprobs``), so no fp32 ``[B, T, V]`` copy is ever made here."""
-        out = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, use_cache=False)
+        out = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, position_ids=mb.position_ids,
+                    use_cache=False)
         return out.logits[:, :-1]
 
     @torch.no_grad()
     def _ref_logprobs(self, mb: MicroBatch) -> torch.Tensor:
         return token_logprobs(self._logits(self.ref, mb), mb.input_ids[:, 1:], temperature=self.spec.temperature)
 
-    def sft_step(self, shard: TrainShard, lr: float) -> RankStepStats:
+    def sft_step(self, shard: TrainShard, lr: float, pack_tokens: int | None = None) -> RankStepStats:
         """One supervised step at learning rate ``lr``: token-mean cross-entropy on the completions
-        (``loss/sft`` is this rank's share of the global loss)."""
+        (``loss/sft`` is this rank's share of the global loss); ``pack_tokens``: packed rows of at
+        most that many tokens, ``learner.micro_batch_size`` rows a micro-batch."""
         self.set_lr(lr)
         self.engine.train()
-        batches = micro_batches(shard, self.spec.learner.micro_batch_size, self.pad_id)
+        size = self.spec.learner.micro_batch_size
+        batches = (micro_batches(shard, size, self.pad_id) if pack_tokens is None
+                   else packed_micro_batches(shard.sequences, pack_tokens, size, self.pad_id))
         micro = []
         for i, mb in enumerate(batches):
             self.engine.set_gradient_accumulation_boundary(i == len(batches) - 1)

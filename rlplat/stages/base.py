@@ -31,12 +31,14 @@ class StageManifest:
         model_path: Hugging Face model directory the next stage starts from.
         input_model: The model directory this stage started from.
         artifacts: Named files for later stages (see the names above).
+        metrics: The stage's summary figures (for example ``sft/loss_first``, ``sft/loss_last``).
     """
 
     stage: str
     model_path: str
     input_model: str
     artifacts: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,9 @@ def test_wrong_type_is_rejected() -> None:
     (["grpo.mismatch.mode=mis"], "grpo.old_logprobs"),
     (["rollout.precision=fp8", "grpo.mismatch.mode=mis", "grpo.old_logprobs=rollout"], "grpo.old_logprobs"),
     (["grpo.mismatch.level=document"], "grpo.mismatch.level"),
+    (["sft.pack_tokens=0"], "sft.pack_tokens"),
+    (["sft.pack_tokens=256", "learner.zero_stage=3"], "sft.pack_tokens"),
+    (["stages=[sft,grpo]"], "sft.data"),
     (["cluster.num_nodes=4"], "cluster.num_nodes"),
     (["model.path=/nonexistent/model"], "model.path"),
     (["stages=[grpo,nas]"], "stages"),
@@ -219,6 +222,14 @@ def test_launch_names_file_and_row_of_a_malformed_dataset(tmp_path: Path) -> Non
     out = _launch("stages=[grpo]", "data.source=file", f"data.file.path={data}", cwd=tmp_path)
     assert out.returncode == 2, out.stderr
     assert str(data) in out.stderr and "row 3" in out.stderr and "question" in out.stderr
+
+
+def test_launch_names_file_and_row_of_a_malformed_sft_row_before_ray(tmp_path: Path) -> None:
+    data = tmp_path / "sft.jsonl"
+    data.write_text('{"input": "q", "output": "a", "reasoning": "off"}\n{"input": "q", "output": "a", "reasoning": "on"}\n')
+    out = _launch("stages=[sft,grpo]", f"sft.data={data}", cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert str(data) in out.stderr and "row 2" in out.stderr and "<think>" in out.stderr and "sft.data" in out.stderr
 
 
 def test_launch_reports_a_missing_dataset_file(tmp_path: Path) -> None:

@@ -1,0 +1,40 @@
+"""The supervised training loop both supervised stages run (``warmstart``, ``sft``)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+from rlplat.algo.batching import split_for_ranks
+from rlplat.algo.stats import reduce_optimizer_step
+from rlplat.config.schema import Config
+from rlplat.models.hf import copy_tokenizer
+from rlplat.runtime.stage_actors import StageActors
+from rlplat.types import TrainSequence
+
+
+def train_supervised(cfg: Config, model_path: str, seqs: Sequence[TrainSequence], out: Path,
+                     desc: str) -> dict[str, float]:
+    """``sft.steps`` steps of ``sft.batch_size`` sequences drawn from ``seqs`` (seeded), learning
+    rate decaying linearly from ``sft.lr`` to a tenth of it, on the DeepSpeed learners (packed rows
+    with ``sft.pack_tokens``); writes a complete Hugging Face directory (weights and tokenizer) to
+    ``out`` and returns the first and last steps' losses (``sft/loss_first``, ``sft/loss_last``)."""
+    from tqdm import tqdm
+
+    s, rng = cfg.sft, random.Random(cfg.seed)
+    losses: list[float] = []
+    with StageActors(cfg, model_path, s.lr, rollout=False, scorer=False) as actors:
+        learners = actors.learner_group
+        bar = tqdm(range(s.steps), desc=desc, unit="step", dynamic_ncols=True, mininterval=2.0)
+        for step in bar:
+            # Linear decay to 10% keeps the last steps from undoing the first ones.
+            lr = s.lr * (1.0 - 0.9 * step / max(s.steps - 1, 1))
+            batch = rng.sample(list(seqs), min(s.batch_size, len(seqs)))
+            stats = reduce_optimizer_step(learners.sft_step(split_for_ranks(batch, learners.world_size), lr,
+                                                            cfg.timeouts.train_s, s.pack_tokens))
+            losses.append(stats["loss/sft"])
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+        learners.save_hf(str(out), cfg.timeouts.checkpoint_s)
+    copy_tokenizer(Path(model_path), out)
+    return {"sft/loss_first": losses[0], "sft/loss_last": losses[-1]} if losses else {}
