@@ -84,7 +84,7 @@ def _check_paths(cfg: Config) -> None:
             raise ConfigError("sft.data", "the sft stage needs a data file.", "set sft.data to a .jsonl, .json "
                               "or .parquet file of input/output/reasoning rows (rlplat/data/sft.py).")
         try:
-            check_sft_file(cfg.sft.data)
+            check_sft_file(cfg.sft.data, cfg.sft.eval_rows)
         except DataError as err:
             raise ConfigError("sft.data", str(err), "correct the file (rlplat/data/sft.py states the rules).") from err
     for field, path, what in (("data.keep_uids", cfg.data.keep_uids, "the kept_uids.txt"),

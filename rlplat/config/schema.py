@@ -206,6 +206,9 @@ class SFTConfig:
     # Pack examples into rows of at most this many tokens, attention kept within each example
     # (rlplat/algo/packing.py): no compute goes to padding. None: one padded row per example.
     pack_tokens: int | None = None
+    # The sft stage holds the file's last ``eval_rows`` rows out of training and measures toggle
+    # compliance on them afterwards (rlplat/runtime/toggle_eval.py; vLLM engines, greedy). 0: off.
+    eval_rows: int = 0
 
 
 @dataclass(frozen=True)

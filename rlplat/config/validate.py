@@ -22,6 +22,7 @@ def validate(cfg: Config) -> None:
     _check_faults(cfg)
     _check_mismatch(cfg)
     _check_packing(cfg)
+    _check_sft(cfg)
 
 
 def learner_world_size(cfg: Config) -> int:
@@ -112,6 +113,12 @@ def _check_mismatch(cfg: Config) -> None:
     if m.guard_kl is not None:
         _positive("grpo.mismatch.guard_kl", m.guard_kl)
         _positive("grpo.mismatch.guard_steps", m.guard_steps)
+
+
+def _check_sft(cfg: Config) -> None:
+    if cfg.sft.eval_rows < 0:
+        raise ConfigError("sft.eval_rows", f"must be 0 or more, found {cfg.sft.eval_rows}.",
+                          "set sft.eval_rows to the number of held-out rows (0: no toggle measurement).")
 
 
 def _check_packing(cfg: Config) -> None:

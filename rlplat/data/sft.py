@@ -100,9 +100,11 @@ def to_train_sequence(ex: SFTExample, tokenizer: PreTrainedTokenizerBase) -> Tra
     return TrainSequence(encode(prompt), encode(ex.output + (tokenizer.eos_token or "")), (), 0.0)
 
 
-def check_sft_file(path: str) -> int:
-    """Preflight: read and validate the whole file; returns its row count (``DataError`` if bad)."""
+def check_sft_file(path: str, eval_rows: int = 0) -> int:
+    """Preflight: read and validate the whole file, leaving rows to train on after ``eval_rows``
+    held-out ones; returns its row count (``DataError`` if bad)."""
     examples = read_sft_examples(path)
-    if not examples:
-        raise DataError(path, "the file has no rows", "point sft.data to a file with at least one row")
+    if len(examples) <= eval_rows:
+        raise DataError(path, f"the file has {len(examples)} rows, and sft.eval_rows={eval_rows} holds them all "
+                        "out", "use a larger file or a smaller sft.eval_rows")
     return len(examples)

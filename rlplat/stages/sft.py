@@ -2,7 +2,8 @@
 
 Rows follow the Llama-Nemotron post-training dataset (``rlplat.data.sft``, validated at preflight
 with file and row numbers); the loss falls on the response tokens only; ``sft.pack_tokens`` packs
-several examples into each row with attention kept within each. Writes ``sft_model/``, a complete
+several examples into each row with attention kept within each; ``sft.eval_rows`` held-out rows
+measure toggle compliance afterwards (in the manifest's metrics). Writes ``sft_model/``, a complete
 Hugging Face directory, for the next stage.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from rlplat.data.sft import read_sft_examples, to_train_sequence
 from rlplat.runtime.supervised import train_supervised
+from rlplat.runtime.toggle_eval import measure_toggle
 from rlplat.stages.base import StageContext, StageManifest
 
 
@@ -24,7 +26,11 @@ class SFTStage:
         cfg = ctx.cfg
         assert cfg.sft.data is not None  # preflight refused the stage without a data file
         tokenizer = AutoTokenizer.from_pretrained(ctx.model_path)
-        seqs = [to_train_sequence(ex, tokenizer) for ex in read_sft_examples(cfg.sft.data)]
+        examples = read_sft_examples(cfg.sft.data)
+        cut = len(examples) - cfg.sft.eval_rows
+        train, held_out = examples[:cut], examples[cut:]
         out = ctx.run_dir / "sft_model"
-        metrics = train_supervised(cfg, ctx.model_path, seqs, out, "SFT")
+        metrics = train_supervised(cfg, ctx.model_path, [to_train_sequence(ex, tokenizer) for ex in train], out, "SFT")
+        if held_out:
+            metrics.update(measure_toggle(cfg, str(out), held_out))
         return StageManifest(self.name, str(out), ctx.model_path, metrics=metrics)

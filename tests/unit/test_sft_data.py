@@ -73,3 +73,11 @@ def test_a_malformed_row_is_named_with_file_and_row(tmp_path: Path, bad: dict[st
     with pytest.raises(DataError) as err:
         read_sft_examples(path)
     assert err.value.field == field and err.value.row == "row 2 (line 2)" and path in str(err.value)
+
+
+def test_compliance_counts_each_mode_by_its_rule() -> None:
+    from rlplat.runtime.toggle_eval import compliance
+
+    answers = [("on", "<think>a</think>1"), ("on", "1"), ("off", "2"), ("off", "<think>b</think>2"), ("off", "3")]
+    assert compliance(answers) == {"toggle/on_compliance": 0.5, "toggle/off_compliance": pytest.approx(2 / 3)}  # type: ignore[arg-type]
+    assert compliance([("off", "2")]) == {"toggle/off_compliance": 1.0}  # type: ignore[list-item]
