@@ -67,15 +67,22 @@ class RewardScorer:
 class Scorer:
     """Driver-side handle: turns generated groups into ``ScoredGroup``s within a deadline."""
 
-    def __init__(self, cfg: RewardConfig, faults: FaultsConfig | None = None, fault_log: FaultLog | None = None) -> None:
+    def __init__(self, cfg: RewardConfig, faults: FaultsConfig | None = None, fault_log: FaultLog | None = None,
+                 start_timeout_s: float = 300.0) -> None:
         self.cfg = cfg
         self.faults = faults or FaultsConfig()
         self.fault_log = fault_log or FaultLog()
+        self.start_timeout_s = start_timeout_s
         self.actor = self._spawn()
 
     def _spawn(self) -> Any:
-        return ray.remote(concurrency_groups=HEALTH_GROUPS)(RewardScorer).options(num_cpus=0, max_restarts=0).remote(
+        """A started scorer actor. Its first answer is awaited without heartbeats (an actor answers
+        nothing until its constructor, which starts the pool's processes, returns): on a loaded
+        machine that takes longer than ``faults.heartbeat_s``, and a scorer still starting is not frozen."""
+        actor = ray.remote(concurrency_groups=HEALTH_GROUPS)(RewardScorer).options(num_cpus=0, max_restarts=0).remote(
             self.cfg)
+        wait_all(calls([actor.heartbeat.remote()], [actor], [_NAME]), "actor_start", self.start_timeout_s)
+        return actor
 
     def score(self, prompts: Sequence[PromptItem], requests: Sequence[GenerationRequest],
               groups: Sequence[Sequence[Sample]], timeout_s: float, fault: FaultKind | None = None,

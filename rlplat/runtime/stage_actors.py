@@ -66,7 +66,7 @@ class StageActors:
                 self.rollouts = RolloutGroup(spec, self.plan, pg, binds, t.actor_start_s, cfg.faults,
                                              self.fault_log)
             if scorer:
-                self.scorer = Scorer(cfg.reward, cfg.faults, self.fault_log)
+                self.scorer = Scorer(cfg.reward, cfg.faults, self.fault_log, t.actor_start_s)
         except BaseException:
             self.close()
             raise
