@@ -268,11 +268,11 @@ class LearnerWorker:
         params = dict(named)
         refs = []
         for spec, path in zip(specs, paths):
-            group = list({id(p): p for p in (params[e.name.removesuffix(SCALE_SUFFIX)] for e in spec.entries)}.values())
-            with _gathered(self.engine, group):
+            # The parameters behind the bucket's entries (an FP8 weight's scale entry names its weight).
+            names = list(dict.fromkeys(e.name.removesuffix(SCALE_SUFFIX) for e in spec.entries))
+            with _gathered(self.engine, [params[n] for n in names]):
                 if self.rank in plan.shm_writer_ranks or (plan.object_store and self.rank == 0):
-                    names = dict.fromkeys(e.name.removesuffix(SCALE_SUFFIX) for e in spec.entries)
-                    tensors = ((n, params[n].data) for n in names)
+                    tensors = [(n, params[n].data) for n in names]
                     buf = pack(spec, dict(quantized_items(tensors) if plan.fp8 else tensors))
                     if self.rank in plan.shm_writer_ranks:
                         write_bucket(path, buf)

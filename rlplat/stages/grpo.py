@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -51,8 +51,6 @@ from rlplat.stages.base import KEPT_UIDS, PASS_RATE_TABLE, StageContext, StageMa
 from rlplat.types import ScoredGroup, TrainSequence, TrainShard
 
 log = logging.getLogger(__name__)
-
-
 # Replacement draws for dropped prompts get their own sampling seeds (attempt numbers) and are
 # bounded, so a dataset full of bad prompts ends in an error instead of a loop.
 _REPLACEMENT_ATTEMPTS = 1000
@@ -232,7 +230,8 @@ class GRPOLoop:
                    for k, batch in enumerate(batches)]
         return reduce_train_step(reports)
 
-    def with_learner_logprobs(self, seqs: Sequence[TrainSequence], overdue: Any) -> list[TrainSequence]:
+    def with_learner_logprobs(self, seqs: Sequence[TrainSequence],
+                              overdue: Callable[[], bool]) -> list[TrainSequence]:
         """``seqs`` (same order) with the learners' log-probs under the weights they hold now."""
         world = self.learners.world_size
         shards = [TrainShard(tuple(seqs[r::world]), 1, 1) for r in range(world)]
@@ -240,7 +239,6 @@ class GRPOLoop:
         for r, shard in enumerate(self.learners.old_logprobs(shards, self.cfg.timeouts.train_s, overdue)):
             out[r::world] = shard.sequences
         return out
-
 
     def sync(self, step: int, groups: Sequence[ScoredGroup], timer: PhaseTimer, train: dict[str, float],
              extra: dict[str, float]) -> SyncReport:
