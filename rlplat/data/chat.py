@@ -83,3 +83,9 @@ def render_prompt(messages: list[Message], tokenizer: PreTrainedTokenizerBase | 
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return str(text)
     return "".join(m["content"] + "\n" for m in messages)
+
+
+def encode(tokenizer: PreTrainedTokenizerBase, text: str) -> tuple[int, ...]:
+    """Token ids of ``text`` as the model sees it: no special tokens added (templates and callers
+    place BOS/EOS themselves)."""
+    return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])

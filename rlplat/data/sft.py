@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from rlplat.config.schema import DatasetConfig
-from rlplat.data.chat import Message, render_prompt, system_prompt
+from rlplat.data.chat import Message, encode, render_prompt, system_prompt
 from rlplat.data.datasets import DataError, read_rows, row_error
 from rlplat.types import TrainSequence
 
@@ -96,8 +96,7 @@ def to_train_sequence(ex: SFTExample, tokenizer: PreTrainedTokenizerBase) -> Tra
     messages: list[Message] = [{"role": "system", "content": system}] if system else []
     messages += [{"role": r, "content": c} for r, c in ex.messages if r != "system"]
     prompt = render_prompt(messages, tokenizer)
-    encode = lambda text: tuple(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-    return TrainSequence(encode(prompt), encode(ex.output + (tokenizer.eos_token or "")), (), 0.0)
+    return TrainSequence(encode(tokenizer, prompt), encode(tokenizer, ex.output + (tokenizer.eos_token or "")), (), 0.0)
 
 
 def check_sft_file(path: str, eval_rows: int = 0) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 from rlplat.algo.grpo import make_requests
 from rlplat.config.errors import ConfigError
 from rlplat.config.schema import Config
+from rlplat.data.chat import encode
 from rlplat.data.synthetic import split_problems, to_prompt_items
 from rlplat.types import GenerationRequest, PromptItem
 
@@ -110,7 +111,7 @@ def tokenize(items: Sequence[PromptItem], tokenizer: Any, max_prompt_tokens: int
     kept, ids, dropped = [], [], []
     for it in items:
         try:
-            tokens = tuple(tokenizer(it.text, add_special_tokens=False)["input_ids"])
+            tokens = encode(tokenizer, it.text)
         except Exception as err:  # noqa: BLE001 - any tokenizer failure drops the prompt, not the run
             log.warning("prompt %s: the tokenizer failed (%s); dropped", it.uid, err)
             dropped.append(it.uid)

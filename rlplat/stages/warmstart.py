@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from rlplat.config.errors import ConfigError
+from rlplat.data.chat import encode
 from rlplat.data.synthetic import split_problems, teacher_solutions, to_prompt_items
 from rlplat.runtime.supervised import train_supervised
 from rlplat.stages.base import StageContext, StageManifest
@@ -41,9 +42,6 @@ class WarmStartStage:
         train, _ = split_problems(s.digits, s.num_train, s.num_rl, ctx.cfg.seed)
         items = to_prompt_items(train, tokenizer)
         eos = tokenizer.eos_token
-
-        def encode(text: str) -> tuple[int, ...]:
-            return tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
-
         solutions = teacher_solutions(train, s.teacher_accuracy, ctx.cfg.seed)
-        return [TrainSequence(encode(it.text), encode(sol + eos), (), 0.0) for it, sol in zip(items, solutions)]
+        return [TrainSequence(encode(tokenizer, it.text), encode(tokenizer, sol + eos), (), 0.0)
+                for it, sol in zip(items, solutions)]
