@@ -53,7 +53,7 @@ def prepare(seed: int, root: Path, args: argparse.Namespace) -> Path:
     """Warm start and prefilter for ``seed`` (reused when already done); returns the run directory."""
     run_dir = root / f"prepare_seed{seed}"
     launch_until(run_dir, ["stages=[warmstart,prefilter]", f"seed={seed}", *eval_overrides(args)],
-           run_dir / "stages" / "prefilter.json", args.retries)
+           run_dir / "stages" / "prefilter" / "manifest.json", args.retries)
     return run_dir
 
 

@@ -95,7 +95,7 @@ def main() -> None:
     for seed in args.seeds:
         warm = args.root / f"warmstart_seed{seed}"
         launch_until(warm, ["stages=[warmstart]", f"seed={seed}", "cluster.dashboard=false"],
-                     warm / "stages" / "warmstart.json", args.retries)
+                     warm / "stages" / "warmstart" / "manifest.json", args.retries)
         for arm in ARMS:
             runs.append(run_arm(arm, seed, warm, args.root, args))
             print(f"seed {seed} {arm}: {runs[-1]['eval_curve']}", flush=True)

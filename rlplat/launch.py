@@ -20,9 +20,7 @@ from rlplat.config.errors import ConfigError
 if TYPE_CHECKING:
     from rlplat.config.schema import Config
 
-EXIT_CONFIG = 2
-EXIT_FAILED = 1
-EXIT_PREEMPTED = 143
+EXIT_CONFIG = 2  # as rlplat.stages.job_entry (imported late: the launcher starts fast)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,34 +48,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(cfg: Config, run_dir: Path, resume: bool) -> int:
-    """Start Ray and run the pipeline; maps failures to exit codes with a clear message."""
+    """Start Ray and run the pipeline (its stages as Ray jobs when the dashboard is on); maps
+    failures to exit codes with a clear message (``rlplat.stages.job_entry.exit_code``)."""
     from rlplat.distributed.cluster import start_ray
     from rlplat.metrics import read_metrics
     from rlplat.runtime.report import format_report, summarize
-    from rlplat.runtime.signals import Preempted
+    from rlplat.stages.job_entry import EXIT_OK, exit_code
     from rlplat.stages.pipeline import run_pipeline
 
-    start_ray(cfg.cluster)
-    try:
-        final = run_pipeline(cfg, run_dir, resume)
-    except ConfigError as err:
-        print(f"rlplat: {err}", file=sys.stderr)
-        return EXIT_CONFIG
-    except Preempted as err:
-        print(f"rlplat: {err}", file=sys.stderr)
-        return EXIT_PREEMPTED
-    except Exception as err:  # noqa: BLE001 - every failure ends in one clear message
-        import traceback
-
-        (run_dir / "error.log").write_text(traceback.format_exc())
-        print(f"rlplat: the run failed: {err}\n(traceback in {run_dir / 'error.log'}) "
-              f"The last complete checkpoint (if any) is under "
-              f"{run_dir / 'checkpoints'}; continue with: python -m rlplat.launch resume={run_dir}",
-              file=sys.stderr)
-        return EXIT_FAILED
+    dashboard = start_ray(cfg.cluster)
+    final: list[str] = []
+    code = exit_code(run_dir, lambda: final.append(run_pipeline(cfg, run_dir, resume,
+                                                                dashboard if cfg.cluster.dashboard else None)))
+    if code != EXIT_OK:
+        return code
     summary = {**summarize(read_metrics(run_dir / "metrics.jsonl")), "run_dir": str(run_dir)}
     print(format_report(summary))
-    print(f"Final model: {final}")
+    print(f"Final model: {final[0]}")
     return 0
 
 

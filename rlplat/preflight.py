@@ -66,6 +66,9 @@ def _check_components(cfg: Config) -> None:
 def _check_paths(cfg: Config) -> None:
     _check_model_dir("model.path", cfg.model.path, "point model.path at a local directory with config.json, "
                      "weights and tokenizer.")
+    if "distill" in cfg.stages:
+        _check_distill_paths(cfg)
+    _check_cpu_head_sizes(cfg)
     if "prefilter" in cfg.stages:
         _check_model_dir("prefilter.model_path", cfg.prefilter.model_path, "point it at the reference model, "
                          "or set it to null to prefilter with the stage's input model.")
@@ -76,7 +79,7 @@ def _check_paths(cfg: Config) -> None:
             validate_dataset_file(cfg.data.file)
         except DataError as err:
             raise ConfigError("data.file", str(err), "correct the file or the data.file field mapping.") from err
-    if "sft" in cfg.stages:
+    if "sft" in cfg.stages and cfg.sft.source == "file":
         from rlplat.data.datasets import DataError
         from rlplat.data.sft import check_sft_file
 
@@ -95,6 +98,7 @@ def _check_paths(cfg: Config) -> None:
 
 
 def _check_model_dir(field: str, path: str | None, fix: str) -> None:
+    """A complete Hugging Face model directory: config.json and a tokenizer that loads."""
     if not path:
         return
     p = Path(path)
@@ -103,6 +107,37 @@ def _check_model_dir(field: str, path: str | None, fix: str) -> None:
                           f"{'' if p.exists() else '; the path does not exist'}).", fix)
     if not os.access(p / "config.json", os.R_OK):
         raise ConfigError(field, f"{p}/config.json is not readable.", "fix the permissions.")
+    from transformers import AutoTokenizer
+
+    try:
+        AutoTokenizer.from_pretrained(str(p))
+    except Exception as err:  # whatever transformers raises, the directory is unusable
+        raise ConfigError(field, f"{p} holds no loadable tokenizer ({type(err).__name__}: "
+                          f"{str(err).strip().splitlines()[0] if str(err).strip() else 'no message'}).",
+                          "copy the tokenizer files (tokenizer.json, tokenizer_config.json, ...) of the model "
+                          "it was trained from into it.") from err
+
+
+def _check_distill_paths(cfg: Config) -> None:
+    d = cfg.distill
+    _check_model_dir("distill.teacher_path", d.teacher_path, "point it at the teacher's model directory, or set "
+                     "it to null to distil from the stage's input model.")
+    if d.student not in ("input", "new"):
+        _check_model_dir("distill.student", d.student, "use input, new, or a model directory.")
+    student = {"new": None, "input": cfg.model.path if cfg.stages[0] == "distill" else None}.get(d.student, d.student)
+    if d.teacher_path and student:
+        from rlplat.stages.distill import check_same_vocabulary
+
+        check_same_vocabulary(d.teacher_path, student)
+    if d.data is not None:
+        from rlplat.data.datasets import DataError
+        from rlplat.data.text import check_text_file
+
+        try:
+            check_text_file(d.data, d.text_field, d.eval_rows)
+        except DataError as err:
+            raise ConfigError("distill.data", str(err), f"correct the file: every row needs a non-empty "
+                              f"'{d.text_field}' string (distill.text_field).") from err
 
 
 def _check_local_resources(cfg: Config) -> None:
@@ -128,3 +163,32 @@ def _check_local_resources(cfg: Config) -> None:
             raise ConfigError("cluster.devices_per_node", f"the experiment needs {c.devices_per_node} GPUs on "
                               f"this node but {have} are visible.", "run on a machine with the GPUs, join a "
                               "cluster with cluster.address, or add dry_run=true to print the plan only.")
+
+
+def _check_cpu_head_sizes(cfg: Config) -> None:
+    """The Llamas rlplat builds must be servable by vLLM's CPU engines when a later stage starts them.
+
+    The default shape is left out (the tests run it), which spares most launches the seconds that
+    importing vLLM takes.
+    """
+    from rlplat.config.schema import ModelShape
+
+    engines = {"sft", "prefilter", "grpo"} & set(cfg.stages)
+    if cfg.cluster.device != "cpu" or not engines:
+        return
+    shapes = [] if cfg.model.path else [("model.tiny", cfg.model.tiny)]
+    if "distill" in cfg.stages and cfg.distill.student == "new":
+        shapes.append(("distill.student_shape", cfg.distill.student_shape))
+    shapes = [(field, shape) for field, shape in shapes if shape != ModelShape()]
+    if not shapes:
+        return
+    from rlplat.rollout.worker import cpu_head_sizes
+
+    sizes = cpu_head_sizes()
+    for field, shape in shapes:
+        head = shape.hidden_size // shape.num_heads
+        if head not in sizes:
+            raise ConfigError(f"{field}.num_heads", f"hidden_size {shape.hidden_size} / num_heads {shape.num_heads} "
+                              f"gives attention heads of {head}, which vLLM's CPU engines do not run (sizes "
+                              f"{', '.join(map(str, sizes))}).", "choose num_heads so that hidden_size / num_heads "
+                              "is one of those sizes.")

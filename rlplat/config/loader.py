@@ -247,6 +247,13 @@ def _dotted_fields(cls: Any, prefix: str = "") -> list[str]:
     return out
 
 
+def saved_config(run_dir: Path) -> Config:
+    """The config a run directory's ``config.yaml`` holds (what a stage's Ray job runs with)."""
+    import yaml
+
+    return to_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
+
+
 def _load_resumed(run_dir: Path, overrides: list[str]) -> tuple[Config, Path]:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException

@@ -69,8 +69,11 @@ class ClusterConfig:
     num_cpus: int = 8
     # Non-colocated mode only: devices reserved for rollout engines (the rest train).
     rollout_devices: int = 0
-    # Start the Ray dashboard with a local Ray instance (bound to 127.0.0.1).
+    # Start the Ray dashboard with a local Ray instance (bound to 127.0.0.1). With it, each stage
+    # runs as a Ray job (its Jobs page lists them); without it, stages run in the launcher's process.
     dashboard: bool = True
+    # Port of a local instance's dashboard (and its Jobs API).
+    dashboard_port: int = 8265
     # Stream actor logs (vLLM, DeepSpeed) to the console; they are in Ray's session logs anyway.
     log_to_driver: bool = False
     # Memory of one device in GiB, for the dry-run estimate (H100: 80).
@@ -190,6 +193,10 @@ class GRPOConfig:
     eval_every: int = 0
     eval_prompts: int = 0
     eval_samples: int = 4
+    # After the last step, answer the held-out prompts greedily in both reasoning modes:
+    # toggle/{on,off}_compliance and toggle/{on,off}_pass_rate in the stage's manifest
+    # (rlplat/runtime/toggle_eval.py; needs eval_prompts > 0).
+    toggle_eval: bool = False
 
 
 @dataclass(frozen=True)
@@ -206,9 +213,51 @@ class SFTConfig:
     # Pack examples into rows of at most this many tokens, attention kept within each example
     # (rlplat/algo/packing.py): no compute goes to padding. None: one padded row per example.
     pack_tokens: int | None = None
-    # The sft stage holds the file's last ``eval_rows`` rows out of training and measures toggle
-    # compliance on them afterwards (rlplat/runtime/toggle_eval.py; vLLM engines, greedy). 0: off.
+    # "file": ``data``. "synthetic": paired on/off worked solutions of the built-in task
+    # (``data.synthetic``): "on" thinks in a <think> block, "off" answers at once.
+    source: Literal["file", "synthetic"] = "file"
+    # The sft stage holds the last ``eval_rows`` rows out of training and measures toggle
+    # compliance and per-mode pass rates on them afterwards (rlplat/runtime/toggle_eval.py; vLLM
+    # engines, greedy). 0: off.
     eval_rows: int = 0
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Stage ``distill``: knowledge distillation from a teacher, or continued pretraining (LN §2-3).
+
+    The loss is ``kl_weight * KL + cosine_weight * cosine + lm_weight * LM`` over the text's loss
+    tokens: KL is the forward KL(teacher || student) of the next-token distributions at
+    ``temperature`` (times T^2, so gradients keep their scale); cosine is 1 - cosine similarity of
+    the final hidden states (teacher and student need equal hidden sizes); LM is cross-entropy on
+    the text. Continued pretraining is ``kl_weight=0 lm_weight=1`` and starts no teacher. The
+    paper's uptraining used KL + cosine and found that adding LM hurt.
+    """
+
+    # Teacher model directory. Unset: the stage's input model (the previous stage's output).
+    teacher_path: str | None = None
+    # The student: "input" (the stage's input model: continued pretraining or self-distillation),
+    # "new" (a Llama of ``student_shape`` with the teacher's tokenizer, built fresh), or a model
+    # directory. Teacher and student must share the vocabulary.
+    student: str = "input"
+    student_shape: ModelShape = field(default_factory=lambda: ModelShape(hidden_size=64, intermediate_size=192,
+                                                                         num_layers=2, num_heads=2, num_kv_heads=1))
+    kl_weight: float = 1.0
+    cosine_weight: float = 0.0
+    lm_weight: float = 0.0
+    temperature: float = 1.0
+    # The text: a local .jsonl/.json/.parquet file with a ``text_field`` column (loss on every
+    # token). Unset: the built-in task's worked solutions (``data.synthetic``; loss on the solution).
+    data: str | None = None
+    text_field: str = "text"
+    # Texts are cut to this many tokens.
+    max_tokens: int = 256
+    # Held out of training (the last rows, or that many held-out problems of the built-in task):
+    # ``distill/heldout_lm_loss`` of the student and of the teacher, and ``distill/heldout_kl``.
+    eval_rows: int = 64
+    steps: int = 300
+    batch_size: int = 32
+    lr: float = 3e-3
 
 
 @dataclass(frozen=True)
@@ -389,6 +438,7 @@ class Config:
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     data: DataConfig = field(default_factory=DataConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)

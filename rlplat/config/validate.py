@@ -23,6 +23,7 @@ def validate(cfg: Config) -> None:
     _check_mismatch(cfg)
     _check_packing(cfg)
     _check_sft(cfg)
+    _check_distill(cfg)
 
 
 def learner_world_size(cfg: Config) -> int:
@@ -56,7 +57,7 @@ def _check_batches(cfg: Config) -> None:
     if g.advantage in ("grpo", "rloo") and g.samples_per_prompt < 2:
         raise ConfigError("grpo.samples_per_prompt", "group-relative advantages need at least 2 samples "
                           "per prompt.", "set grpo.samples_per_prompt >= 2.")
-    if "warmstart" in cfg.stages and world > 0 and cfg.sft.batch_size % world:
+    if {"warmstart", "sft"} & set(cfg.stages) and world > 0 and cfg.sft.batch_size % world:
         raise ConfigError("sft.batch_size", f"{cfg.sft.batch_size} does not split over {world} learner ranks.",
                           f"make sft.batch_size a multiple of {world}.")
 
@@ -167,3 +168,29 @@ def _check_data(cfg: Config) -> None:
     if f.limit is not None and f.limit < 1:
         raise ConfigError("data.file.limit", f"must be >= 1, found {f.limit}.",
                           "set data.file.limit to a positive number, or null for all rows.")
+
+
+def _check_distill(cfg: Config) -> None:
+    d = cfg.distill
+    if "distill" not in cfg.stages:
+        return
+    for name in ("steps", "batch_size", "lr", "temperature", "max_tokens"):
+        _positive(f"distill.{name}", getattr(d, name))
+    weights = {"kl_weight": d.kl_weight, "cosine_weight": d.cosine_weight, "lm_weight": d.lm_weight}
+    for name, w in weights.items():
+        if w < 0:
+            raise ConfigError(f"distill.{name}", f"must be 0 or more, found {w}.", "set a non-negative weight.")
+    if not any(weights.values()):
+        raise ConfigError("distill.kl_weight", "every loss weight is 0, so the stage would learn nothing.",
+                          "set distill.kl_weight (distillation) or distill.lm_weight (continued pretraining).")
+    if d.eval_rows < 0:
+        raise ConfigError("distill.eval_rows", f"must be 0 or more, found {d.eval_rows}.",
+                          "set distill.eval_rows to the number of held-out texts (0: none).")
+    world = learner_world_size(cfg)
+    if world > 0 and d.batch_size % world:
+        raise ConfigError("distill.batch_size", f"{d.batch_size} does not split over {world} learner ranks.",
+                          f"make distill.batch_size a multiple of {world}.")
+    if d.data is None and cfg.data.source != "synthetic":
+        raise ConfigError("distill.data", "no text to distil on: distill.data is unset and data.source is not "
+                          "the built-in task.", "set distill.data to a .jsonl/.json/.parquet file with a "
+                          f"'{d.text_field}' column, or data.source=synthetic.")

@@ -88,15 +88,26 @@ def _messages(cfg: DatasetConfig, value: Any, index: int) -> tuple[tuple[str, st
                     f"(roles {', '.join(_ROLES)})", "fix or drop that row")
 
 
-def to_train_sequence(ex: SFTExample, tokenizer: PreTrainedTokenizerBase) -> TrainSequence:
-    """The example as a supervised sequence: the rendered prompt (toggle, then the row's system
-    prompt, then the conversation) and the response with EOS, on which the loss falls."""
+def render_sft_prompt(ex: SFTExample, tokenizer: PreTrainedTokenizerBase) -> str:
+    """The example's prompt as the model sees it: the toggle, then the row's system prompt, then
+    the conversation, in the chat template."""
     own = [(r, c) for r, c in ex.messages if r == "system"]
     system = system_prompt(ex.reasoning, "\n".join(c for _, c in own) or ex.system)
     messages: list[Message] = [{"role": "system", "content": system}] if system else []
     messages += [{"role": r, "content": c} for r, c in ex.messages if r != "system"]
-    prompt = render_prompt(messages, tokenizer)
-    return TrainSequence(encode(tokenizer, prompt), encode(tokenizer, ex.output + (tokenizer.eos_token or "")), (), 0.0)
+    return render_prompt(messages, tokenizer)
+
+
+def to_train_sequence(ex: SFTExample, tokenizer: PreTrainedTokenizerBase) -> TrainSequence:
+    """The example as a supervised sequence: the rendered prompt and the response with EOS, on
+    which the loss falls."""
+    return TrainSequence(encode(tokenizer, render_sft_prompt(ex, tokenizer)),
+                         encode(tokenizer, ex.output + (tokenizer.eos_token or "")), (), 0.0)
+
+
+def final_answer(text: str) -> str:
+    """What follows the think block (the whole text when there is none), stripped."""
+    return text.rsplit("</think>", 1)[-1].strip()
 
 
 def check_sft_file(path: str, eval_rows: int = 0) -> int:

@@ -13,8 +13,9 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from rlplat.data.chat import THINKING_ON, build_messages, render_prompt
-from rlplat.types import PromptItem
+from rlplat.data.chat import THINKING_ON, build_messages, encode, render_prompt
+from rlplat.data.sft import SFTExample
+from rlplat.types import PromptItem, TrainSequence
 
 
 @dataclass(frozen=True)
@@ -98,3 +99,20 @@ def to_prompt_items(problems: list[ArithProblem], tokenizer: Any) -> list[Prompt
                        text=render_prompt(build_messages(THINKING_ON, p.question), tokenizer),
                        reference=p.answer, system=THINKING_ON, metadata={"thinking": "on"})
             for i, p in enumerate(problems)]
+
+
+def worked_sequences(problems: list[ArithProblem], solutions: list[str], tokenizer: Any) -> list[TrainSequence]:
+    """Supervised sequences: each problem's "detailed thinking on" prompt, then its solution and EOS."""
+    eos = tokenizer.eos_token or ""
+    return [TrainSequence(encode(tokenizer, it.text), encode(tokenizer, sol + eos), (), 0.0)
+            for it, sol in zip(to_prompt_items(problems, tokenizer), solutions)]
+
+
+def toggle_examples(problems: list[ArithProblem]) -> list[SFTExample]:
+    """Paired SFT rows for the reasoning toggle (LN §4): for each problem an "on" row answered with
+    the worked solution and an "off" row answered with the bare sum."""
+    out = []
+    for p in problems:
+        out.append(SFTExample((("user", p.question),), solution(p), "on", None))
+        out.append(SFTExample((("user", p.question),), p.answer, "off", None))
+    return out

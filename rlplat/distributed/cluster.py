@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import ray
@@ -28,30 +31,84 @@ def actor_env(cluster: ClusterConfig) -> dict[str, str]:
     return env
 
 
-def start_ray(cluster: ClusterConfig) -> None:
-    """Start a local Ray instance (``cluster.address`` unset) or join the given cluster.
+def start_ray(cluster: ClusterConfig, log_to_driver: bool | None = None) -> str | None:
+    """Start a local Ray instance (``cluster.address`` unset) or join the given cluster; returns
+    the dashboard's URL (None without one, or when Ray was already initialised). Actor logs reach
+    this process when joining a cluster, else with ``cluster.log_to_driver``; ``log_to_driver``
+    overrides both (a stage's job keeps the setting of the run).
 
     A local instance listens on loopback only: its node address is 127.0.0.1, so Ray's GCS, raylet,
     object manager, workers and agents bind there (and so do the learners' rendezvous and gloo).
     A joined cluster uses the addresses its nodes were started with.
     """
     if ray.is_initialized():
-        return
+        return None
     runtime_env: dict[str, Any] = {"env_vars": actor_env(cluster)}
+    joined_logs = True if log_to_driver is None else log_to_driver
     if cluster.address:
         if cluster.address.split(":")[0] in (LOOPBACK, "localhost"):
             # A cluster on this machine's loopback (``ray.cluster_utils.Cluster`` in the tests):
             # join it there, not at the outward address Ray would otherwise substitute.
             keep_loopback_node_address()
-            ray.init(address=cluster.address, runtime_env=runtime_env, log_to_driver=True,
-                     _node_ip_address=LOOPBACK)
+            ctx = ray.init(address=cluster.address, runtime_env=runtime_env, log_to_driver=joined_logs,
+                           _node_ip_address=LOOPBACK)
         else:
-            ray.init(address=cluster.address, runtime_env=runtime_env, log_to_driver=True)
-        return
+            ctx = ray.init(address=cluster.address, runtime_env=runtime_env, log_to_driver=joined_logs)
+        return _url(ctx.dashboard_url)
     keep_loopback_node_address()
-    ray.init(num_cpus=cluster.num_cpus, num_gpus=None if cluster.device == "gpu" else 0,
-             include_dashboard=cluster.dashboard, dashboard_host="127.0.0.1", runtime_env=runtime_env,
-             log_to_driver=cluster.log_to_driver, configure_logging=False, _node_ip_address=LOOPBACK)
+    # The processes this instance starts (dashboard agent, job drivers, workers) resolve "this
+    # node" to loopback too: Ray's switch for clusterless machines, read when each imports Ray.
+    # Without it the agent's job manager dials the GCS at the outward address, where nothing
+    # listens, and every job submission hangs.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    with _free_agent_port():
+        ctx = ray.init(num_cpus=cluster.num_cpus, num_gpus=None if cluster.device == "gpu" else 0,
+                       include_dashboard=cluster.dashboard, dashboard_host="127.0.0.1",
+                       dashboard_port=cluster.dashboard_port, runtime_env=runtime_env,
+                       log_to_driver=cluster.log_to_driver, configure_logging=False, _node_ip_address=LOOPBACK)
+    return _url(ctx.dashboard_url)
+
+
+@contextlib.contextmanager
+def _free_agent_port() -> Iterator[None]:
+    """Give a local instance's dashboard agent a free port instead of Ray's fixed 52365.
+
+    ``ray.init`` offers no way to set it, and a second Ray instance on the machine (a test, another
+    run) then has no agent, so Ray jobs cannot be submitted ("No available agent"). The agent's
+    port is set by narrowing ``ray._private.parameter.RayParams`` during this ``ray.init`` only;
+    if a Ray release renames it, a warning says so and Ray's default applies.
+    """
+    import socket
+
+    from ray._private import parameter
+
+    original = getattr(parameter, "RayParams", None)
+    if original is None:
+        logging.getLogger(__name__).warning("this Ray has no parameter.RayParams: the dashboard agent keeps "
+                                            "its default port")
+        yield
+        return
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        port = s.getsockname()[1]
+
+    class _Params(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("dashboard_agent_listen_port", port)
+            super().__init__(*args, **kwargs)
+
+    parameter.RayParams = _Params
+    try:
+        yield
+    finally:
+        parameter.RayParams = original
+
+
+def _url(address: str | None) -> str | None:
+    """``host:port`` as an http URL (Ray reports the dashboard without a scheme)."""
+    if not address:
+        return None
+    return address if address.startswith("http") else f"http://{address}"
 
 
 LOOPBACK = "127.0.0.1"
@@ -66,8 +123,6 @@ def keep_loopback_node_address() -> None:
     ``ray.init``; Ray's servers then bind to 127.0.0.1 (``tests/integration/test_weight_sync.py``
     checks every listening socket). If a Ray release moves the function, a warning says so.
     """
-    import logging
-
     from ray._private import services
 
     if not hasattr(services, "resolve_ip_for_localhost"):

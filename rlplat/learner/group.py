@@ -17,8 +17,9 @@ from typing import Any
 import ray
 from ray.util.placement_group import PlacementGroup
 
+from rlplat.config.schema import DistillConfig
 from rlplat.distributed.placement import PlacementPlan
-from rlplat.distributed.waits import HEALTH_GROUPS, calls, in_bundle, wait_all
+from rlplat.distributed.waits import HEALTH_GROUPS, Call, calls, in_bundle, wait_all
 from rlplat.faults import FaultKind
 from rlplat.learner.worker import LearnerSpec, LearnerWorker
 from rlplat.types import ExportPlan, RankStepStats, SyncManifest, TrainShard
@@ -93,6 +94,17 @@ class LearnerGroup:
         every rank's report."""
         refs = [w.sft_step.remote(s, lr, pack_tokens) for w, s in zip(self.workers, shards)]
         return wait_all(calls(refs, self.workers, self.names), "train", timeout_s, self.heartbeat_s)
+
+    def distill_step(self, shards: Sequence[TrainShard], teacher: Sequence[Any] | None, lr: float,
+                     loss: DistillConfig, timeout_s: float, train: bool = True,
+                     also_wait: Sequence[Call] = ()) -> list[RankStepStats]:
+        """One distillation step (``train`` False: the loss only). ``teacher[r]`` is the reference
+        of rank ``r``'s teacher batches (``TeacherGroup.forward``), or None without a teacher;
+        ``also_wait``: the teachers' calls, watched with the ranks' (a frozen teacher is named)."""
+        refs = [w.distill_step.remote(s, None if teacher is None else teacher[r], lr, loss, train)
+                for r, (w, s) in enumerate(zip(self.workers, shards))]
+        watched = [*also_wait, *calls(refs, self.workers, self.names)]
+        return wait_all(watched, "train", timeout_s, self.heartbeat_s)[len(also_wait):]
 
     def export_weights(self, plan: ExportPlan, timeout_s: float) -> SyncManifest:
         """Publish weights; returns rank 0's manifest."""

@@ -3,7 +3,7 @@
 Each rank holds a DeepSpeed engine (ZeRO stage from config; gloo on CPU, nccl on GPU) around a
 Hugging Face causal LM, and optionally a frozen reference copy for the KL term. The driver calls
 every rank with its shard of each optimizer step; all ranks must take part in every collective
-call (``train_step``, ``sft_step``, ``export_weights``, ``save``/``load``).
+call (``train_step``, ``sft_step``, ``distill_step``, ``export_weights``, ``save``/``load``).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import torch
 
 from rlplat.algo import grpo_loss, kl_k3, masked_mean, token_logprobs
 from rlplat.algo.batching import MicroBatch, collate, micro_batches
+from rlplat.algo.distill import TeacherBatch, forward_kl, hidden_cosine, token_cross_entropy
 from rlplat.algo.mismatch import mismatch_weights
 from rlplat.algo.packing import packed_micro_batches
-from rlplat.config.schema import GRPOConfig, LearnerConfig
+from rlplat.config.schema import DistillConfig, GRPOConfig, LearnerConfig
 from rlplat.faults import FaultKind, inject
 from rlplat.sync.buckets import pack, plan_buckets
 from rlplat.sync.fp8 import SCALE_SUFFIX, export_metas, quantized_items
@@ -240,11 +241,54 @@ class LearnerWorker:
             self.engine.set_gradient_accumulation_boundary(i == len(batches) - 1)
             mb = mb.to(self._device())
             lp = token_logprobs(self._logits(self.engine, mb), mb.input_ids[:, 1:])
-            loss = -(lp * mb.loss_mask).sum() / shard.num_tokens
+            loss = token_cross_entropy(lp, mb.loss_mask, shard.num_tokens)
             self.engine.backward(loss * self.spec.world_size, scale_wrt_gas=False)
             micro.append(MicroStats({"loss/sft": float(loss)}, mb.input_ids.shape[0]))
         self.engine.step()
         return RankStepStats(tuple(micro), float(self.engine.get_global_grad_norm() or 0.0))
+
+    def distill_step(self, shard: TrainShard, teacher: list[TeacherBatch] | None, lr: float, loss: DistillConfig,
+                     train: bool = True) -> RankStepStats:
+        """One distillation step at learning rate ``lr`` (``train`` False: the loss only, no update).
+
+        ``teacher`` holds the teacher's batch of each micro-batch (``TeacherGroup.forward``; None
+        when the loss has no KL or cosine term). Reports ``loss/distill`` and, as shares of the
+        step's loss tokens, ``loss/kl``, ``loss/cosine`` and ``loss/lm`` (each term's unweighted value).
+        """
+        self.set_lr(lr)
+        self.engine.train(train)
+        batches = micro_batches(shard, self.spec.learner.micro_batch_size, self.pad_id)
+        micro = []
+        with torch.set_grad_enabled(train):
+            for i, mb in enumerate(batches):
+                self.engine.set_gradient_accumulation_boundary(i == len(batches) - 1)
+                terms = self._distill_terms(mb.to(self._device()), None if teacher is None else teacher[i],
+                                            loss, float(shard.num_tokens))
+                total = (loss.kl_weight * terms.get("loss/kl", 0.0) + loss.cosine_weight * terms.get("loss/cosine", 0.0)
+                         + loss.lm_weight * terms["loss/lm"])
+                if train:
+                    self.engine.backward(total * self.spec.world_size, scale_wrt_gas=False)
+                values = {"loss/distill": float(total), **{k: float(v) for k, v in terms.items()}}
+                micro.append(MicroStats(values, mb.input_ids.shape[0]))
+        if train:
+            self.engine.step()
+        return RankStepStats(tuple(micro), float(self.engine.get_global_grad_norm() or 0.0) if train else 0.0)
+
+    def _distill_terms(self, mb: MicroBatch, teacher: TeacherBatch | None, loss: DistillConfig,
+                       num_tokens: float) -> dict[str, torch.Tensor]:
+        """The loss terms of one micro-batch: ``loss/lm`` always, ``loss/kl`` and ``loss/cosine``
+        when the teacher sent what they need."""
+        out = self.engine(input_ids=mb.input_ids, attention_mask=mb.attention_mask, use_cache=False,
+                          output_hidden_states=teacher is not None and teacher.hidden is not None)
+        logits = out.logits[:, :-1]
+        terms = {"loss/lm": token_cross_entropy(token_logprobs(logits, mb.input_ids[:, 1:]), mb.loss_mask, num_tokens)}
+        if teacher is not None:
+            terms["loss/kl"] = forward_kl(logits, teacher.logprobs.to(logits.device), mb.loss_mask, num_tokens,
+                                          loss.temperature)
+            if teacher.hidden is not None:
+                terms["loss/cosine"] = hidden_cosine(out.hidden_states[-1][:, :-1], teacher.hidden.to(logits.device),
+                                                     mb.loss_mask, num_tokens)
+        return terms
 
     def set_lr(self, lr: float) -> None:
         """Set the learning rate of every parameter group (SFT and GRPO share one optimizer)."""

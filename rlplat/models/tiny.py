@@ -55,6 +55,30 @@ def build_char_tokenizer(out_dir: Path) -> None:
     fast.save_pretrained(str(out_dir))
 
 
+def build_student(teacher: str | Path, out_dir: str | Path, shape: ModelShape, seed: int = 0) -> Path:
+    """A randomly initialised Llama of ``shape`` sharing ``teacher``'s vocabulary and tokenizer
+    (a distillation student), written to ``out_dir`` and returned. Idempotent like ``build_tiny_llama``."""
+    import torch
+    from transformers import AutoConfig, LlamaConfig, LlamaForCausalLM
+
+    from rlplat.models.hf import copy_tokenizer
+
+    out = Path(out_dir)
+    if (out / "config.json").exists() and (out / "model.safetensors").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    t = AutoConfig.from_pretrained(str(teacher))
+    config = LlamaConfig(vocab_size=t.vocab_size, hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
+                         num_hidden_layers=shape.num_layers, num_attention_heads=shape.num_heads,
+                         num_key_value_heads=shape.num_kv_heads, max_position_embeddings=shape.max_position_embeddings,
+                         pad_token_id=t.pad_token_id, bos_token_id=t.bos_token_id, eos_token_id=t.eos_token_id,
+                         tie_word_embeddings=False, torch_dtype="float32")
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(str(out), safe_serialization=True)
+    copy_tokenizer(Path(teacher), out)
+    return out
+
+
 def build_tiny_llama(out_dir: str | Path, shape: ModelShape | None = None, seed: int = 0) -> Path:
     """Create a randomly initialised Llama of ``shape`` (weights from ``seed``) plus the character
     tokenizer in ``out_dir`` and return it (``shape`` None: the default ``ModelShape()``).

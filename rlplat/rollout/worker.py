@@ -37,6 +37,13 @@ class EngineSpec:
     crash_prompts: dict[str, FaultKind] = field(default_factory=dict)
 
 
+def cpu_head_sizes() -> list[int]:
+    """Attention head sizes vLLM's CPU backend runs (another size fails at the first generation)."""
+    from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+    return list(CPUAttentionBackend.get_supported_head_sizes())
+
+
 def _engine_env(spec: EngineSpec) -> dict[str, str]:
     """Environment vLLM reads at import time; set before the first ``import vllm``."""
     env = {"VLLM_ALLOW_INSECURE_SERIALIZATION": "1"}

@@ -1,4 +1,4 @@
-"""The actors of one stage: placement group, learners, rollout engines, reward scorer.
+"""The actors of one stage: placement group, learners, rollout engines or teachers, reward scorer.
 
 ``StageActors`` is a context manager so that a stage that fails still releases its placement
 group and kills its actors (and the learners remove their /dev/shm files).
@@ -18,6 +18,7 @@ from rlplat.distributed.cluster import check_resources, create_placement_group
 from rlplat.distributed.placement import cpu_binds, plan_placement
 from rlplat.faults import FaultLog, parse_faults
 from rlplat.learner.group import LearnerGroup
+from rlplat.learner.teacher import TeacherGroup, TeacherSpec
 from rlplat.learner.worker import LearnerSpec
 from rlplat.rollout.group import RolloutGroup
 from rlplat.rollout.worker import EngineSpec
@@ -39,10 +40,12 @@ def learner_spec(cfg: Config, model_path: str, lr: float) -> LearnerSpec:
 
 class StageActors:
     """Starts what a stage needs; ``rollout``/``scorer``/``learners`` False skip engines, rewards
-    and learners (the placement group keeps its full shape either way)."""
+    and learners (the placement group keeps its full shape either way). ``teacher``: teachers in
+    the engines' slots (a distillation stage, which starts no engines)."""
 
     def __init__(self, cfg: Config, model_path: str, lr: float, rollout: bool = True,
-                 scorer: bool = True, learners: bool = True, fault_log: FaultLog | None = None) -> None:
+                 scorer: bool = True, learners: bool = True, fault_log: FaultLog | None = None,
+                 teacher: TeacherSpec | None = None) -> None:
         self.cfg = cfg
         # What fails is recorded here (and checkpointed by the stage that owns the log).
         self.fault_log = fault_log or FaultLog()
@@ -54,7 +57,12 @@ class StageActors:
         self.learners: LearnerGroup | None = None
         self.rollouts: RolloutGroup | None = None
         self.scorer: Scorer | None = None
+        self.teachers: TeacherGroup | None = None
+        if teacher is not None and rollout:
+            raise ValueError("teachers take the rollout engines' slots: start them with rollout=False")
         try:
+            if teacher is not None:
+                self.teachers = TeacherGroup(teacher, self.plan, pg, t.actor_start_s, cfg.faults.heartbeat_s)
             if learners:
                 self.learners = LearnerGroup(learner_spec(cfg, model_path, lr), self.plan, pg, t.actor_start_s,
                                              cfg.faults.heartbeat_s)
@@ -86,6 +94,13 @@ class StageActors:
         return self.rollouts
 
     @property
+    def teacher_group(self) -> TeacherGroup:
+        """The teachers (raises if this stage started none)."""
+        if self.teachers is None:
+            raise RuntimeError("this stage started no teachers (StageActors(teacher=None))")
+        return self.teachers
+
+    @property
     def reward_scorer(self) -> Scorer:
         """The reward scorer (raises if this stage started none)."""
         if self.scorer is None:
@@ -106,13 +121,13 @@ class StageActors:
 
     def close(self) -> None:
         """Kill every actor and release the placement group (idempotent)."""
-        for part in (self.scorer, self.rollouts, self.learners):
+        for part in (self.scorer, self.rollouts, self.teachers, self.learners):
             if part is not None:
                 try:
                     part.close() if isinstance(part, Scorer) else part.shutdown()
                 except Exception as err:  # noqa: BLE001 - tearing down; the placement group goes anyway
                     log.debug("while closing the stage's actors: %s", err)
-        self.scorer = self.rollouts = self.learners = None
+        self.scorer = self.rollouts = self.teachers = self.learners = None
         if self.pg is not None:
             remove_placement_group(self.pg)
             self.pg = None

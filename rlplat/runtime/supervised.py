@@ -1,4 +1,5 @@
-"""The supervised training loop both supervised stages run (``warmstart``, ``sft``)."""
+"""The supervised training loop both supervised stages run (``warmstart``, ``sft``), and the
+learning-rate schedule the distillation stage shares with it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ from rlplat.config.schema import Config
 from rlplat.models.hf import copy_tokenizer
 from rlplat.runtime.stage_actors import StageActors
 from rlplat.types import TrainSequence
+
+
+def decayed_lr(lr: float, step: int, steps: int) -> float:
+    """Learning rate of ``step`` (0-based) of ``steps``: linear decay from ``lr`` to a tenth of it,
+    which keeps the last steps of a short supervised pass from undoing the first ones."""
+    return lr * (1.0 - 0.9 * step / max(steps - 1, 1))
 
 
 def train_supervised(cfg: Config, model_path: str, seqs: Sequence[TrainSequence], out: Path,
@@ -28,8 +35,7 @@ def train_supervised(cfg: Config, model_path: str, seqs: Sequence[TrainSequence]
         learners = actors.learner_group
         bar = tqdm(range(s.steps), desc=desc, unit="step", dynamic_ncols=True, mininterval=2.0)
         for step in bar:
-            # Linear decay to 10% keeps the last steps from undoing the first ones.
-            lr = s.lr * (1.0 - 0.9 * step / max(s.steps - 1, 1))
+            lr = decayed_lr(s.lr, step, s.steps)
             batch = rng.sample(list(seqs), min(s.batch_size, len(seqs)))
             stats = reduce_optimizer_step(learners.sft_step(split_for_ranks(batch, learners.world_size), lr,
                                                             cfg.timeouts.train_s, s.pack_tokens))

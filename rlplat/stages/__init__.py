@@ -1,7 +1,8 @@
 """Pipeline stages, one file each, and the registry the config's ``stages=[...]`` names resolve in.
 
-Built-ins: ``warmstart`` (supervised pass on the built-in task), ``sft`` (supervised fine-tuning on
-a file, with the reasoning toggle), ``prefilter`` (the paper's data filtering) and ``grpo``. A stage of your own is a class with ``name`` and ``run(ctx) ->
+Built-ins: ``warmstart`` (supervised pass on the built-in task), ``sft`` (supervised fine-tuning
+with the reasoning toggle), ``distill`` (knowledge distillation, or continued pretraining),
+``prefilter`` (the paper's data filtering) and ``grpo``. A stage of your own is a class with ``name`` and ``run(ctx) ->
 StageManifest`` (``rlplat.stages.base``), registered with ``@STAGES.register("name")`` in a module
 you import, or named by its import path in ``stages=[...]``.
 """
@@ -11,6 +12,7 @@ from rlbase import Registry
 STAGES = Registry("stage", builtins={
     "warmstart": "rlplat.stages.warmstart:WarmStartStage",
     "sft": "rlplat.stages.sft:SFTStage",
+    "distill": "rlplat.stages.distill:DistillStage",
     "prefilter": "rlplat.stages.prefilter:PrefilterStage",
     "grpo": "rlplat.stages.grpo:GRPOStage",
 })

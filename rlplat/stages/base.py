@@ -3,8 +3,9 @@
 A stage runs from a model directory and returns a ``StageManifest``: the model directory it
 produced and named artifacts (files) that later stages may use. Stages never import each other:
 a GRPO stage finds a prefilter's pass-rate table as the artifact ``PASS_RATE_TABLE`` of an earlier
-manifest. The pipeline writes each manifest to ``<run>/stages/<name>.json`` (resume skips finished
-stages and rebuilds the context from these files).
+manifest. The pipeline (``rlplat.stages.pipeline``) adds what it knows (config hash, runner,
+timings) and writes each manifest to ``<run>/stages/<name>/manifest.json``; a re-run skips the
+stages whose manifest matches.
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ class StageManifest:
         input_model: The model directory this stage started from.
         artifacts: Named files for later stages (see the names above).
         metrics: The stage's summary figures (for example ``sft/loss_first``, ``sft/loss_last``).
+        config_hash: Content hash of what the stage's result depends on (its config sections, its
+            input model, the upstream stages' hashes): a re-run skips the stage when it matches.
+        runner: ``"ray_job"`` (submitted through the Ray Jobs API) or ``"driver"`` (run in the
+            launcher's process: ``cluster.dashboard=false``).
+        job_id: The Ray job's submission id (``runner == "ray_job"``).
+        started_at: Unix time the stage started.
+        seconds: Its wall time.
     """
 
     stage: str
@@ -39,6 +47,11 @@ class StageManifest:
     input_model: str
     artifacts: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    config_hash: str = ""
+    runner: str = "driver"
+    job_id: str | None = None
+    started_at: float = 0.0
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -65,7 +78,11 @@ class StageContext:
 
 
 class Stage(Protocol):
-    """A pipeline stage (registered in ``rlplat.stages.STAGES``)."""
+    """A pipeline stage (registered in ``rlplat.stages.STAGES``).
+
+    ``config_sections`` (optional) names the parts of the config its result depends on (top-level
+    fields or dotted sections such as ``"data.synthetic"``); a stage without it depends on all of it.
+    """
 
     name: str
 
@@ -74,9 +91,14 @@ class Stage(Protocol):
         ...
 
 
+def stage_dir(run_dir: Path, stage: str) -> Path:
+    """The directory of the stage named ``stage`` in ``stages=[...]``: its manifest and job log."""
+    return run_dir / "stages" / stage.replace("/", "_")
+
+
 def manifest_path(run_dir: Path, stage: str) -> Path:
     """Where the manifest of the stage named ``stage`` in ``stages=[...]`` is written."""
-    return run_dir / "stages" / f"{stage}.json"
+    return stage_dir(run_dir, stage) / "manifest.json"
 
 
 def write_manifest(run_dir: Path, stage: str, manifest: StageManifest) -> None:

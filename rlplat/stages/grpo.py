@@ -46,6 +46,7 @@ from rlplat.runtime.report import write_report
 from rlplat.runtime.scorer import RewardRestartLimit
 from rlplat.runtime.signals import Preempted, StopRequested
 from rlplat.runtime.stage_actors import StageActors
+from rlplat.runtime.toggle_eval import both_modes, toggle_metrics
 from rlplat.runtime.weight_sync import SyncReport, WeightSync
 from rlplat.stages.base import KEPT_UIDS, PASS_RATE_TABLE, StageContext, StageManifest
 from rlplat.types import ScoredGroup, TrainSequence, TrainShard
@@ -61,6 +62,8 @@ class GRPOStage:
     """Runs GRPO from ``ctx.model_path``; its manifest names the final model directory."""
 
     name = "grpo"
+    config_sections = ("seed", "model", "learner", "cluster", "rollout", "reward", "grpo", "data", "curriculum",
+                       "sync", "checkpoint")
 
     def run(self, ctx: StageContext) -> StageManifest:
         from transformers import AutoTokenizer
@@ -70,7 +73,8 @@ class GRPOStage:
         # train only on the prompts it kept and start the curriculum from its pass rates.
         keep_uids = cfg.data.keep_uids or ctx.artifact(KEPT_UIDS)
         table = cfg.curriculum.pass_rate_table or ctx.artifact(PASS_RATE_TABLE)
-        train, held_out = load_prompt_sets(cfg, AutoTokenizer.from_pretrained(ctx.model_path), keep_uids)
+        tokenizer = AutoTokenizer.from_pretrained(ctx.model_path)
+        train, held_out = load_prompt_sets(cfg, tokenizer, keep_uids)
         curriculum = make_curriculum(cfg, train.uids, table)
         fault_log = restored_fault_log(ctx)
         fault_log.dropped_prompts += [u for u in train.dropped if u not in fault_log.dropped_prompts]
@@ -78,11 +82,21 @@ class GRPOStage:
         with StageActors(cfg, ctx.model_path, cfg.learner.lr, fault_log=fault_log) as actors, \
                 StopRequested() as stop:
             (ctx.run_dir / "placement.json").write_text(json.dumps(actors.placement(), indent=2))
-            GRPOLoop(ctx, actors, train, HeldOutEval(cfg, held_out), curriculum, stop).run()
+            evaluation = HeldOutEval(cfg, held_out)
+            GRPOLoop(ctx, actors, train, evaluation, curriculum, stop).run()
+            metrics = {}
+            if cfg.grpo.toggle_eval and evaluation.items:
+                # The engines hold the last step's weights (every step ends with a sync).
+                metrics = toggle_metrics(cfg, actors.rollout_group, actors.reward_scorer,
+                                         both_modes(evaluation.items, tokenizer), tokenizer)
             actors.learner_group.save_hf(str(final), cfg.timeouts.checkpoint_s)
         copy_tokenizer(Path(ctx.model_path), final)
-        write_report(ctx.run_dir, read_metrics(ctx.run_dir / "metrics.jsonl"))
-        return StageManifest(self.name, str(final), ctx.model_path)
+        rows = read_metrics(ctx.run_dir / "metrics.jsonl")
+        write_report(ctx.run_dir, rows)
+        last_eval = [r["eval/pass_rate"] for r in rows if "eval/pass_rate" in r]
+        metrics.update({"pass_rate": rows[-1]["pass_rate"]} if rows else {})
+        metrics.update({"eval/pass_rate": last_eval[-1]} if last_eval else {})
+        return StageManifest(self.name, str(final), ctx.model_path, metrics=metrics)
 
 
 def restored_fault_log(ctx: StageContext) -> FaultLog:

@@ -57,6 +57,7 @@ class PrefilterStage:
     """Samples, scores and filters the training prompts; hands the input model on unchanged."""
 
     name = "prefilter"
+    config_sections = ("seed", "model", "learner", "cluster", "rollout", "reward", "prefilter", "data")
 
     def run(self, ctx: StageContext) -> StageManifest:
         from transformers import AutoTokenizer

@@ -1,15 +1,18 @@
-"""SFT stage: supervised fine-tuning on a file, with the reasoning toggle in the system prompt (LN §4).
+"""SFT stage: supervised fine-tuning with the reasoning toggle in the system prompt (LN §4).
 
 Rows follow the Llama-Nemotron post-training dataset (``rlplat.data.sft``, validated at preflight
-with file and row numbers); the loss falls on the response tokens only; ``sft.pack_tokens`` packs
-several examples into each row with attention kept within each; ``sft.eval_rows`` held-out rows
-measure toggle compliance afterwards (in the manifest's metrics). Writes ``sft_model/``, a complete
-Hugging Face directory, for the next stage.
+with file and row numbers), or (``sft.source=synthetic``) pair on/off answers of the built-in
+task. The loss falls on the response tokens only; ``sft.pack_tokens`` packs several examples into
+each row with attention kept within each; ``sft.eval_rows`` held-out rows measure toggle
+compliance and per-mode pass rates afterwards (the manifest's metrics). Writes ``sft_model/``, a
+complete Hugging Face directory, for the next stage.
 """
 
 from __future__ import annotations
 
-from rlplat.data.sft import read_sft_examples, to_train_sequence
+from rlplat.config.schema import Config
+from rlplat.data.sft import SFTExample, read_sft_examples, to_train_sequence
+from rlplat.data.synthetic import split_problems, toggle_examples
 from rlplat.runtime.supervised import train_supervised
 from rlplat.runtime.toggle_eval import measure_toggle
 from rlplat.stages.base import StageContext, StageManifest
@@ -19,18 +22,29 @@ class SFTStage:
     """Supervised fine-tuning on ``sft.data``; its manifest names the fine-tuned model directory."""
 
     name = "sft"
+    config_sections = ("seed", "model", "learner", "cluster", "rollout", "reward", "sft", "data.synthetic")
 
     def run(self, ctx: StageContext) -> StageManifest:
         from transformers import AutoTokenizer
 
         cfg = ctx.cfg
-        assert cfg.sft.data is not None  # preflight refused the stage without a data file
         tokenizer = AutoTokenizer.from_pretrained(ctx.model_path)
-        examples = read_sft_examples(cfg.sft.data)
-        cut = len(examples) - cfg.sft.eval_rows
-        train, held_out = examples[:cut], examples[cut:]
+        train, held_out = sft_examples(cfg)
         out = ctx.run_dir / "sft_model"
         metrics = train_supervised(cfg, ctx.model_path, [to_train_sequence(ex, tokenizer) for ex in train], out, "SFT")
         if held_out:
             metrics.update(measure_toggle(cfg, str(out), held_out))
         return StageManifest(self.name, str(out), ctx.model_path, metrics=metrics)
+
+
+def sft_examples(cfg: Config) -> tuple[list[SFTExample], list[SFTExample]]:
+    """The rows to train on and the ``sft.eval_rows`` held out: the file's last rows, or (source
+    synthetic) paired rows of the warm-start problems and of as many held-out problems."""
+    if cfg.sft.source == "synthetic":
+        s, n = cfg.data.synthetic, cfg.sft.eval_rows
+        train, rl = split_problems(s.digits, s.num_train, s.num_rl, cfg.seed)
+        return toggle_examples(train), toggle_examples(rl[:(n + 1) // 2])[:n]
+    assert cfg.sft.data is not None  # preflight refused the stage without a data file
+    examples = read_sft_examples(cfg.sft.data)
+    cut = len(examples) - cfg.sft.eval_rows
+    return examples[:cut], examples[cut:]

@@ -9,20 +9,17 @@ a Hugging Face model directory for the next stage.
 
 from __future__ import annotations
 
-from typing import Any
-
 from rlplat.config.errors import ConfigError
-from rlplat.data.chat import encode
-from rlplat.data.synthetic import split_problems, teacher_solutions, to_prompt_items
+from rlplat.data.synthetic import split_problems, teacher_solutions, worked_sequences
 from rlplat.runtime.supervised import train_supervised
 from rlplat.stages.base import StageContext, StageManifest
-from rlplat.types import TrainSequence
 
 
 class WarmStartStage:
     """Supervised warm start; its manifest names the warm-started model directory."""
 
     name = "warmstart"
+    config_sections = ("seed", "model", "learner", "cluster", "sft", "data.synthetic")
 
     def run(self, ctx: StageContext) -> StageManifest:
         from transformers import AutoTokenizer
@@ -32,16 +29,9 @@ class WarmStartStage:
             raise ConfigError("stages", "the warmstart stage trains on the built-in synthetic task only.",
                               "remove 'warmstart' from stages, or set data.source=synthetic.")
         out = ctx.run_dir / "warmstart_model"
-        seqs = self._sequences(ctx, AutoTokenizer.from_pretrained(ctx.model_path))
+        s = cfg.data.synthetic
+        train, _ = split_problems(s.digits, s.num_train, s.num_rl, cfg.seed)
+        seqs = worked_sequences(train, teacher_solutions(train, s.teacher_accuracy, cfg.seed),
+                                AutoTokenizer.from_pretrained(ctx.model_path))
         metrics = train_supervised(cfg, ctx.model_path, seqs, out, "warm start (SFT)")
         return StageManifest(self.name, str(out), ctx.model_path, metrics=metrics)
-
-    @staticmethod
-    def _sequences(ctx: StageContext, tokenizer: Any) -> list[TrainSequence]:
-        s = ctx.cfg.data.synthetic
-        train, _ = split_problems(s.digits, s.num_train, s.num_rl, ctx.cfg.seed)
-        items = to_prompt_items(train, tokenizer)
-        eos = tokenizer.eos_token
-        solutions = teacher_solutions(train, s.teacher_accuracy, ctx.cfg.seed)
-        return [TrainSequence(encode(tokenizer, it.text), encode(tokenizer, sol + eos), (), 0.0)
-                for it, sol in zip(items, solutions)]

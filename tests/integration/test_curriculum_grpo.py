@@ -61,7 +61,7 @@ def test_prefilter_writes_its_table_and_grpo_trains_on_the_kept_prompts(pipeline
     tracker = _curriculum_state(pipeline_run)["tracker"]
     assert tracker["num_prompts"] == len(kept) and tracker["uids_digest"] == uids_digest(kept)
     # The prefilter changes no weights: it hands its input model on to GRPO.
-    manifest = json.loads((pipeline_run / "stages" / "prefilter.json").read_text())
+    manifest = json.loads((pipeline_run / "stages" / "prefilter" / "manifest.json").read_text())
     assert manifest["model_path"] == manifest["input_model"] == str(pipeline_run / "initial_model")
 
 

@@ -45,7 +45,7 @@ def test_run_directory_holds_config_checkpoints_model_and_report(reference_run: 
     assert (final / "config.json").is_file() and (final / "tokenizer.json").is_file()
     report = json.loads((reference_run / "report.json").read_text())
     assert report["steps"] == 4 and "pass_rate/start" in report
-    manifest = json.loads((reference_run / "stages" / "grpo.json").read_text())
+    manifest = json.loads((reference_run / "stages" / "grpo" / "manifest.json").read_text())
     assert manifest["model_path"] == str(final) and manifest["input_model"].endswith("warmstart_model")
 
 

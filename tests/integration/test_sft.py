@@ -19,7 +19,7 @@ def test_sft_stage_trains_packed_rows_and_writes_a_loadable_model(tmp_path: Path
     rc, out = launch(run, "stages=[sft]", f"sft.data={DATA}", "sft.steps=150", "sft.batch_size=16",
                      "sft.pack_tokens=96", "sft.eval_rows=8", "cluster.dashboard=false", fast=False)
     assert rc == 0, out[-3000:]
-    manifest = json.loads((run / "stages" / "sft.json").read_text())
+    manifest = json.loads((run / "stages" / "sft" / "manifest.json").read_text())
     model = Path(manifest["model_path"])
     assert model == run / "sft_model" and manifest["metrics"]["sft/loss_last"] < manifest["metrics"]["sft/loss_first"]
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -165,6 +165,15 @@ def test_wrong_type_is_rejected() -> None:
     (["data.source=file"], "data.file.path"),
     (["data.file.limit=0"], "data.file.limit"),
     (["data.file.answer_format=latex"], "data.file.answer_format"),
+    (["stages=[distill]", "distill.kl_weight=0"], "distill.kl_weight"),
+    (["stages=[distill]", "distill.lm_weight=-1"], "distill.lm_weight"),
+    (["stages=[distill]", "distill.batch_size=7"], "distill.batch_size"),
+    (["stages=[distill]", "distill.temperature=0"], "distill.temperature"),
+    (["stages=[distill]", "distill.teacher_path=/nonexistent/teacher"], "distill.teacher_path"),
+    (["stages=[distill]", "distill.student=/nonexistent/student"], "distill.student"),
+    (["stages=[distill]", "data.source=file", "data.file.path=x.jsonl"], "distill.data"),
+    (["stages=[distill,sft]", "distill.student=new", "distill.student_shape.num_heads=4",
+      "distill.student_shape.hidden_size=96", "sft.source=synthetic"], "distill.student_shape.num_heads"),
 ])
 def test_bad_config_is_caught_before_ray(overrides: list[str], field: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -240,3 +249,39 @@ def test_launch_reports_a_missing_dataset_file(tmp_path: Path) -> None:
 def test_resume_of_a_directory_without_checkpoints_is_refused(tmp_path: Path) -> None:
     out = _launch(f"resume={tmp_path}", cwd=tmp_path)
     assert out.returncode == 2 and "resume" in out.stderr
+
+
+def test_a_model_directory_without_a_loadable_tokenizer_is_a_config_error(tmp_path: Path) -> None:
+    """What ``model.path=runs/<run>/final_model`` met when final_model held weights only."""
+    from rlplat.models.tiny import build_tiny_llama
+
+    model = build_tiny_llama(tmp_path / "model")
+    check(load([f"model.path={model}"])[0])  # complete: accepted
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+        (model / name).unlink(missing_ok=True)
+    with pytest.raises(ConfigError) as err:
+        check(load([f"model.path={model}"])[0])
+    assert err.value.field == "model.path" and "no loadable tokenizer" in str(err.value)
+
+
+def test_a_distillation_text_file_with_a_bad_row_is_named_before_ray(tmp_path: Path) -> None:
+    data = tmp_path / "texts.jsonl"
+    data.write_text('{"text": "one"}\n{"text": ""}\n{"text": "three"}\n')
+    with pytest.raises(ConfigError) as err:
+        check(load(["stages=[distill]", f"distill.data={data}", "distill.eval_rows=1"])[0])
+    assert err.value.field == "distill.data" and "texts.jsonl" in str(err.value) and "row 2" in str(err.value)
+
+
+def test_a_teacher_and_student_with_different_vocabularies_are_refused_before_ray(tmp_path: Path) -> None:
+    import json
+
+    from rlplat.models.tiny import build_tiny_llama
+
+    teacher, student = build_tiny_llama(tmp_path / "teacher"), build_tiny_llama(tmp_path / "student", seed=1)
+    ok = ["stages=[distill]", f"distill.teacher_path={teacher}", f"distill.student={student}"]
+    check(load(ok)[0])
+    config = json.loads((student / "config.json").read_text())
+    (student / "config.json").write_text(json.dumps({**config, "vocab_size": config["vocab_size"] + 8}))
+    with pytest.raises(ConfigError) as err:
+        check(load(ok)[0])
+    assert err.value.field == "distill.student" and "do not share a vocabulary" in str(err.value)

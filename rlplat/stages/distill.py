@@ -1,0 +1,127 @@
+"""Distillation stage: a student learns a teacher's next-token distributions (and, optionally, its
+hidden states), or continues pretraining on raw text (LN §2-3, the Puzzle uptraining).
+
+The teacher runs in Ray actors of its own (``rlplat.learner.teacher``) in the slots the placement
+plan gives rollout engines; the student trains on the DeepSpeed learners. Each step: the teachers
+score the step's shards, their distributions go to the learners through the object store, every
+rank takes one optimizer step on ``distill.kl_weight * KL + cosine_weight * cosine + lm_weight *
+LM`` (``rlplat.algo.distill``). Afterwards the held-out texts give ``distill/heldout_lm_loss``
+(student), ``distill/teacher_heldout_lm_loss`` and ``distill/heldout_kl`` in the manifest's
+metrics. Writes ``distill_model/``, a complete Hugging Face directory, for the next stage.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from rlplat.algo.batching import split_for_ranks
+from rlplat.algo.stats import reduce_optimizer_step
+from rlplat.config.errors import ConfigError
+from rlplat.config.schema import Config
+from rlplat.data.synthetic import solution, split_problems, worked_sequences
+from rlplat.data.text import read_texts, text_sequences
+from rlplat.learner.teacher import TeacherSpec
+from rlplat.models.hf import copy_tokenizer
+from rlplat.runtime.stage_actors import StageActors
+from rlplat.runtime.supervised import decayed_lr
+from rlplat.stages.base import StageContext, StageManifest
+from rlplat.types import TrainSequence
+
+
+class DistillStage:
+    """Distillation (or continued pretraining) into ``distill.student``."""
+
+    name = "distill"
+    config_sections = ("seed", "model", "learner", "cluster", "distill", "data.synthetic")
+
+    def run(self, ctx: StageContext) -> StageManifest:
+        from tqdm import tqdm
+        from transformers import AutoTokenizer
+
+        cfg, d = ctx.cfg, ctx.cfg.distill
+        teacher_path = d.teacher_path or ctx.model_path
+        student_path = student_model(cfg, ctx.model_path, teacher_path, ctx.run_dir)
+        check_same_vocabulary(teacher_path, student_path)
+        train, held_out = distill_sequences(cfg, AutoTokenizer.from_pretrained(student_path))
+        use_teacher = d.kl_weight > 0 or d.cosine_weight > 0 or d.teacher_path is not None
+        spec = TeacherSpec(teacher_path, cfg.model.dtype, cfg.cluster.device, d.temperature, d.cosine_weight > 0,
+                           cfg.learner.micro_batch_size, cfg.learner.cpu_threads) if use_teacher else None
+        out, rng, losses = ctx.run_dir / "distill_model", random.Random(cfg.seed), list[float]()
+        with StageActors(cfg, student_path, d.lr, rollout=False, scorer=False, teacher=spec) as actors:
+            learners, teachers = actors.learner_group, actors.teachers
+            bar = tqdm(range(d.steps), desc="distill" if use_teacher else "continued pretraining", unit="step",
+                       dynamic_ncols=True, mininterval=2.0)
+            for step in bar:
+                shards = split_for_ranks(rng.sample(train, min(d.batch_size, len(train))), learners.world_size)
+                refs, acks = teachers.forward(shards) if teachers and d.kl_weight + d.cosine_weight > 0 else (None, [])
+                stats = reduce_optimizer_step(learners.distill_step(shards, refs, decayed_lr(d.lr, step, d.steps), d,
+                                                                    cfg.timeouts.train_s, also_wait=acks))
+                losses.append(stats["loss/distill"])
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+            metrics = {"distill/loss_first": losses[0], "distill/loss_last": losses[-1]} if losses else {}
+            if held_out:
+                metrics.update(held_out_metrics(cfg, actors, held_out))
+            learners.save_hf(str(out), cfg.timeouts.checkpoint_s)
+        copy_tokenizer(Path(student_path), out)
+        return StageManifest(self.name, str(out), ctx.model_path, metrics=metrics)
+
+
+def student_model(cfg: Config, input_model: str, teacher_path: str, run_dir: Path) -> str:
+    """The student's model directory: the stage's input model, a new Llama of
+    ``distill.student_shape`` with the teacher's vocabulary, or the directory ``distill.student``."""
+    from rlplat.models.tiny import build_student
+
+    d = cfg.distill
+    if d.student == "input":
+        return input_model
+    if d.student == "new":
+        return str(build_student(teacher_path, run_dir / "distill_student", d.student_shape, seed=cfg.seed))
+    return d.student
+
+
+def check_same_vocabulary(teacher_path: str, student_path: str) -> None:
+    """Teacher and student may differ in shape, not in vocabulary (KL compares distributions over
+    the same tokens); raises ``ConfigError`` naming both."""
+    from transformers import AutoTokenizer
+
+    sizes = [json.loads((Path(p) / "config.json").read_text()).get("vocab_size") for p in (teacher_path, student_path)]
+    vocabs = [AutoTokenizer.from_pretrained(p).get_vocab() for p in (teacher_path, student_path)]
+    if sizes[0] != sizes[1] or vocabs[0] != vocabs[1]:
+        raise ConfigError("distill.student", f"the teacher ({teacher_path}, vocabulary {sizes[0]}) and the student "
+                          f"({student_path}, vocabulary {sizes[1]}) do not share a vocabulary"
+                          f"{'' if sizes[0] != sizes[1] else ' (same size, different tokens)'}.",
+                          "distil into a student with the teacher's tokenizer (distill.student=new builds one).")
+
+
+def distill_sequences(cfg: Config, tokenizer: Any) -> tuple[list[TrainSequence], list[TrainSequence]]:
+    """Training and held-out sequences: the file's texts (the last ``eval_rows`` held out), or the
+    built-in task's worked solutions (warm-start problems; held-out problems for evaluation)."""
+    d = cfg.distill
+    if d.data is not None:
+        seqs = text_sequences(read_texts(d.data, d.text_field), tokenizer, d.max_tokens)
+        return seqs[:len(seqs) - d.eval_rows], seqs[len(seqs) - d.eval_rows:]
+    s = cfg.data.synthetic
+    train, rl = split_problems(s.digits, s.num_train, s.num_rl, cfg.seed)
+    held = rl[:d.eval_rows]
+    return (worked_sequences(train, [solution(p) for p in train], tokenizer),
+            worked_sequences(held, [solution(p) for p in held], tokenizer))
+
+
+def held_out_metrics(cfg: Config, actors: StageActors, held_out: list[TrainSequence]) -> dict[str, float]:
+    """The student's loss terms on the held-out texts (no update), and the teacher's own loss."""
+    learners, teachers = actors.learner_group, actors.teachers
+    seqs = held_out[:len(held_out) - len(held_out) % learners.world_size]
+    if not seqs:
+        return {}
+    shards = split_for_ranks(seqs, learners.world_size)
+    refs, acks = teachers.forward(shards) if teachers else (None, [])
+    stats = reduce_optimizer_step(learners.distill_step(shards, refs, 0.0, cfg.distill, cfg.timeouts.train_s,
+                                                        train=False, also_wait=acks))
+    out = {"distill/heldout_lm_loss": stats["loss/lm"]}
+    if teachers is not None:
+        out["distill/heldout_kl"] = stats["loss/kl"]
+        out["distill/teacher_heldout_lm_loss"] = teachers.lm_loss(shards, cfg.timeouts.train_s)
+    return out

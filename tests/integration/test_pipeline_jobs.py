@@ -1,0 +1,87 @@
+"""Stages as Ray jobs: submitted through the real Jobs API of the run's own dashboard, listed there
+with their metadata, skipped on a re-run when their manifest still stands, and a failing stage
+stopping the pipeline with its log path."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from launch_helpers import finish, plugin_env, resume, start
+
+pytestmark = pytest.mark.slow
+PASS_ON = "pipeline_stages:PassOnStage"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _manifest(run: Path, stage: str) -> dict[str, Any]:
+    return dict(json.loads((run / "stages" / stage / "manifest.json").read_text()))
+
+
+def _jobs_seen_while_running(proc: Any, port: int, run: Path) -> dict[str, dict[str, str]]:
+    """Poll the dashboard's Jobs API until the launcher exits: stage -> metadata of this run's jobs."""
+    from ray.job_submission import JobSubmissionClient
+
+    seen: dict[str, dict[str, str]] = {}
+    client = None
+    while proc.poll() is None:
+        try:
+            client = client or JobSubmissionClient(f"http://127.0.0.1:{port}")
+            for job in client.list_jobs():
+                if (job.metadata or {}).get("run_dir") == str(run.resolve()):
+                    seen[job.metadata["stage"]] = {**job.metadata, "submission_id": job.submission_id}
+        except Exception:  # noqa: BLE001 - the dashboard is not up yet, or already gone
+            client = None
+        time.sleep(1.0)
+    return seen
+
+
+def test_stages_run_as_ray_jobs_listed_by_the_dashboard_and_a_rerun_skips_them(tmp_path: Path) -> None:
+    run, port = tmp_path / "run", _free_port()
+    proc = start(run, f"stages=[warmstart,{PASS_ON}]", "cluster.dashboard=true", f"cluster.dashboard_port={port}",
+                 env=plugin_env())
+    seen = _jobs_seen_while_running(proc, port, run)
+    rc, out = finish(proc, run)
+    assert rc == 0, out[-3000:]
+    for stage in ("warmstart", PASS_ON):
+        manifest = _manifest(run, stage)
+        assert manifest["runner"] == "ray_job" and manifest["job_id"] == seen[stage]["submission_id"]
+        assert seen[stage]["config_hash"] == manifest["config_hash"] and seen[stage]["run"] == "run"
+        assert "Running entrypoint" in (run / "stages" / stage.replace("/", "_") / "job.log").read_text()
+    assert _manifest(run, PASS_ON)["metrics"] == {"pass_on/upstream": 1}
+    assert "stage warmstart done" in out  # each stage prints its figures as it ends
+    before = {s: _manifest(run, s) for s in ("warmstart", PASS_ON)}
+
+    rc, out = resume(run, env=plugin_env())
+    assert rc == 0, out[-3000:]
+    assert out.count("up to date") >= 2
+    assert {s: _manifest(run, s) for s in ("warmstart", PASS_ON)} == before  # neither ran again
+
+
+def test_a_failing_stage_stops_the_pipeline_with_its_log_path(tmp_path: Path) -> None:
+    run, port = tmp_path / "run", _free_port()
+    rc, out = finish(start(run, "stages=[pipeline_stages:FailingStage,grpo]", "cluster.dashboard=true",
+                           f"cluster.dashboard_port={port}", env=plugin_env()), run)
+    assert rc == 1, out[-3000:]
+    log = run / "stages" / "pipeline_stages:FailingStage" / "job.log"
+    assert f"its log: {log}" in out and "boom: the failing test stage" in log.read_text()
+    assert "boom: the failing test stage" in (run / "error.log").read_text()
+    assert not (run / "stages" / "grpo").exists()
+
+
+def test_without_a_dashboard_stages_run_in_the_driver_and_say_so(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    rc, out = finish(start(run, f"stages=[{PASS_ON}]", "cluster.dashboard=false", env=plugin_env()), run)
+    assert rc == 0, out[-3000:]
+    manifest = _manifest(run, PASS_ON)
+    assert manifest["runner"] == "driver" and manifest["job_id"] is None and manifest["seconds"] >= 0
