@@ -1,15 +1,17 @@
 """Distillation against SFT alone: which student gets closer to its teacher on held-out text?
 
-One teacher (the tiny default Llama warm-started on the built-in task's worked solutions,
+One teacher (the tiny default Llama warm-started on the built-in task's right worked solutions,
 ``stages=[warmstart]`` with ``tiny_pipeline``'s data), then for each seed two students of the same
 new, smaller shape (``distill.student=new``, the ``tiny_pipeline`` shape) trained for the same
-``--steps`` on the same worked solutions with the same batch and learning rate:
+``--steps`` on the same texts with the same batch and learning rate. The texts are worked
+solutions whose final answer slips at ``1 - --text-accuracy`` (``data.synthetic.teacher_accuracy``:
+the reasoning stays right, one answer digit changes), as data from a weaker source would:
 
 * ``distill``: forward KL to the teacher's next-token distribution (``distill.kl_weight=1``);
 * ``sft``: cross-entropy on the solutions alone (``distill.kl_weight=0 distill.lm_weight=1``: the
   same stage as continued pretraining), the SFT-only student.
 
-Both report, on held-out problems' solutions, the student's cross-entropy, the teacher's, and the
+Both report, on held-out problems' right solutions, the student's cross-entropy, the teacher's, and the
 KL(teacher || student) (the teacher scores held-out text in both arms; it trains only the first).
 The figure of merit is the gap ``student - teacher`` of held-out loss, and the KL.
 
@@ -29,7 +31,7 @@ from typing import Any
 
 from common import launch_until, machine_info, write_json
 
-DATA = ["data.synthetic.num_train=2000", "data.synthetic.num_rl=600", "data.synthetic.teacher_accuracy=1.0"]
+DATA = ["data.synthetic.num_train=2000", "data.synthetic.num_rl=600"]
 STUDENT = ["distill.student=new", "distill.student_shape.hidden_size=96", "distill.student_shape.intermediate_size=288",
            "distill.student_shape.num_layers=3", "distill.student_shape.num_heads=3",
            "distill.student_shape.num_kv_heads=1"]
@@ -44,7 +46,8 @@ def run_arm(arm: str, seed: int, teacher: Path, root: Path, args: argparse.Names
     run_dir = root / f"{arm}_seed{seed}"
     overrides = [f"model.path={teacher}", f"distill.teacher_path={teacher}", "stages=[distill]", f"seed={seed}",
                  f"distill.steps={args.steps}", "distill.batch_size=64", "distill.lr=3e-3", "distill.eval_rows=128",
-                 "cluster.dashboard=false", *DATA, *STUDENT, *ARMS[arm]]
+                 "cluster.dashboard=false", f"data.synthetic.teacher_accuracy={args.text_accuracy}", *DATA, *STUDENT,
+                 *ARMS[arm]]
     manifest = run_dir / "stages" / "distill" / "manifest.json"
     launch_until(run_dir, overrides, manifest, args.retries)
     metrics = json.loads(manifest.read_text())["metrics"]
@@ -67,16 +70,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--teacher-steps", type=int, default=300)
+    parser.add_argument("--text-accuracy", type=float, default=0.5)
     parser.add_argument("--root", type=Path, default=Path("runs/bench_distill"))
     parser.add_argument("--retries", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     warm = args.root / "teacher"
-    launch_until(warm, ["stages=[warmstart]", f"sft.steps={args.teacher_steps}", "cluster.dashboard=false", *DATA],
+    launch_until(warm, ["stages=[warmstart]", f"sft.steps={args.teacher_steps}", "cluster.dashboard=false",
+                        "data.synthetic.teacher_accuracy=1.0", *DATA],
                  warm / "stages" / "warmstart" / "manifest.json", args.retries)
     teacher = (warm / "warmstart_model").resolve()
     runs = [run_arm(arm, seed, teacher, args.root, args) for seed in args.seeds for arm in ARMS]
-    result = {"machine": machine_info(), "steps": args.steps, "seeds": args.seeds, "runs": runs,
+    result = {"machine": machine_info(), "steps": args.steps, "seeds": args.seeds, "text_accuracy": args.text_accuracy,
+              "runs": runs,
               "summary": summarize(runs)}
     write_json(args.json, result)
     print(json.dumps(result["summary"], indent=2))

@@ -49,22 +49,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(cfg: Config, run_dir: Path, resume: bool) -> int:
     """Start Ray and run the pipeline (its stages as Ray jobs when the dashboard is on); maps
-    failures to exit codes with a clear message (``rlplat.stages.job_entry.exit_code``)."""
+    failures to exit codes with a clear message (``rlplat.stages.job_entry.run_guarded``)."""
     from rlplat.distributed.cluster import start_ray
     from rlplat.metrics import read_metrics
     from rlplat.runtime.report import format_report, summarize
-    from rlplat.stages.job_entry import EXIT_OK, exit_code
+    from rlplat.stages.job_entry import EXIT_OK, run_guarded
     from rlplat.stages.pipeline import run_pipeline
 
     dashboard = start_ray(cfg.cluster)
-    final: list[str] = []
-    code = exit_code(run_dir, lambda: final.append(run_pipeline(cfg, run_dir, resume,
-                                                                dashboard if cfg.cluster.dashboard else None)))
+    code, final = run_guarded(run_dir, lambda: run_pipeline(cfg, run_dir, resume,
+                                                            dashboard if cfg.cluster.dashboard else None))
     if code != EXIT_OK:
         return code
     summary = {**summarize(read_metrics(run_dir / "metrics.jsonl")), "run_dir": str(run_dir)}
     print(format_report(summary))
-    print(f"Final model: {final[0]}")
+    print(f"Final model: {final}")
     return 0
 
 

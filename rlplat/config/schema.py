@@ -247,7 +247,8 @@ class DistillConfig:
     lm_weight: float = 0.0
     temperature: float = 1.0
     # The text: a local .jsonl/.json/.parquet file with a ``text_field`` column (loss on every
-    # token). Unset: the built-in task's worked solutions (``data.synthetic``; loss on the solution).
+    # token). Unset: the built-in task's worked solutions as the warm start sees them
+    # (``data.synthetic``, slips included; loss on the solution).
     data: str | None = None
     text_field: str = "text"
     # Texts are cut to this many tokens.

@@ -21,7 +21,7 @@ from rlplat.algo.batching import split_for_ranks
 from rlplat.algo.stats import reduce_optimizer_step
 from rlplat.config.errors import ConfigError
 from rlplat.config.schema import Config
-from rlplat.data.synthetic import solution, split_problems, worked_sequences
+from rlplat.data.synthetic import solution, split_problems, teacher_solutions, worked_sequences
 from rlplat.data.text import read_texts, text_sequences
 from rlplat.learner.teacher import TeacherSpec
 from rlplat.models.hf import copy_tokenizer
@@ -98,7 +98,8 @@ def check_same_vocabulary(teacher_path: str, student_path: str) -> None:
 
 def distill_sequences(cfg: Config, tokenizer: Any) -> tuple[list[TrainSequence], list[TrainSequence]]:
     """Training and held-out sequences: the file's texts (the last ``eval_rows`` held out), or the
-    built-in task's worked solutions (warm-start problems; held-out problems for evaluation)."""
+    built-in task's worked solutions as the warm start sees them (warm-start problems, answers
+    slipping at ``1 - data.synthetic.teacher_accuracy``), held-out problems' right ones for evaluation."""
     d = cfg.distill
     if d.data is not None:
         seqs = text_sequences(read_texts(d.data, d.text_field), tokenizer, d.max_tokens)
@@ -106,7 +107,7 @@ def distill_sequences(cfg: Config, tokenizer: Any) -> tuple[list[TrainSequence],
     s = cfg.data.synthetic
     train, rl = split_problems(s.digits, s.num_train, s.num_rl, cfg.seed)
     held = rl[:d.eval_rows]
-    return (worked_sequences(train, [solution(p) for p in train], tokenizer),
+    return (worked_sequences(train, teacher_solutions(train, s.teacher_accuracy, cfg.seed), tokenizer),
             worked_sequences(held, [solution(p) for p in held], tokenizer))
 
 

@@ -17,10 +17,12 @@ import traceback
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 from rlplat.config.errors import ConfigError
 from rlplat.runtime.signals import Preempted
 
+T = TypeVar("T")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -36,30 +38,29 @@ class StageFailed(RuntimeError):
         super().__init__(f"stage {stage} failed (Ray job {job_id}, {code}); its log: {log_path}")
 
 
-def exit_code(run_dir: Path, work: Callable[[], object]) -> int:
-    """Run ``work`` and map how it ended to an exit code, printing one clear message: a
-    ``ConfigError`` (2), preemption (143), any other failure (1, traceback in ``error.log``; a
-    failed stage job wrote its own there)."""
+def run_guarded(run_dir: Path, work: Callable[[], T]) -> tuple[int, T | None]:
+    """Run ``work``; returns the exit code and its result (None unless it succeeded). How it
+    ended is printed as one clear message: a ``ConfigError`` (2), preemption (143), any other
+    failure (1, traceback in ``error.log``; a failed stage job wrote its own there)."""
     try:
-        work()
+        return EXIT_OK, work()
     except StageFailed as err:
         print(f"rlplat: the run failed: {err}\n(the stage's traceback, if it got that far: {run_dir / 'error.log'}) "
               f"Continue with: python -m rlplat.launch resume={run_dir}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_FAILED, None
     except ConfigError as err:
         print(f"rlplat: {err}", file=sys.stderr)
-        return EXIT_CONFIG
+        return EXIT_CONFIG, None
     except Preempted as err:
         print(f"rlplat: {err}", file=sys.stderr)
-        return EXIT_PREEMPTED
+        return EXIT_PREEMPTED, None
     except Exception as err:  # noqa: BLE001 - every failure ends in one clear message
         (run_dir / "error.log").write_text(traceback.format_exc())
         print(f"rlplat: the run failed: {err}\n(traceback in {run_dir / 'error.log'}) "
               f"The last complete checkpoint (if any) is under "
               f"{run_dir / 'checkpoints'}; continue with: python -m rlplat.launch resume={run_dir}",
               file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+        return EXIT_FAILED, None
 
 
 def main(argv: list[str]) -> int:
@@ -81,8 +82,9 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="[rlplat] %(message)s")
     cfg = saved_config(args.run_dir)
     start_ray(replace(cfg.cluster, address=args.address), log_to_driver=cfg.cluster.log_to_driver)
-    return exit_code(args.run_dir, lambda: run_stage(cfg, args.run_dir, args.stage, args.resume, args.config_hash,
-                                                     runner="ray_job", job_id=args.job_id))
+    code, _ = run_guarded(args.run_dir, lambda: run_stage(cfg, args.run_dir, args.stage, args.resume,
+                                                          args.config_hash, runner="ray_job", job_id=args.job_id))
+    return code
 
 
 if __name__ == "__main__":
