@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +28,11 @@ def actor_env(cluster: ClusterConfig) -> dict[str, str]:
         "VLLM_NO_USAGE_STATS": "1",
         "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"),
         "DS_ACCELERATOR": "cpu" if cluster.device == "cpu" else os.environ.get("DS_ACCELERATOR", "cuda"),
+        # DeepSpeed's JIT-built ops (its CPU shared-memory collective) cached per environment:
+        # in the shared ~/.cache, two virtual environments' sources differ, so each rebuilt the
+        # other's op, and a process killed while building left the lock every later learner
+        # waited on forever.
+        "TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR", os.path.join(sys.prefix, "torch_extensions")),
     }
     return env
 

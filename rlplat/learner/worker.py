@@ -8,6 +8,7 @@ call (``train_step``, ``sft_step``, ``distill_step``, ``export_weights``, ``save
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, replace
@@ -85,6 +86,7 @@ class LearnerWorker:
 
         backend = "gloo" if self.spec.device == "cpu" else "nccl"
         timeout = timedelta(seconds=self.spec.collective_timeout_s)
+        _clear_stale_build_lock("deepspeed_shm_comm")
         torch.distributed.init_process_group(backend, store=self._rendezvous_store(timeout), rank=self.rank,
                                              world_size=self.spec.world_size, timeout=timeout)
         # DeepSpeed adopts the process group that exists (it initialises one only when none does).
@@ -373,10 +375,36 @@ class LearnerWorker:
         return time.time()
 
 
+# A JIT build of a DeepSpeed op takes well under this; an older lock beside a built module was
+# left by a process killed while it held the lock.
+_STALE_LOCK_S = 120.0
+
+
+def _clear_stale_build_lock(extension: str) -> None:
+    """Remove the build lock of a built torch extension when it is stale.
+
+    Every load of a JIT extension takes ``<build dir>/lock`` (torch's ``FileBaton``) and waits, with
+    no deadline, while another process holds it; a process killed meanwhile leaves it behind, and
+    every learner after it waits forever in ``deepspeed.init_distributed``.
+    """
+    import logging
+
+    from torch.utils.cpp_extension import _get_build_directory
+
+    build = _get_build_directory(extension, verbose=False)
+    lock = os.path.join(build, "lock")
+    try:
+        age = time.time() - os.path.getmtime(lock)
+    except OSError:
+        return  # no lock: nothing to clear
+    if age > _STALE_LOCK_S and os.path.exists(os.path.join(build, f"{extension}.so")):
+        logging.getLogger(__name__).warning("removing the stale build lock %s (%.0f s old)", lock, age)
+        with contextlib.suppress(OSError):
+            os.remove(lock)
+
+
 def _gathered(engine: Any, params: list[torch.nn.Parameter]) -> Any:
     """Context that materialises full ZeRO-3 parameters (a no-op below stage 3)."""
-    import contextlib
-
     import deepspeed
 
     if engine.zero_optimization_stage() == 3:
