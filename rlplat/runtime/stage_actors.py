@@ -46,6 +46,8 @@ class StageActors:
     def __init__(self, cfg: Config, model_path: str, lr: float, rollout: bool = True,
                  scorer: bool = True, learners: bool = True, fault_log: FaultLog | None = None,
                  teacher: TeacherSpec | None = None) -> None:
+        if teacher is not None and rollout:
+            raise ValueError("teachers take the rollout engines' slots: start them with rollout=False")
         self.cfg = cfg
         # What fails is recorded here (and checkpointed by the stage that owns the log).
         self.fault_log = fault_log or FaultLog()
@@ -58,8 +60,6 @@ class StageActors:
         self.rollouts: RolloutGroup | None = None
         self.scorer: Scorer | None = None
         self.teachers: TeacherGroup | None = None
-        if teacher is not None and rollout:
-            raise ValueError("teachers take the rollout engines' slots: start them with rollout=False")
         try:
             if teacher is not None:
                 self.teachers = TeacherGroup(teacher, self.plan, pg, t.actor_start_s, cfg.faults.heartbeat_s)
