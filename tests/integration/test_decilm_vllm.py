@@ -18,16 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlplat.models.decilm import (
-    AttentionConfig,
-    BlockConfig,
-    FFNConfig,
-    HeteroLlamaConfig,
-    HeteroLlamaForCausalLM,
-    ffn_width,
-    greedy_decode,
-    save_decilm,
-)
+from rlplat.models.decilm import HeteroLlamaForCausalLM, greedy_decode, save_decilm
+from rlplat.models.decilm_format import AttentionConfig, BlockConfig, FFNConfig, HeteroLlamaConfig, ffn_width
 from rlplat.models.hf import copy_tokenizer
 
 pytestmark = pytest.mark.slow

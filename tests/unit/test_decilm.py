@@ -11,20 +11,16 @@ from typing import Any
 import pytest
 import torch
 
-from rlplat.models.decilm import (
+from rlplat.models.decilm import HeteroLlamaForCausalLM, from_llama, greedy_decode, load_decilm, save_decilm
+from rlplat.models.decilm_format import (
     AttentionConfig,
     BlockConfig,
     FFNConfig,
     HeteroLlamaConfig,
-    HeteroLlamaForCausalLM,
     ffn_mult_for_width,
     ffn_width,
-    from_llama,
-    greedy_decode,
-    load_decilm,
     parse_block,
     read_decilm_config,
-    save_decilm,
     validate_blocks,
 )
 
