@@ -25,7 +25,7 @@ def test_a_teacher_is_distilled_into_a_smaller_student_then_fine_tuned_and_train
     run = tmp_path / "run"
     rc, out = launch(run, "stages=[warmstart,distill,sft,grpo]", "distill.student=new", "distill.steps=40",
                      "distill.batch_size=32", "distill.eval_rows=16", "sft.source=synthetic", "sft.eval_rows=8",
-                     "grpo.eval_prompts=8", "grpo.toggle_eval=true")
+                     "grpo.eval_prompts=8", "grpo.eval_every=4", "grpo.toggle_eval=true")
     assert rc == 0, out[-3000:]
     m = _manifest(run, "distill")
     metrics = m["metrics"]

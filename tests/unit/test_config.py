@@ -165,6 +165,7 @@ def test_wrong_type_is_rejected() -> None:
     (["data.source=file"], "data.file.path"),
     (["data.file.limit=0"], "data.file.limit"),
     (["data.file.answer_format=latex"], "data.file.answer_format"),
+    (["grpo.toggle_eval=true"], "grpo.toggle_eval"),
     (["stages=[distill]", "distill.kl_weight=0"], "distill.kl_weight"),
     (["stages=[distill]", "distill.lm_weight=-1"], "distill.lm_weight"),
     (["stages=[distill]", "distill.batch_size=7"], "distill.batch_size"),
