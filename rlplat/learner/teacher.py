@@ -26,7 +26,7 @@ from rlplat.algo.batching import micro_batches
 from rlplat.algo.distill import TeacherBatch, token_cross_entropy
 from rlplat.algo.logprobs import token_logprobs
 from rlplat.distributed.placement import PlacementPlan
-from rlplat.distributed.waits import HEALTH_GROUPS, calls, in_bundle, wait_all
+from rlplat.distributed.waits import HEALTH_GROUPS, Call, calls, in_bundle, wait_all
 from rlplat.types import TrainShard
 
 
@@ -111,7 +111,7 @@ class TeacherGroup:
         """Human-readable actor names, for errors."""
         return [f"teacher {i}" for i in range(len(self.workers))]
 
-    def forward(self, shards: list[TrainShard]) -> tuple[list[ray.ObjectRef], list[Any]]:
+    def forward(self, shards: list[TrainShard]) -> tuple[list[ray.ObjectRef], list[Call]]:
         """Start the teachers on ``shards``: the references of the batches (hand them to the
         learners) and the acknowledgements to wait on (``wait_all``)."""
         workers, names = self._serving(len(shards))

@@ -3,9 +3,10 @@ what the launcher reports.
 
 The job's entrypoint is ``python -m rlplat.stages.job_entry RUN_DIR STAGE HASH JOB_ID --address
 GCS`` in the launcher's working directory (relative paths in the config keep their meaning) with
-the launcher's interpreter. Its submission id reads ``rlplat-<run>-<stage>-<hash>-<time>`` and its metadata carries run, run
-directory, experiment, stage and config hash, which is what the dashboard's Jobs page shows. The
-job's output is streamed to the console while it runs and copied to ``stages/<name>/job.log``.
+the launcher's interpreter. Its submission id reads ``rlplat-<run>-<stage>-<hash>-<time>`` and its
+metadata carries run, run directory, experiment, stage and config hash, which is what the
+dashboard's Jobs page shows. The job's output is streamed to the console while it runs and copied
+to ``stages/<name>/job.log``.
 
 A stop request (SIGTERM/SIGINT to the launcher) is passed on with ``stop_job``: Ray sends the job
 SIGTERM, the stage stops at its next safe point and checkpoints (``faults.preempt_grace_s``), and
@@ -22,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import ray
 
 from rlplat.config.errors import ConfigError
 from rlplat.config.schema import Config
@@ -45,8 +48,6 @@ def run_stage_job(dashboard_url: str, cfg: Config, run_dir: Path, name: str, res
 
     client = JobSubmissionClient(dashboard_url)
     job_id = f"rlplat-{run_dir.name}-{name}-{config_hash[:8]}-{int(time.time())}".replace(":", "_")
-    import ray
-
     # The job joins this cluster by its GCS address: Ray's own RAY_ADDRESS for jobs names the
     # newest cluster started on the machine, which is another one when two run side by side.
     entry = [sys.executable, "-m", "rlplat.stages.job_entry", str(run_dir.resolve()), name, config_hash, job_id,
