@@ -30,8 +30,12 @@ def _manifest(run: Path, stage: str) -> dict[str, Any]:
 
 def _jobs_seen_while_running(proc: Any, port: int, run: Path) -> dict[str, dict[str, str]]:
     """Poll the dashboard's Jobs API until the launcher exits: stage -> metadata of this run's jobs."""
+    from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
     from ray.job_submission import JobSubmissionClient
 
+    # The launcher's local Ray uses token auth (~/.ray/auth_token); a client in a process that has
+    # not started Ray itself sends the token only once auth is switched on here (Ray 2.60).
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
     seen: dict[str, dict[str, str]] = {}
     client = None
     while proc.poll() is None:
