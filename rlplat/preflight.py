@@ -124,7 +124,13 @@ def _check_distill_paths(cfg: Config) -> None:
                      "it to null to distil from the stage's input model.")
     if d.student not in ("input", "new"):
         _check_model_dir("distill.student", d.student, "use input, new, or a model directory.")
-    student = {"new": None, "input": cfg.model.path if cfg.stages[0] == "distill" else None}.get(d.student, d.student)
+    if d.student == "new":
+        student = None  # built from the teacher's vocabulary when the stage starts
+    elif d.student == "input":
+        # Known before Ray only when distillation is the first stage and starts from model.path.
+        student = cfg.model.path if cfg.stages[0] == "distill" else None
+    else:
+        student = d.student
     if d.teacher_path and student:
         from rlplat.stages.distill import check_same_vocabulary
 

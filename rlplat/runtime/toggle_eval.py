@@ -66,23 +66,22 @@ def both_modes(items: Sequence[PromptItem], tokenizer: Any) -> list[ToggleProbe]
     return probes
 
 
-def toggle_metrics(cfg: Config, rollouts: RolloutGroup, scorer: Scorer | None, probes: Sequence[ToggleProbe],
+def toggle_metrics(cfg: Config, rollouts: RolloutGroup, scorer: Scorer, probes: Sequence[ToggleProbe],
                    tokenizer: Any) -> dict[str, float]:
-    """Compliance and (with a scorer) pass rate per mode of the engines' greedy answers to ``probes``."""
+    """Compliance and pass rate per mode of the engines' greedy answers to ``probes``."""
     requests = [GenerationRequest(p.item.uid, encode(tokenizer, p.item.text), i) for i, p in enumerate(probes)]
     greedy = replace(cfg.rollout.sampling, temperature=0.0)
     answers = rollouts.generate(requests, 1, greedy, cfg.timeouts.generate_s)
     # A prompt dropped for crashing engines has no answer.
     kept = {i: s for i, s in enumerate(answers) if s is not None}
     out = compliance([(probes[i].mode, s[0].text) for i, s in kept.items()])
-    if scorer is not None:
-        scored = scorer.score([probes[i].item for i in kept], [requests[i] for i in kept], list(kept.values()),
-                              cfg.timeouts.reward_s)
-        scorer.stats(cfg.timeouts.reward_s)  # drop the pool's counters: they describe training samples
-        for mode in ("on", "off"):
-            mine = [g.samples[0].correct for i, g in zip(kept, scored) if probes[i].mode == mode]
-            if mine:
-                out[f"toggle/{mode}_pass_rate"] = sum(mine) / len(mine)
+    scored = scorer.score([probes[i].item for i in kept], [requests[i] for i in kept], list(kept.values()),
+                          cfg.timeouts.reward_s)
+    scorer.stats(cfg.timeouts.reward_s)  # drop the pool's counters: they describe training samples
+    for mode in ("on", "off"):
+        mine = [g.samples[0].correct for i, g in zip(kept, scored) if probes[i].mode == mode]
+        if mine:
+            out[f"toggle/{mode}_pass_rate"] = sum(mine) / len(mine)
     return out
 
 
