@@ -18,6 +18,7 @@ from typing import TypeVar
 from rlbase import FieldError
 from rlplat.config.errors import ConfigError
 from rlplat.config.schema import Config
+from rlplat.models.decilm_format import is_decilm, read_decilm_config
 
 T = TypeVar("T")
 
@@ -107,6 +108,13 @@ def _check_model_dir(field: str, path: str | None, fix: str) -> None:
                           f"{'' if p.exists() else '; the path does not exist'}).", fix)
     if not os.access(p / "config.json", os.R_OK):
         raise ConfigError(field, f"{p}/config.json is not readable.", "fix the permissions.")
+    if is_decilm(p):
+        try:
+            read_decilm_config(p)
+        except ValueError as err:
+            raise ConfigError(field, f"{p} is a DeciLM model that rlplat and vLLM cannot serve: {err}.",
+                              "correct its config.json (block_configs: see rlplat/models/decilm.py) or "
+                              "write the model again with rlplat.models.decilm.save_decilm.") from err
     from transformers import AutoTokenizer
 
     try:

@@ -120,7 +120,7 @@ class LearnerGroup:
         self._all("checkpoint", timeout_s, lambda w: w.load.remote(directory))
 
     def save_hf(self, directory: str, timeout_s: float) -> None:
-        """Write the policy as a Hugging Face model directory."""
+        """Write the policy as a model directory in its own format (transformers or DeciLM)."""
         self._all("checkpoint", timeout_s, lambda w: w.save_hf.remote(directory))
 
     def greedy(self, prompts: list[list[int]], max_tokens: int, timeout_s: float) -> list[list[int]]:

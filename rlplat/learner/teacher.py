@@ -27,6 +27,7 @@ from rlplat.algo.distill import TeacherBatch, token_cross_entropy
 from rlplat.algo.logprobs import token_logprobs
 from rlplat.distributed.placement import PlacementPlan
 from rlplat.distributed.waits import HEALTH_GROUPS, Call, calls, in_bundle, wait_all
+from rlplat.models.hf import load_causal_lm
 from rlplat.types import TrainShard
 
 
@@ -53,10 +54,8 @@ class TeacherWorker:
 
     def setup(self) -> dict[str, Any]:
         """Load the model; returns node id and pid."""
-        from transformers import AutoModelForCausalLM
-
         device = torch.device("cpu") if self.spec.device == "cpu" else torch.device("cuda")
-        self.model = AutoModelForCausalLM.from_pretrained(self.spec.model_path, dtype=getattr(torch, self.spec.dtype))
+        self.model = load_causal_lm(self.spec.model_path, getattr(torch, self.spec.dtype))
         self.model.requires_grad_(False)
         self.model.eval().to(device)
         self.device = device

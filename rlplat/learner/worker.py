@@ -1,7 +1,7 @@
 """LearnerWorker: one rank of a DeepSpeed data-parallel group, as a Ray actor.
 
 Each rank holds a DeepSpeed engine (ZeRO stage from config; gloo on CPU, nccl on GPU) around a
-Hugging Face causal LM, and optionally a frozen reference copy for the KL term. The driver calls
+causal LM (a transformers model, or rlplat's heterogeneous DeciLM module: ``rlplat.models.hf``), and optionally a frozen reference copy for the KL term. The driver calls
 every rank with its shard of each optimizer step; all ranks must take part in every collective
 call (``train_step``, ``sft_step``, ``distill_step``, ``export_weights``, ``save``/``load``).
 """
@@ -24,6 +24,8 @@ from rlplat.algo.mismatch import mismatch_weights
 from rlplat.algo.packing import packed_micro_batches
 from rlplat.config.schema import DistillConfig, GRPOConfig, LearnerConfig
 from rlplat.faults import FaultKind, inject
+from rlplat.models.decilm import HeteroLlamaForCausalLM, greedy_decode
+from rlplat.models.hf import load_causal_lm, save_causal_lm
 from rlplat.sync.buckets import pack, plan_buckets
 from rlplat.sync.fp8 import SCALE_SUFFIX, export_metas, quantized_items
 from rlplat.sync.transport import bucket_paths, remove_files, write_bucket
@@ -80,7 +82,6 @@ class LearnerWorker:
     def setup(self) -> dict[str, Any]:
         """Join the process group and build the engine; returns node id and pid."""
         import deepspeed
-        from transformers import AutoModelForCausalLM
 
         from rlplat.learner.ds_config import build_ds_config
 
@@ -93,7 +94,7 @@ class LearnerWorker:
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, timeout=timeout)
         torch.manual_seed(self.spec.seed)
         dtype = getattr(torch, self.spec.dtype)
-        model = AutoModelForCausalLM.from_pretrained(self.spec.model_path, dtype=dtype)
+        model = load_causal_lm(self.spec.model_path, dtype)
         if self.spec.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         self.pad_id = model.config.pad_token_id or 0
@@ -129,9 +130,8 @@ class LearnerWorker:
         """Frozen copy of the initial policy; sharded by a ZeRO-3 inference engine when the policy
         is (a whole copy per rank would not fit at scale)."""
         import deepspeed
-        from transformers import AutoModelForCausalLM
 
-        ref = AutoModelForCausalLM.from_pretrained(self.spec.model_path, dtype=dtype)
+        ref = load_causal_lm(self.spec.model_path, dtype)
         ref.requires_grad_(False)
         if self.spec.learner.zero_stage < 3:
             return ref.eval().to(self._device())
@@ -350,10 +350,11 @@ class LearnerWorker:
             raise RuntimeError(f"learner rank {self.rank}: no DeepSpeed checkpoint in {directory}")
 
     def save_hf(self, directory: str) -> None:
-        """Write the policy as a Hugging Face model directory (rank 0 writes; collective)."""
+        """Write the policy as a model directory in its own format (transformers or DeciLM; rank 0
+        writes; collective)."""
         with _gathered(self.engine, list(self.engine.module.parameters())):
             if self.rank == 0:
-                self.engine.module.save_pretrained(directory, safe_serialization=True)
+                save_causal_lm(self.engine.module, directory)
 
     # ----------------------------------------------------------------------------- evaluation
 
@@ -363,6 +364,8 @@ class LearnerWorker:
         model = self.engine.module
         model.eval()
         outs = []
+        if isinstance(model, HeteroLlamaForCausalLM):  # rlplat's own module has no generate()
+            return [greedy_decode(model, prompt, max_tokens) for prompt in prompt_token_ids]
         for prompt in prompt_token_ids:
             ids = torch.tensor([prompt], device=self._device())
             gen = model.generate(ids, do_sample=False, max_new_tokens=max_tokens, min_new_tokens=max_tokens,

@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from rlplat.models.decilm_format import (
     AttentionConfig,
@@ -180,6 +181,7 @@ class HeteroLlamaForCausalLM(nn.Module):
         self.config = config
         self.model = HeteroLlamaModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.gradient_checkpointing = False
         if self.lm_head.weight.device.type != "meta":
             self._init_weights(init_std)
         self.to(getattr(torch, config.dtype))
@@ -190,6 +192,11 @@ class HeteroLlamaForCausalLM(nn.Module):
                 nn.init.normal_(m.weight, mean=0.0, std=std)
             elif isinstance(m, RMSNorm):
                 nn.init.ones_(m.weight)
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Recompute each block's activations in the backward pass instead of keeping them
+        (transformers' switch of the same name; ``model.gradient_checkpointing``)."""
+        self.gradient_checkpointing = True
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, position_ids: Tensor | None = None,
                 *, output_hidden_states: bool = False, use_cache: bool = False) -> CausalLMOutput:
@@ -216,7 +223,10 @@ class HeteroLlamaForCausalLM(nn.Module):
         for layer in self.model.layers:
             if output_hidden_states:
                 states.append(x)
-            x = layer(x, cos, sin, mask)
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(layer, x, cos, sin, mask, use_reentrant=False)
+            else:
+                x = layer(x, cos, sin, mask)
         x = self.model.norm(x)
         if output_hidden_states:
             states.append(x)

@@ -143,10 +143,19 @@ def validate_blocks(hidden_size: int, num_heads: int,
         raise ValueError("a model needs at least one block")
     parsed = tuple(b if isinstance(b, BlockConfig) else parse_block(b, i) for i, b in enumerate(blocks))
     for i, block in enumerate(parsed):
-        _check_attention(block.attention, num_heads, i)
-        _check_ffn(block.ffn, hidden_size, i)
+        check_block(block, hidden_size, num_heads, i)
     _check_order(parsed)
     return parsed
+
+
+def check_block(block: BlockConfig, hidden_size: int, num_heads: int, index: int = 0) -> None:
+    """``validate_blocks``'s checks of one block on its own (not its place in the model).
+
+    Raises:
+        ValueError: naming block ``index`` and the field.
+    """
+    _check_attention(block.attention, num_heads, index)
+    _check_ffn(block.ffn, hidden_size, index)
 
 
 def _check_attention(attn: AttentionConfig, num_heads: int, i: int) -> None:
@@ -340,6 +349,16 @@ def write_decilm_config(config: HeteroLlamaConfig, out_dir: str | Path) -> Path:
     (out / CONFIG_FILE).write_text(json.dumps(decilm_config(config), indent=2) + "\n")
     (out / CONFIG_CODE_FILE).write_text(CONFIGURATION_DECILM_PY)
     return out
+
+
+def is_decilm(path: str | Path) -> bool:
+    """Whether model directory ``path`` holds a DeciLM (heterogeneous) model; False when it has no
+    readable ``config.json``."""
+    try:
+        raw = json.loads((Path(path) / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(raw.get("architectures") == [ARCHITECTURE])
 
 
 def read_decilm_config(path: str | Path) -> HeteroLlamaConfig:

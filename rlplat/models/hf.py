@@ -1,9 +1,22 @@
-"""Hugging Face model directories: the files a stage copies along with the weights it writes."""
+"""Model directories: load and save a policy whatever its format, and the files a stage copies
+along with the weights it writes.
+
+Two formats are served: a transformers model (any ``AutoModelForCausalLM``), and the DeciLM format
+of a heterogeneous child (``architectures: ["DeciLMForCausalLM"]``, ``rlplat.models.decilm``), which
+rlplat computes with its own module (transformers has no class for it) and vLLM serves natively.
+"""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rlplat.models.decilm import HeteroLlamaForCausalLM, load_decilm, save_decilm
+from rlplat.models.decilm_format import is_decilm
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "tokenizer.model", "vocab.json", "merges.txt", "generation_config.json")
@@ -15,3 +28,24 @@ def copy_tokenizer(src: Path, dst: Path) -> None:
     for name in TOKENIZER_FILES:
         if (src / name).exists() and not (dst / name).exists():
             shutil.copy2(src / name, dst / name)
+
+
+def load_causal_lm(path: str | Path, dtype: torch.dtype) -> Any:
+    """The causal LM of model directory ``path`` in ``dtype``, on CPU: rlplat's
+    ``HeteroLlamaForCausalLM`` for a DeciLM directory, transformers' auto class otherwise. Both take
+    ``input_ids``, ``attention_mask``, ``position_ids``, ``output_hidden_states`` and return
+    ``.logits`` (and ``.hidden_states``), and have ``config.pad_token_id`` and
+    ``gradient_checkpointing_enable()``: typed ``Any`` because the two share no base class."""
+    if is_decilm(path):
+        return load_decilm(path).to(dtype)
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+
+
+def save_causal_lm(model: nn.Module, directory: str | Path) -> None:
+    """Write ``model`` (as ``load_causal_lm`` returns it) into ``directory`` in its own format."""
+    if isinstance(model, HeteroLlamaForCausalLM):
+        save_decilm(model, directory)
+    else:
+        model.save_pretrained(str(directory), safe_serialization=True)  # type: ignore[operator]

@@ -14,6 +14,7 @@ from typing import Any
 
 from rlplat.config.schema import RolloutConfig, SamplingConfig
 from rlplat.faults import FaultKind, inject
+from rlplat.models.decilm_format import is_decilm
 from rlplat.sync.transport import bucket_paths, remove_files, write_bucket
 from rlplat.types import GenerationRequest, LoadReport, Sample, SyncManifest
 
@@ -88,6 +89,9 @@ class RolloutWorker:
         r = spec.rollout
         self.llm = LLM(
             model=spec.model_path,
+            # A DeciLM child's config class is the directory's own configuration_decilm.py (local
+            # file, no hub access): vLLM serves it with its native DeciLMForCausalLM.
+            trust_remote_code=is_decilm(spec.model_path),
             dtype=spec.dtype,
             tensor_parallel_size=r.tensor_parallel_size,
             gpu_memory_utilization=r.gpu_memory_utilization,

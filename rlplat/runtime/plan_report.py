@@ -16,6 +16,8 @@ from rlplat.algo.batching import num_optimizer_steps
 from rlplat.config.schema import Config
 from rlplat.config.validate import learner_world_size
 from rlplat.distributed.placement import plan_placement
+from rlplat.models.costs import model_params
+from rlplat.models.decilm_format import is_decilm, read_decilm_config
 from rlplat.models.tiny import char_vocab
 
 _BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "fp8": 1}
@@ -44,6 +46,8 @@ def param_count(cfg: Config) -> float:
     """Parameters of the policy: ``model.params_b``, else counted from the model's config.json."""
     if cfg.model.params_b > 0:
         return cfg.model.params_b * 1e9
+    if cfg.model.path and is_decilm(cfg.model.path):
+        return float(model_params(read_decilm_config(cfg.model.path)))
     if cfg.model.path and (Path(cfg.model.path) / "config.json").exists():
         c = json.loads((Path(cfg.model.path) / "config.json").read_text())
         h, i, n, v = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"], c["vocab_size"]

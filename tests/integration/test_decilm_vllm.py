@@ -18,25 +18,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlplat.models.decilm import HeteroLlamaForCausalLM, greedy_decode, save_decilm
-from rlplat.models.decilm_format import AttentionConfig, BlockConfig, FFNConfig, HeteroLlamaConfig, ffn_width
-from rlplat.models.hf import copy_tokenizer
+from rlplat.models.decilm import HeteroLlamaForCausalLM, greedy_decode
+from rlplat.models.decilm_format import ffn_width
 
 pytestmark = pytest.mark.slow
 
 NEW_TOKENS = 16
 PROMPTS = ("[U]What is 12+7?\n[A]", "hello world", "The quick brown fox")
-
-# Every kind of block vLLM's DeciLM builds: GQA with 2, 1 and 4 KV heads (hidden 128, 4 heads: head
-# size 32, one of vLLM's CPU attention sizes), no attention, no FFN, both absent, ffn_mult widths and
-# an exact intermediate_size.
-BLOCKS = (
-    BlockConfig(AttentionConfig("full", 2), FFNConfig("full", ffn_mult=1.0)),
-    BlockConfig(AttentionConfig("none"), FFNConfig("full", ffn_mult=5.25)),
-    BlockConfig(AttentionConfig("full", 4), FFNConfig("none")),
-    BlockConfig(AttentionConfig("none"), FFNConfig("none")),
-    BlockConfig(AttentionConfig("full", 1), FFNConfig("full", intermediate_size=384)),
-)
 
 # The engine side, run as a script: greedy tokens and their logprobs per prompt, and vLLM's own FFN
 # width rule for a few (hidden, ffn_mult) pairs. Settings follow rlplat.rollout.worker on CPU:
@@ -75,27 +63,10 @@ def _engine_env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def child_dir(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, HeteroLlamaForCausalLM]:
-    """A randomly initialised heterogeneous child with the tiny Llama's vocabulary, saved as DeciLM."""
-    with open(Path(tiny_model) / "config.json") as f:
-        parent = json.load(f)
-    config = HeteroLlamaConfig(vocab_size=parent["vocab_size"], hidden_size=parent["hidden_size"],
-                               num_attention_heads=parent["num_attention_heads"], blocks=BLOCKS,
-                               max_position_embeddings=parent["max_position_embeddings"],
-                               pad_token_id=parent["pad_token_id"], bos_token_id=parent["bos_token_id"],
-                               eos_token_id=parent["eos_token_id"])
-    torch.manual_seed(0)
-    model = HeteroLlamaForCausalLM(config).eval()
-    out = save_decilm(model, tmp_path_factory.mktemp("decilm") / "child")
-    copy_tokenizer(Path(tiny_model), out)
-    return out, model
-
-
-def test_vllm_greedy_equals_module(child_dir: tuple[Path, HeteroLlamaForCausalLM], tmp_path: Path) -> None:
+def test_vllm_greedy_equals_module(decilm_child: tuple[Path, HeteroLlamaForCausalLM], tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 
-    path, model = child_dir
+    path, model = decilm_child
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     prompts = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in PROMPTS]
     out_path = tmp_path / "engine.json"

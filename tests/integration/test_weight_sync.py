@@ -1,7 +1,8 @@
 """Weight sync exactness through real Ray actors, vLLM (CPU) and DeepSpeed.
 
 After a learner update and a sync, the engine's greedy output must equal the learner's own greedy
-output token for token, for ZeRO stages 1 and 3 (the latter gathers sharded parameters).
+output token for token, for ZeRO stages 1 and 3 (the latter gathers sharded parameters), and for a
+heterogeneous DeciLM child (rlplat's module in the learners, vLLM's DeciLMForCausalLM in the engine).
 """
 
 from __future__ import annotations
@@ -9,17 +10,27 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import ray
 from ray.util.placement_group import remove_placement_group
 
 from rlplat.algo.batching import split_for_ranks
-from rlplat.config.schema import ClusterConfig, Config, FaultsConfig, LearnerConfig, RolloutConfig, SamplingConfig
+from rlplat.config.schema import (
+    ClusterConfig,
+    Config,
+    FaultsConfig,
+    LearnerConfig,
+    ModelConfig,
+    RolloutConfig,
+    SamplingConfig,
+)
 from rlplat.distributed.cluster import create_placement_group
 from rlplat.distributed.placement import cpu_binds, plan_placement
 from rlplat.faults import FaultLog
 from rlplat.learner.group import LearnerGroup
+from rlplat.models.decilm import HeteroLlamaForCausalLM, greedy_decode, load_decilm
 from rlplat.rollout.group import RolloutGroup
 from rlplat.rollout.worker import EngineSpec
 from rlplat.runtime.stage_actors import learner_spec
@@ -30,27 +41,51 @@ pytestmark = pytest.mark.slow
 PROMPTS = [[10, 11, 12, 13], [20, 21, 22], [30, 31, 32, 33, 34]]
 
 
+def _engines(model_path: str, count: int) -> tuple[RolloutGroup, object]:
+    """``count`` CPU engines serving ``model_path``, sharing the machine's cores."""
+    cfg = Config(cluster=ClusterConfig(devices_per_node=count), rollout=RolloutConfig(max_model_len=128))
+    plan = plan_placement(cfg.cluster, cfg.rollout)
+    pg = create_placement_group(plan, 60)
+    group = RolloutGroup(EngineSpec(model_path, "float32", "cpu", cfg.rollout, seed=0), plan, pg,
+                         cpu_binds(plan, os.cpu_count() or 1, count), start_timeout_s=300,
+                         faults=FaultsConfig(max_rollout_restarts=2), fault_log=FaultLog())
+    return group, pg
+
+
 @pytest.fixture(scope="module")
 def rollouts(ray_local: None, tiny_model: str) -> Iterator[RolloutGroup]:
     """Two CPU engines sharing the machine's cores."""
-    cfg = Config(cluster=ClusterConfig(devices_per_node=2), rollout=RolloutConfig(max_model_len=128))
-    plan = plan_placement(cfg.cluster, cfg.rollout)
-    pg = create_placement_group(plan, 60)
-    group = RolloutGroup(EngineSpec(tiny_model, "float32", "cpu", cfg.rollout, seed=0), plan, pg,
-                         cpu_binds(plan, os.cpu_count() or 1, 2), start_timeout_s=300,
-                         faults=FaultsConfig(max_rollout_restarts=2), fault_log=FaultLog())
+    group, pg = _engines(tiny_model, 2)
     yield group
     group.shutdown()
     remove_placement_group(pg)
 
 
-def _learners(tiny_model: str, zero_stage: int) -> tuple[LearnerGroup, object]:
-    cfg = Config(learner=LearnerConfig(zero_stage=zero_stage, lr=0.05, warmup_steps=0, reference_model=False,  # type: ignore[arg-type]
-                                       micro_batch_size=4))
+def _learners(model_path: str, zero_stage: int, reference_model: bool = False,
+              gradient_checkpointing: bool = False) -> tuple[LearnerGroup, object]:
+    """Two learner ranks on ``model_path``."""
+    cfg = Config(learner=LearnerConfig(zero_stage=zero_stage, lr=0.05, warmup_steps=0,  # type: ignore[arg-type]
+                                       reference_model=reference_model, micro_batch_size=4),
+                 model=ModelConfig(gradient_checkpointing=gradient_checkpointing))
     plan = plan_placement(cfg.cluster, cfg.rollout)
     plan = replace(plan, engine_bundles=())
     pg = create_placement_group(plan, 60)
-    return LearnerGroup(learner_spec(cfg, tiny_model, cfg.learner.lr), plan, pg, 300), pg
+    return LearnerGroup(learner_spec(cfg, model_path, cfg.learner.lr), plan, pg, 300), pg
+
+
+def _update_and_sync(learners: LearnerGroup, rollouts: RolloutGroup, tag: str) -> list[list[int]]:
+    """One large-lr training step, then a sync; checks the versions and returns the engines' greedy
+    tokens after it, which must equal the learners'."""
+    seqs = [TrainSequence(tuple(p), tuple(range(40, 56)), tuple([-4.0] * 16), adv)
+            for p in PROMPTS for adv in (1.0, -1.0)] + [TrainSequence((5, 6), (7, 8), (-4.0, -4.0), 1.0)] * 2
+    learners.train_step(split_for_ranks(seqs, learners.world_size), 120)
+    start = ray.get(rollouts.workers[0].info.remote())["version"]
+    report = WeightSync(Config().sync, learners, rollouts, tag=tag, version=start).sync(120)
+    assert report.version == start + 1 and report.nbytes > 0 and report.shm_engines == len(rollouts.workers)
+    assert [ray.get(w.info.remote())["version"] for w in rollouts.workers] == [report.version] * len(rollouts.workers)
+    after_engine = rollouts.greedy(PROMPTS, 16, 60)
+    assert after_engine == learners.greedy(PROMPTS, 16, 60)
+    return after_engine
 
 
 def test_generation_returns_tokens_logprobs_and_version(rollouts: RolloutGroup) -> None:
@@ -71,21 +106,35 @@ def test_synced_engine_matches_learner_greedy(rollouts: RolloutGroup, tiny_model
     learners, pg = _learners(tiny_model, zero_stage)
     try:
         before = learners.greedy(PROMPTS, 16, 60)  # the learner's own outputs before the update
-        seqs = [TrainSequence(tuple(p), tuple(range(40, 56)), tuple([-4.0] * 16), adv)
-                for p in PROMPTS for adv in (1.0, -1.0)] + [TrainSequence((5, 6), (7, 8), (-4.0, -4.0), 1.0)] * 2
-        learners.train_step(split_for_ranks(seqs, learners.world_size), 120)
-        start = ray.get(rollouts.workers[0].info.remote())["version"]
-        sync = WeightSync(Config().sync, learners, rollouts, tag=f"test{zero_stage}", version=start)
-        report = sync.sync(120)
-        assert report.version == start + 1 and report.nbytes > 0 and report.shm_engines == 2
-        assert [ray.get(w.info.remote())["version"] for w in rollouts.workers] == [report.version] * 2
-        after_engine = rollouts.greedy(PROMPTS, 16, 60)
-        after_learner = learners.greedy(PROMPTS, 16, 60)
-        assert after_engine == after_learner
-        assert after_engine != before, "the update should change greedy outputs (lr is large)"
+        after = _update_and_sync(learners, rollouts, f"test{zero_stage}")
+        assert after != before, "the update should change greedy outputs (lr is large)"
     finally:
         learners.shutdown()
         remove_placement_group(pg)
+
+
+def test_decilm_child_trains_and_syncs_exactly(ray_local: None, decilm_child: tuple[Path, HeteroLlamaForCausalLM]) -> None:
+    """A heterogeneous child (no-attention, no-FFN and GQA blocks): vLLM's DeciLM engine and rlplat's
+    module in the learners (with a reference copy and gradient checkpointing) agree before and after
+    a training step and a sync; the learners save it back as DeciLM."""
+    path, module = decilm_child
+    rollouts, engine_pg = _engines(str(path), 1)
+    learners, pg = _learners(str(path), 1, reference_model=True, gradient_checkpointing=True)
+    try:
+        before = rollouts.greedy(PROMPTS, 16, 60)
+        assert before == learners.greedy(PROMPTS, 16, 60) == [greedy_decode(module, p, 16) for p in PROMPTS]
+        after = _update_and_sync(learners, rollouts, "decilm")
+        assert after != before, "the update should change greedy outputs (lr is large)"
+        out = path.parent / "saved"
+        learners.save_hf(str(out), 120)
+        saved = load_decilm(out)
+        assert saved.config == module.config
+        assert [greedy_decode(saved, p, 16) for p in PROMPTS] == after
+    finally:
+        learners.shutdown()
+        remove_placement_group(pg)
+        rollouts.shutdown()
+        remove_placement_group(engine_pg)
 
 
 def _listening(pids: set[int]) -> list[tuple[str, int, str]]:

@@ -249,3 +249,55 @@ def test_bool_mask_required_for_4d() -> None:
     ids = _ids(1, 4)
     with pytest.raises(ValueError, match="must be bool"):
         model(ids, attention_mask=torch.zeros(1, 1, 4, 4))
+
+
+def test_gradient_checkpointing_gives_the_same_gradients() -> None:
+    grads = []
+    for checkpointing in (False, True):
+        model = _hetero().train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        model(_ids()).logits.logsumexp(-1).mean().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) == len(list(_hetero().parameters()))
+    for name, g in grads[0].items():
+        assert torch.allclose(g, grads[1][name], atol=1e-6), name
+
+
+def test_load_causal_lm_picks_the_format(tiny_model: str, tmp_path: Path) -> None:
+    from transformers import LlamaForCausalLM
+
+    from rlplat.models.decilm_format import is_decilm
+    from rlplat.models.hf import load_causal_lm, save_causal_lm
+
+    child = save_decilm(_hetero(), tmp_path / "child")
+    assert is_decilm(child) and not is_decilm(tiny_model) and not is_decilm(tmp_path / "missing")
+    loaded = load_causal_lm(child, torch.float64)
+    assert isinstance(loaded, HeteroLlamaForCausalLM) and loaded.lm_head.weight.dtype == torch.float64
+    assert isinstance(load_causal_lm(tiny_model, torch.float32), LlamaForCausalLM)
+    save_causal_lm(loaded, tmp_path / "again")
+    assert is_decilm(tmp_path / "again")
+
+
+def test_preflight_refuses_a_decilm_directory_vllm_cannot_serve(tiny_model: str, tmp_path: Path) -> None:
+    """A bad block (here an unknown attention kind) is a config error naming the field, before Ray."""
+    from rlplat.config.errors import ConfigError
+    from rlplat.config.loader import load
+    from rlplat.config.validate import validate
+    from rlplat.models.hf import copy_tokenizer
+    from rlplat.preflight import preflight
+
+    def check(overrides: list[str]) -> None:
+        cfg = load(overrides)[0]
+        validate(cfg)
+        preflight(cfg)
+
+    child = save_decilm(_hetero(), tmp_path / "child")
+    copy_tokenizer(Path(tiny_model), child)
+    check([f"model.path={child}"])  # a good child is accepted
+    raw = json.loads((child / "config.json").read_text())
+    raw["block_configs"][1]["attention"] = {"no_op": False, "replace_with_linear": True}
+    (child / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ConfigError) as err:
+        check([f"model.path={child}"])
+    assert err.value.field == "model.path" and "cannot serve" in str(err.value) and "block" in str(err.value)
