@@ -29,6 +29,8 @@ from numpy.typing import NDArray
 Choice = tuple[int, ...]  # the variant index of each layer
 
 FloatArray = NDArray[np.float64]
+# Budgets hold to this relative tolerance (the MIP solver's own feasibility tolerance is about 1e-7).
+FEASIBILITY_TOL = 1e-6
 
 
 class Infeasible(ValueError):
@@ -68,11 +70,12 @@ class SearchProblem:
         """What ``choice`` uses of each resource."""
         return {name: float(sum(c[layer, v] for layer, v in enumerate(choice))) for name, c in self.costs.items()}
 
-    def feasible(self, choice: Choice, tol: float = 1e-9) -> bool:
-        """Whether ``choice`` picks an existing variant at every layer and meets every budget."""
+    def feasible(self, choice: Choice, tol: float = FEASIBILITY_TOL) -> bool:
+        """Whether ``choice`` picks an existing variant at every layer and meets every budget (to a
+        relative ``tol``)."""
         if len(choice) != self.scores.shape[0] or not all(self.allowed[layer, v] for layer, v in enumerate(choice)):
             return False
-        return all(used <= self.budgets[name] + tol * max(1.0, abs(self.budgets[name]))
+        return all(used <= self.budgets[name] + tol * max(abs(self.budgets[name]), 1e-12)
                    for name, used in self.usage(choice).items())
 
 
@@ -97,9 +100,12 @@ def solve_mip(problem: SearchProblem, avoid: Sequence[Choice] = (), max_shared: 
         lo.append(1.0)
         hi.append(1.0)
     for name, cost in problem.costs.items():
-        rows.append(np.where(allowed, cost.ravel(), 0.0))
+        # Each budget row is scaled to 1, so that HiGHS's absolute feasibility tolerance (about
+        # 1e-7) is one relative to the budget, whatever unit the resource is in.
+        scale = 1.0 / max(abs(problem.budgets[name]), 1e-300)
+        rows.append(np.where(allowed, cost.ravel(), 0.0) * scale)
         lo.append(-np.inf)
-        hi.append(problem.budgets[name])
+        hi.append(problem.budgets[name] * scale)
     if avoid and max_shared is None:
         raise ValueError("avoid needs max_shared (how many layer choices an alternative may share)")
     for earlier in avoid:

@@ -234,7 +234,8 @@ class DistillConfig:
     paper's uptraining used KL + cosine and found that adding LM hurt.
     """
 
-    # Teacher model directory. Unset: the stage's input model (the previous stage's output).
+    # Teacher model directory. Unset: the parent of an earlier NAS stage (global distillation of
+    # its child), else the stage's input model (the previous stage's output).
     teacher_path: str | None = None
     # The student: "input" (the stage's input model: continued pretraining or self-distillation),
     # "new" (a Llama of ``student_shape`` with the teacher's tokenizer, built fresh), or a model
@@ -259,6 +260,57 @@ class DistillConfig:
     steps: int = 300
     batch_size: int = 32
     lr: float = 3e-3
+
+
+@dataclass(frozen=True)
+class NASConfig:
+    """Stage ``nas``: Puzzle (block library by local distillation, per-block KL scores, a
+    mixed-integer search under budgets) and optionally FFN Fusion, from the stage's input model
+    (a Llama or a DeciLM child) to a DeciLM child that vLLM serves natively (docs/nas.md).
+
+    Every layer offers the parent's own attention and FFN, plus the variants below; the search
+    picks one attention and one FFN per layer. Layer 0 keeps an attention (vLLM's DeciLM needs one
+    before the first FFN).
+    """
+
+    # Attention variants besides the parent's: these KV-head counts (each dividing the parent's),
+    # and, when ``no_attention``, none at all.
+    kv_heads: tuple[int, ...] = ()
+    no_attention: bool = True
+    # FFN variants besides the parent's: these ``ffn_mult`` values (width by vLLM's rule, at most
+    # the parent's), and, when ``no_ffn``, none at all.
+    ffn_mults: tuple[float, ...] = (1.5,)
+    no_ffn: bool = False
+    # Budgets: the child's summed measured block latency at most the parent's / ``speedup``, and
+    # its parameters at most ``max_param_ratio`` of the parent's.
+    speedup: float = 1.5
+    max_param_ratio: float = 1.0
+    # Calibration text (the distillation stage's text: ``distill.data``, else the built-in task),
+    # cut into rows of ``seq_len`` tokens: ``calibration_rows`` for BLD, ``eval_rows`` for scores.
+    seq_len: int = 64
+    calibration_rows: int = 64
+    eval_rows: int = 16
+    # Block-wise local distillation: Adam steps, learning rate and rows per step of each variant.
+    bld_steps: int = 150
+    bld_lr: float = 1e-3
+    bld_batch_size: int = 8
+    # Block latency is timed on one thread over this batch of this many tokens (``models.costs``):
+    # by default one decode step of 16 sequences, generation's shape (attention over the KV cache
+    # is left out of the timing; the analytic FLOPs in result.json count it).
+    latency_batch: int = 16
+    latency_tokens: int = 1
+    # FFN Fusion after the search: fuse runs of attention-free blocks whose pairwise dependency
+    # (``models.fusion.run_dependency``) stays at most this. Unset: no fusion.
+    fuse_threshold: float | None = None
+    # Alternative solutions (Puzzle's diversity constraint): this many more, each sharing at most
+    # ``max_shared`` of its layer choices with every earlier one; reported in result.json.
+    alternatives: int = 0
+    max_shared: float = 0.5
+    # vLLM generation throughput, parent against child: greedy, this many prompts in one batch,
+    # exactly ``throughput_tokens`` new tokens each, ``throughput_repeats`` alternating rounds.
+    throughput_prompts: int = 16
+    throughput_tokens: int = 64
+    throughput_repeats: int = 3
 
 
 @dataclass(frozen=True)
@@ -440,6 +492,7 @@ class Config:
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    nas: NASConfig = field(default_factory=NASConfig)
     data: DataConfig = field(default_factory=DataConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)

@@ -24,6 +24,7 @@ def validate(cfg: Config) -> None:
     _check_packing(cfg)
     _check_sft(cfg)
     _check_distill(cfg)
+    _check_nas(cfg)
 
 
 def learner_world_size(cfg: Config) -> int:
@@ -172,6 +173,33 @@ def _check_data(cfg: Config) -> None:
     if f.limit is not None and f.limit < 1:
         raise ConfigError("data.file.limit", f"must be >= 1, found {f.limit}.",
                           "set data.file.limit to a positive number, or null for all rows.")
+
+
+def _check_nas(cfg: Config) -> None:
+    n = cfg.nas
+    if "nas" not in cfg.stages:
+        return
+    for name in ("speedup", "max_param_ratio", "seq_len", "calibration_rows", "eval_rows", "bld_steps", "bld_lr",
+                 "bld_batch_size", "latency_batch", "latency_tokens", "throughput_prompts", "throughput_tokens",
+                 "throughput_repeats", "max_shared"):
+        _positive(f"nas.{name}", getattr(n, name))
+    if not (n.kv_heads or n.no_attention or n.ffn_mults or n.no_ffn):
+        raise ConfigError("nas.ffn_mults", "no variant besides the parent's blocks: the search has nothing to choose.",
+                          "add variants: nas.ffn_mults=[1.5], nas.kv_heads=[1] or nas.no_attention=true.")
+    for field, values in (("kv_heads", n.kv_heads), ("ffn_mults", n.ffn_mults)):
+        if any(v <= 0 for v in values):
+            raise ConfigError(f"nas.{field}", f"every value must be positive, found {list(values)}.",
+                              f"list positive values in nas.{field}.")
+    if n.max_shared > 1:
+        raise ConfigError("nas.max_shared", f"is a share of the layers, at most 1, found {n.max_shared}.",
+                          "set nas.max_shared between 0 and 1.")
+    if n.alternatives < 0:
+        raise ConfigError("nas.alternatives", f"must be 0 or more, found {n.alternatives}.",
+                          "set nas.alternatives to the number of alternative solutions (0: none).")
+    if cfg.distill.data is None and cfg.data.source != "synthetic":
+        raise ConfigError("distill.data", "the NAS stage has no calibration text: distill.data is unset and "
+                          "data.source is not the built-in task.", "set distill.data to a text file, or "
+                          "data.source=synthetic.")
 
 
 def _check_distill(cfg: Config) -> None:

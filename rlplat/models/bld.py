@@ -219,21 +219,22 @@ def assemble(model: HeteroLlamaForCausalLM, blocks: Sequence[BlockConfig],
 
 
 @torch.no_grad()
-def replacement_kl(model: HeteroLlamaForCausalLM, states: Sequence[Tensor], index: int, block: BlockConfig,
-                   library: LayerLibrary) -> float:
-    """Mean per-token KL(parent || parent with block ``index`` replaced by ``block``) on the text
-    behind ``states`` (``block_inputs``: only layers from ``index`` on are recomputed)."""
+def replacement_kl(model: HeteroLlamaForCausalLM, index: int, block: BlockConfig, library: LayerLibrary,
+                   block_input: Tensor, parent_logits: Tensor) -> float:
+    """Mean per-token KL(parent || parent with block ``index`` replaced by ``block``) on held-out
+    text: ``block_input`` is the residual stream entering the block there (``block_inputs``) and
+    ``parent_logits`` the parent's logits on it; only layers from ``index`` on are recomputed."""
     replaced = _sub_block(model, block.attention, block.ffn, index)
     replaced.load_state_dict({**library.attention[block.attention], **library.ffn[block.ffn]})
-    x = states[index]
-    cos, sin = _rope(model, x)
-    x = replaced(x, cos, sin, None)
+    cos, sin = _rope(model, block_input)
+    x = replaced(block_input, cos, sin, None)
     for layer in list(model.model.layers)[index + 1:]:
         x = layer(x, cos, sin, None)
-    return kl_per_token(_logits(model, states[-1]), model.lm_head(model.model.norm(x)))
+    return kl_per_token(parent_logits, final_logits(model, x))
 
 
-def _logits(model: HeteroLlamaForCausalLM, last_state: Tensor) -> Tensor:
+def final_logits(model: HeteroLlamaForCausalLM, last_state: Tensor) -> Tensor:
+    """The logits of the residual stream after the last block (``block_inputs(...)[-1]``)."""
     return model.lm_head(model.model.norm(last_state))
 
 

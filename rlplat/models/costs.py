@@ -6,8 +6,9 @@ multiply-add, attention scores over ``context`` earlier tokens included), and KV
 token of context (zero for a block without attention). ``serving_costs`` scales them to a batch and
 sequence length, as Puzzle's constraints are stated.
 
-The measured proxy times one block's forward on this machine (``measure_block_seconds``): plain
-torch on a fixed number of threads, so variants are compared like for like; the end-to-end figure
+The measured proxy times block forwards on this machine (``measure_blocks_seconds``): plain
+torch on a fixed number of threads, the variants in turn, round after round, so that they are
+compared like for like; the end-to-end figure
 that counts is vLLM's own generation throughput, which the NAS stage measures on the assembled child.
 """
 
@@ -15,12 +16,16 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from rlplat.models.decilm_format import BlockConfig, HeteroLlamaConfig
+
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -76,25 +81,32 @@ def serving_costs(config: HeteroLlamaConfig, batch: int, seq_len: int, dtype_byt
 
 
 @torch.no_grad()
-def measure_block_seconds(block: nn.Module, hidden_size: int, batch: int, tokens: int, repeats: int = 7,
-                          threads: int = 1) -> float:
-    """Median seconds of one forward of ``block`` (a ``DeciBlock``) over ``batch`` x ``tokens``
-    random hidden states, on ``threads`` torch threads (restored afterwards), after one warm-up."""
+def measure_blocks_seconds(blocks: Mapping[K, nn.Module], hidden_size: int, batch: int, tokens: int,
+                           rounds: int = 7, threads: int = 1) -> dict[K, float]:
+    """Median seconds of one forward of each block of ``blocks`` (``DeciBlock``s) over ``batch`` x
+    ``tokens`` random hidden states, on ``threads`` torch threads (restored afterwards).
+
+    The blocks are timed in turn, round after round (after one warm-up round), so that a change in
+    the machine's load during the measurement touches every block alike.
+    """
     from rlplat.models.decilm import rope_cos_sin
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        dtype = next(block.parameters(), torch.empty(0)).dtype
-        x = torch.randn(batch, tokens, hidden_size, dtype=dtype, generator=torch.Generator().manual_seed(0))
-        head_dim = getattr(getattr(block, "self_attn", None), "head_dim", None) or 2
-        cos, sin = rope_cos_sin(torch.arange(tokens).expand(batch, tokens), head_dim, 10000.0, dtype)
-        block(x, cos, sin, None)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            block(x, cos, sin, None)
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
+        inputs = {}
+        for key, block in blocks.items():
+            dtype = next(block.parameters(), torch.empty(0)).dtype
+            x = torch.randn(batch, tokens, hidden_size, dtype=dtype, generator=torch.Generator().manual_seed(0))
+            head_dim = getattr(getattr(block, "self_attn", None), "head_dim", None) or 2
+            inputs[key] = (x, *rope_cos_sin(torch.arange(tokens).expand(batch, tokens), head_dim, 10000.0, dtype))
+        times: dict[K, list[float]] = {key: [] for key in blocks}
+        for round_ in range(rounds + 1):
+            for key, block in blocks.items():
+                start = time.perf_counter()
+                block(*inputs[key], None)
+                if round_:  # round 0 warms up
+                    times[key].append(time.perf_counter() - start)
+        return {key: statistics.median(t) for key, t in times.items()}
     finally:
         torch.set_num_threads(previous)

@@ -2,7 +2,7 @@
 
 Built-ins: ``warmstart`` (supervised pass on the built-in task), ``sft`` (supervised fine-tuning
 with the reasoning toggle), ``distill`` (knowledge distillation, or continued pretraining),
-``prefilter`` (the paper's data filtering) and ``grpo``. A stage of your own is a class with ``name`` and ``run(ctx) ->
+``prefilter`` (the paper's data filtering), ``nas`` (Puzzle NAS and FFN Fusion) and ``grpo``. A stage of your own is a class with ``name`` and ``run(ctx) ->
 StageManifest`` (``rlplat.stages.base``), registered with ``@STAGES.register("name")`` in a module
 you import, or named by its import path in ``stages=[...]``.
 """
@@ -14,6 +14,7 @@ STAGES = Registry("stage", builtins={
     "sft": "rlplat.stages.sft:SFTStage",
     "distill": "rlplat.stages.distill:DistillStage",
     "prefilter": "rlplat.stages.prefilter:PrefilterStage",
+    "nas": "rlplat.stages.nas:NASStage",
     "grpo": "rlplat.stages.grpo:GRPOStage",
 })
 

@@ -27,7 +27,7 @@ from rlplat.learner.teacher import TeacherSpec
 from rlplat.models.hf import copy_tokenizer
 from rlplat.runtime.stage_actors import StageActors
 from rlplat.runtime.supervised import decayed_lr
-from rlplat.stages.base import StageContext, StageManifest
+from rlplat.stages.base import NAS_PARENT, StageContext, StageManifest
 from rlplat.types import TrainSequence
 
 
@@ -42,7 +42,8 @@ class DistillStage:
         from transformers import AutoTokenizer
 
         cfg, d = ctx.cfg, ctx.cfg.distill
-        teacher_path = d.teacher_path or ctx.model_path
+        # After a NAS stage the teacher is the parent it searched from (Puzzle's global distillation).
+        teacher_path = d.teacher_path or ctx.artifact(NAS_PARENT) or ctx.model_path
         student_path = student_model(cfg, ctx.model_path, teacher_path, ctx.run_dir)
         check_same_vocabulary(teacher_path, student_path)
         train, held_out = distill_sequences(cfg, AutoTokenizer.from_pretrained(student_path))

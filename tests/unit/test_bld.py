@@ -12,6 +12,7 @@ from rlplat.models.bld import (
     assemble,
     block_inputs,
     build_layer_library,
+    final_logits,
     init_attention,
     kl_per_token,
     normalized_mse,
@@ -49,7 +50,7 @@ def _library(parent: HeteroLlamaForCausalLM, states: list[torch.Tensor], index: 
 def test_block_inputs_are_the_residual_stream(parent: HeteroLlamaForCausalLM, states: list[torch.Tensor]) -> None:
     assert len(states) == 4
     with torch.no_grad():
-        logits = parent.lm_head(parent.model.norm(states[-1]))
+        logits = final_logits(parent, states[-1])
         ids = torch.randint(0, 64, (16, 12), generator=torch.Generator().manual_seed(1))
         assert torch.allclose(logits, parent(ids).logits, atol=1e-5)
     a, y = parent_targets(parent, 1, states[1])
@@ -72,13 +73,13 @@ def test_parent_variants_give_back_the_parent(parent: HeteroLlamaForCausalLM, st
     ids = torch.randint(0, 64, (2, 10))
     with torch.no_grad():
         assert torch.equal(child(ids).logits, parent(ids).logits)
-    assert replacement_kl(parent, states, 1, parent.config.blocks[1], libs[1]) == pytest.approx(0.0, abs=1e-6)
+    assert replacement_kl(parent, 1, parent.config.blocks[1], libs[1], states[1], final_logits(parent, states[-1])) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_replacement_kl_is_the_assembled_childs(parent: HeteroLlamaForCausalLM, states: list[torch.Tensor]) -> None:
     libs = [_library(parent, states, i, steps=5) for i in range(3)]
     block = BlockConfig(GQA, NO_FFN)
-    kl = replacement_kl(parent, states, 2, block, libs[2])
+    kl = replacement_kl(parent, 2, block, libs[2], states[2], final_logits(parent, states[-1]))
     child = assemble(parent, (*parent.config.blocks[:2], block), libs)
     ids = torch.randint(0, 64, (16, 12), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from rlplat.models.costs import block_cost, measure_block_seconds, model_params, serving_costs
+from rlplat.models.costs import block_cost, measure_blocks_seconds, model_params, serving_costs
 from rlplat.models.decilm import HeteroLlamaForCausalLM
 from rlplat.models.decilm_format import AttentionConfig, BlockConfig, FFNConfig, HeteroLlamaConfig
 
@@ -43,6 +43,6 @@ def test_flops_and_kv_follow_the_shape() -> None:
 def test_measured_seconds_are_reported_and_threads_restored() -> None:
     model = HeteroLlamaForCausalLM(CONFIG).eval()
     threads = torch.get_num_threads()
-    seconds = [measure_block_seconds(layer, 128, batch=2, tokens=32, repeats=3) for layer in model.model.layers]
+    seconds = measure_blocks_seconds(dict(enumerate(model.model.layers)), 128, batch=2, tokens=32, rounds=3)
     assert torch.get_num_threads() == threads, "the thread count is restored"
-    assert all(s > 0 for s in seconds)  # no comparison between them: a shared machine's times vary
+    assert sorted(seconds) == list(range(len(BLOCKS))) and all(s > 0 for s in seconds.values())  # no comparison between them: a shared machine's times vary

@@ -1,0 +1,304 @@
+"""NAS stage: Puzzle (and optionally FFN Fusion) from the input model to a cheaper DeciLM child.
+
+One pass, as in the Puzzle paper (arXiv 2411.19146) at small scale:
+
+1. the parent's residual stream on calibration text (``distill.data``, else the built-in task);
+2. the block library: at every layer each attention and FFN variant of ``nas`` learns its parent
+   sub-block by local distillation (``rlplat.models.bld``), one Ray task per layer, in parallel;
+   the same task scores every (attention, FFN) pair by the KL of the parent with only that block
+   replaced, on held-out text;
+3. costs: each sub-block variant's forward timed on one thread, in one task, one after another
+   (like for like), and its parameters counted (``rlplat.models.costs``);
+4. the search: the mixed-integer program of ``rlplat.algo.puzzle`` under the latency and
+   parameter budgets, with greedy and random baselines (and diverse alternatives) reported;
+5. the child assembled, optionally FFN-fused (``rlplat.models.fusion``), saved as DeciLM;
+6. vLLM generation throughput of parent and child, same prompts, batch and lengths, alternating.
+
+Writes ``nas_model/`` (the child, with the parent's tokenizer) and ``stages/nas/result.json``. The
+manifest's artifact ``nas_parent`` names the parent: a following ``distill`` stage uses it as its
+teacher when ``distill.teacher_path`` is unset (Puzzle's global distillation), and ``grpo`` trains the
+child as it trains any model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from rlbase import atomic_write
+from rlplat.algo.puzzle import Choice, SearchProblem, solve_greedy, solve_mip, solve_random
+from rlplat.config.schema import Config, NASConfig
+from rlplat.models.bld import (
+    NO_ATTENTION,
+    NO_FFN,
+    LayerLibrary,
+    assemble,
+    block_inputs,
+    build_layer_library,
+    final_logits,
+    kl_per_token,
+    replacement_kl,
+)
+from rlplat.models.costs import block_cost, measure_blocks_seconds, model_params
+from rlplat.models.decilm import DeciBlock, HeteroLlamaForCausalLM, from_llama, load_decilm, save_decilm
+from rlplat.models.decilm_format import (
+    AttentionConfig,
+    BlockConfig,
+    FFNConfig,
+    HeteroLlamaConfig,
+    block_to_decilm,
+    is_decilm,
+)
+from rlplat.models.fusion import ffn_only_runs, fuse_runs, run_dependency, split_run
+from rlplat.models.hf import copy_tokenizer
+from rlplat.stages.base import NAS_PARENT, StageContext, StageManifest, stage_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    """What one layer's task returns: its library and each block variant's replacement KL."""
+
+    library: LayerLibrary
+    scores: dict[BlockConfig, float]
+
+
+class NASStage:
+    """Puzzle search (and FFN Fusion) into ``nas_model/``."""
+
+    name = "nas"
+    config_sections = ("seed", "model", "nas", "distill.data", "distill.text_field", "distill.max_tokens",
+                       "data.synthetic")
+
+    def run(self, ctx: StageContext) -> StageManifest:
+        cfg, n = ctx.cfg, ctx.cfg.nas
+        torch.manual_seed(cfg.seed)
+        parent = load_parent(ctx.model_path)
+        calibration, held_out = calibration_rows(cfg, ctx.model_path)
+        cal_states, held_states = block_inputs(parent, calibration), block_inputs(parent, held_out)
+        variants = [layer_variants(parent.config.blocks[i], i, parent.config.num_attention_heads, n)
+                    for i in range(len(parent.config.blocks))]
+        log.info("nas: block library for %d layers (%d block variants in all), one Ray task per layer",
+                 len(variants), sum(len(a) * len(f) for a, f in variants))
+        parent_logits = final_logits(parent, held_states[-1]).detach()
+        parent_ref, logits_ref = ray.put(parent), ray.put(parent_logits)
+        results: list[LayerResult] = ray.get([
+            _layer_task.remote(parent_ref, i, cal_states[i], held_states[i], logits_ref, attn, ffn, n, cfg.seed)
+            for i, (attn, ffn) in enumerate(variants)])
+        offered = {v: None for r in results for v in (*r.library.attention, *r.library.ffn)}
+        latency = ray.get(_latency_task.remote(parent.config, list(offered), n))
+        problem, options = search_problem(parent, results, latency, n)
+        choice = solve_mip(problem)
+        alternatives = diverse_alternatives(problem, choice, n)
+        child = assemble(parent, [options[i][v] for i, v in enumerate(choice)], [r.library for r in results])
+        fused_runs = fusion_runs(child, calibration, n.fuse_threshold)
+        if fused_runs:
+            child = fuse_runs(child, fused_runs)
+        out = save_decilm(child, ctx.run_dir / "nas_model")
+        copy_tokenizer(Path(ctx.model_path), out)
+        with torch.no_grad():
+            kl = kl_per_token(parent(held_out).logits, child(held_out).logits)
+        throughput = measure_throughput(cfg, ctx.model_path, str(out), held_out[:, :8].tolist())
+        result = {
+            "parent": ctx.model_path, "child": str(out),
+            "throughput": throughput,
+            "param_ratio": model_params(child.config) / model_params(parent.config),
+            "kl_to_parent": kl,
+            "block_configs": [block_to_decilm(b) for b in child.config.blocks],
+            "fused_runs": [list(r) for r in fused_runs],
+            "search": search_report(problem, choice, alternatives, n, cfg.seed),
+            "bld_losses": [{_variant_name(v): [losses[0], losses[-1]] for v, losses in r.library.losses.items()}
+                           for r in results],
+        }
+        atomic_write(stage_dir(ctx.run_dir, self.name) / "result.json", json.dumps(result, indent=2))
+        metrics = {"nas/throughput_ratio": throughput["ratio"], "nas/param_ratio": result["param_ratio"],
+                   "nas/kl_to_parent": kl}
+        log.info("nas: child %s: throughput x%.2f, parameters x%.2f, KL to the parent %.4f", out,
+                 throughput["ratio"], result["param_ratio"], kl)
+        return StageManifest(self.name, str(out), ctx.model_path, artifacts={NAS_PARENT: ctx.model_path},
+                             metrics=metrics)
+
+
+def load_parent(path: str) -> HeteroLlamaForCausalLM:
+    """The parent as rlplat's heterogeneous module: a DeciLM directory as it is, a Llama converted."""
+    model = load_decilm(path) if is_decilm(path) else from_llama(path)
+    return model.float().eval()
+
+
+def calibration_rows(cfg: Config, model_path: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Calibration and held-out token rows ``[N, nas.seq_len]``: the distillation stage's texts
+    (``distill.data``, else the built-in task's), concatenated and cut into rows."""
+    from transformers import AutoTokenizer
+
+    from rlplat.stages.distill import distill_sequences
+
+    n = cfg.nas
+    train, held = distill_sequences(cfg, AutoTokenizer.from_pretrained(model_path))
+    rows = []
+    for seqs, count in ((train, n.calibration_rows), (held or train[::-1], n.eval_rows)):
+        tokens = [t for s in seqs for t in (*s.prompt_ids, *s.completion_ids)]
+        usable = min(count, len(tokens) // n.seq_len)
+        if usable < 1:
+            raise ValueError(f"nas: {len(tokens)} tokens of text make no row of nas.seq_len={n.seq_len}")
+        rows.append(torch.tensor(tokens[:usable * n.seq_len]).view(usable, n.seq_len))
+    return rows[0], rows[1]
+
+
+def layer_variants(parent: BlockConfig, index: int, num_heads: int,
+                   n: NASConfig) -> tuple[list[AttentionConfig], list[FFNConfig]]:
+    """The attention and FFN variants offered at layer ``index``: the parent's own first."""
+    attention = [parent.attention]
+    for kv in n.kv_heads:
+        variant = AttentionConfig("full", num_heads // kv) if num_heads % kv == 0 else None
+        if variant is not None and variant not in attention and parent.attention.kind == "full":
+            attention.append(variant)
+    if n.no_attention and index > 0 and NO_ATTENTION not in attention:
+        attention.append(NO_ATTENTION)  # layer 0 keeps one: vLLM's DeciLM needs it before any FFN
+    ffn = [parent.ffn]
+    for mult in n.ffn_mults:
+        variant_ffn = FFNConfig("full", ffn_mult=mult)
+        if parent.ffn.kind == "full" and variant_ffn not in ffn:
+            ffn.append(variant_ffn)
+    if n.no_ffn and NO_FFN not in ffn:
+        ffn.append(NO_FFN)
+    return attention, ffn
+
+
+@ray.remote(num_cpus=1)
+def _layer_task(parent: HeteroLlamaForCausalLM, index: int, inputs: torch.Tensor, held_input: torch.Tensor,
+                parent_logits: torch.Tensor, attention: list[AttentionConfig], ffn: list[FFNConfig],
+                n: NASConfig, seed: int) -> LayerResult:
+    """BLD at one layer, then the replacement KL of every (attention, FFN) pair."""
+    torch.set_num_threads(1)
+    wider = [f for f in ffn if f.kind == "full" and f.width(parent.config.hidden_size)
+             > parent.config.blocks[index].ffn.width(parent.config.hidden_size)]
+    ffn = [f for f in ffn if f not in wider]  # a variant wider than the parent saves nothing
+    library = build_layer_library(parent, index, inputs, attention, ffn, n.bld_steps, n.bld_lr, n.bld_batch_size,
+                                  seed)
+    scores = {BlockConfig(a, f): replacement_kl(parent, index, BlockConfig(a, f), library, held_input, parent_logits)
+              for a, f in product(attention, ffn)}
+    return LayerResult(library, scores)
+
+
+@ray.remote(num_cpus=1)
+def _latency_task(config: HeteroLlamaConfig, variants: list[AttentionConfig | FFNConfig],
+                  n: NASConfig) -> dict[AttentionConfig | FFNConfig, float]:
+    """Seconds of each sub-block variant's forward (its cost does not depend on the weights, nor
+    on the layer in a model of one width), all timed in one task, in turn ("none" costs 0)."""
+    torch.manual_seed(0)
+    modules = {v: DeciBlock(config, BlockConfig(v, NO_FFN) if isinstance(v, AttentionConfig)
+                            else BlockConfig(NO_ATTENTION, v)).float().eval()
+               for v in variants if v.kind != "none"}
+    seconds = measure_blocks_seconds(modules, config.hidden_size, n.latency_batch, n.latency_tokens)
+    return {v: seconds.get(v, 0.0) for v in variants}
+
+
+def search_problem(parent: HeteroLlamaForCausalLM, results: list[LayerResult],
+                   latency: dict[AttentionConfig | FFNConfig, float],
+                   n: NASConfig) -> tuple[SearchProblem, list[list[BlockConfig]]]:
+    """The MIP's grid (layers x block variants: scores, seconds, parameters) and its budgets; the
+    block variant behind each column of each layer."""
+    options = [sorted(r.scores, key=lambda b: (b != parent.config.blocks[i], str(b))) for i, r in enumerate(results)]
+    width = max(len(o) for o in options)
+    scores = np.full((len(options), width), np.inf)
+    seconds, params = np.zeros_like(scores), np.zeros_like(scores)
+    for i, (opts, r) in enumerate(zip(options, results)):
+        for v, block in enumerate(opts):
+            scores[i, v] = r.scores[block]
+            seconds[i, v] = latency[block.attention] + latency[block.ffn]
+            params[i, v] = block_cost(parent.config, block, 0).params
+    budgets = {"latency": float(seconds[:, 0].sum()) / n.speedup, "params": float(params[:, 0].sum()) * n.max_param_ratio}
+    return SearchProblem(scores, {"latency": seconds, "params": params}, budgets), options
+
+
+def diverse_alternatives(problem: SearchProblem, best: Choice, n: NASConfig) -> list[Choice]:
+    """Up to ``nas.alternatives`` more solutions, each sharing at most ``nas.max_shared`` of the
+    layers with every earlier one (fewer when the budgets allow no more)."""
+    from rlplat.algo.puzzle import Infeasible
+
+    found = [best]
+    shared = int(n.max_shared * len(best))
+    for _ in range(n.alternatives):
+        try:
+            found.append(solve_mip(problem, avoid=found, max_shared=shared))
+        except Infeasible:
+            break
+    return found[1:]
+
+
+def search_report(problem: SearchProblem, best: Choice, alternatives: list[Choice], n: NASConfig,
+                  seed: int) -> dict[str, Any]:
+    """Each solver's choice, total score and resource use, beside the budgets."""
+    from rlplat.algo.puzzle import Infeasible
+
+    def entry(choice: Choice | None) -> dict[str, Any] | None:
+        if choice is None:
+            return None
+        return {"choice": list(choice), "score": problem.total(choice), "usage": problem.usage(choice)}
+
+    def attempt(solve: Callable[[], Choice]) -> Choice | None:
+        try:
+            return solve()
+        except Infeasible:
+            return None
+
+    return {"budgets": dict(problem.budgets), "parent_usage": problem.usage((0,) * len(best)),
+            "mip": entry(best), "greedy": entry(attempt(lambda: solve_greedy(problem))),
+            "random": entry(attempt(lambda: solve_random(problem, samples=2000, seed=seed))),
+            "alternatives": [entry(a) for a in alternatives]}
+
+
+def fusion_runs(child: HeteroLlamaForCausalLM, input_ids: torch.Tensor, threshold: float | None) -> list[tuple[int, int]]:
+    """The runs FFN Fusion fuses: the child's attention-free runs, split where the dependency on
+    ``input_ids`` exceeds ``threshold`` (none when it is unset)."""
+    if threshold is None:
+        return []
+    streams = block_inputs(child, input_ids)
+    return [sub for run in ffn_only_runs(child.config.blocks)
+            for sub in split_run(run, run_dependency(child, run, streams[run[0]]), threshold)]
+
+
+def _variant_name(variant: AttentionConfig | FFNConfig) -> str:
+    return json.dumps(asdict(variant), sort_keys=True)
+
+
+def measure_throughput(cfg: Config, parent_path: str, child_path: str, prompts: list[list[int]]) -> dict[str, Any]:
+    """vLLM greedy generation throughput (new tokens per second) of parent and child: the same
+    ``nas.throughput_prompts`` prompts in one batch, exactly ``nas.throughput_tokens`` new tokens
+    each, rounds alternating parent and child after a warm-up of each; medians and their ratio."""
+    from rlplat.rollout.worker import EngineSpec, RolloutWorker
+
+    n = cfg.nas
+    batch = [prompts[i % len(prompts)] for i in range(n.throughput_prompts)]
+    worker = ray.remote(num_cpus=1)(RolloutWorker)
+    engines = {name: worker.remote(EngineSpec(path, cfg.model.dtype, cfg.cluster.device, cfg.rollout, cfg.seed), 0)
+               for name, path in (("parent", parent_path), ("child", child_path))}
+    try:
+        for engine in engines.values():
+            ray.get(engine.greedy.remote(batch[:2], 4))  # start-up and warm-up, not timed
+        seconds: dict[str, list[float]] = {name: [] for name in engines}
+        for _ in range(n.throughput_repeats):
+            for name, engine in engines.items():
+                start = time.perf_counter()
+                ray.get(engine.greedy.remote(batch, n.throughput_tokens))
+                seconds[name].append(time.perf_counter() - start)
+    finally:
+        for engine in engines.values():
+            ray.kill(engine)
+    tokens = len(batch) * n.throughput_tokens
+    rate = {name: tokens / statistics.median(s) for name, s in seconds.items()}
+    return {"parent_tokens_per_s": rate["parent"], "child_tokens_per_s": rate["child"],
+            "ratio": rate["child"] / rate["parent"], "seconds": seconds, "prompts": len(batch),
+            "new_tokens": n.throughput_tokens}

