@@ -286,3 +286,23 @@ def test_a_teacher_and_student_with_different_vocabularies_are_refused_before_ra
     with pytest.raises(ConfigError) as err:
         check(load(ok)[0])
     assert err.value.field == "distill.student" and "do not share a vocabulary" in str(err.value)
+
+
+@pytest.mark.parametrize("override, field", [
+    ("nas.ffn_mults=[-1.0]", "nas.ffn_mults"),
+    ("nas.speedup=0", "nas.speedup"),
+    ("nas.max_shared=1.5", "nas.max_shared"),
+    ("nas.alternatives=-1", "nas.alternatives"),
+])
+def test_bad_nas_settings_name_their_field(override: str, field: str) -> None:
+    cfg, _ = load(["stages=[nas,grpo]", override])
+    with pytest.raises(ConfigError) as err:
+        check(cfg)
+    assert err.value.field == field
+
+
+def test_nas_without_variants_is_refused() -> None:
+    cfg, _ = load(["stages=[nas]", "nas.ffn_mults=[]", "nas.no_attention=false"])
+    with pytest.raises(ConfigError) as err:
+        check(cfg)
+    assert err.value.field == "nas.ffn_mults" and "nothing to choose" in str(err.value)
