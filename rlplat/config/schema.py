@@ -311,6 +311,9 @@ class NASConfig:
     throughput_prompts: int = 16
     throughput_tokens: int = 64
     throughput_repeats: int = 3
+    # Held-out pass rate of parent and child (before any recovery), as GRPO evaluates it
+    # (``grpo.eval_prompts`` x ``grpo.eval_samples``, the reward of ``reward``).
+    pass_rate: bool = True
 
 
 @dataclass(frozen=True)

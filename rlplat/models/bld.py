@@ -175,28 +175,20 @@ def build_layer_library(model: HeteroLlamaForCausalLM, index: int, inputs: Tenso
     ``inputs`` ``[N, T, H]`` is the residual stream entering the layer on the calibration text."""
     parent = model.config.blocks[index]
     a, y = parent_targets(model, index, inputs)
-    attn_lib: dict[AttentionConfig, Weights] = {}
-    ffn_lib: dict[FFNConfig, Weights] = {}
     losses: dict[AttentionConfig | FFNConfig, tuple[float, ...]] = {}
-    for v in attention:
-        if v == parent.attention:
-            attn_lib[v] = _parent_part(model, index, "attention")
-        elif v.kind == "none":
-            attn_lib[v] = {}
-        else:
-            block = init_attention(model, index, v)
-            losses[v] = train_variant(model, block, inputs, a, steps, lr, batch_size, seed)
-            attn_lib[v] = {k: t.detach().clone() for k, t in block.state_dict().items()}
-    for f in ffn:
-        if f == parent.ffn:
-            ffn_lib[f] = _parent_part(model, index, "ffn")
-        elif f.kind == "none":
-            ffn_lib[f] = {}
-        else:
-            block = init_ffn(model, index, f, a)
-            losses[f] = train_variant(model, block, a, y, steps, lr, batch_size, seed)
-            ffn_lib[f] = {k: t.detach().clone() for k, t in block.state_dict().items()}
-    return LayerLibrary(attn_lib, ffn_lib, losses)
+
+    def weights(variant: AttentionConfig | FFNConfig, part: str, x: Tensor, target: Tensor) -> Weights:
+        if variant in (parent.attention, parent.ffn):
+            return _parent_part(model, index, part)
+        if variant.kind == "none":
+            return {}
+        block = (init_attention(model, index, variant) if isinstance(variant, AttentionConfig)
+                 else init_ffn(model, index, variant, x))
+        losses[variant] = train_variant(model, block, x, target, steps, lr, batch_size, seed)
+        return {k: t.detach().clone() for k, t in block.state_dict().items()}
+
+    return LayerLibrary({v: weights(v, "attention", inputs, a) for v in attention},
+                        {f: weights(f, "ffn", a, y) for f in ffn}, losses)
 
 
 @torch.no_grad()

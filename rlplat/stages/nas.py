@@ -12,7 +12,8 @@ One pass, as in the Puzzle paper (arXiv 2411.19146) at small scale:
 4. the search: the mixed-integer program of ``rlplat.algo.puzzle`` under the latency and
    parameter budgets, with greedy and random baselines (and diverse alternatives) reported;
 5. the child assembled, optionally FFN-fused (``rlplat.models.fusion``), saved as DeciLM;
-6. vLLM generation throughput of parent and child, same prompts, batch and lengths, alternating.
+6. vLLM generation throughput of parent and child, same prompts, batch and lengths, alternating;
+   and (``nas.pass_rate``) the held-out pass rate of each, as GRPO's evaluation measures it.
 
 Writes ``nas_model/`` (the child, with the parent's tokenizer) and ``stages/nas/result.json``. The
 manifest's artifact ``nas_parent`` names the parent: a following ``distill`` stage uses it as its
@@ -37,7 +38,7 @@ import ray
 import torch
 
 from rlbase import atomic_write
-from rlplat.algo.puzzle import Choice, SearchProblem, solve_greedy, solve_mip, solve_random
+from rlplat.algo.puzzle import Choice, Infeasible, SearchProblem, solve_greedy, solve_mip, solve_random
 from rlplat.config.schema import Config, NASConfig
 from rlplat.models.bld import (
     NO_ATTENTION,
@@ -62,6 +63,9 @@ from rlplat.models.decilm_format import (
 )
 from rlplat.models.fusion import ffn_only_runs, fuse_runs, run_dependency, split_run
 from rlplat.models.hf import copy_tokenizer
+from rlplat.runtime.evaluation import HeldOutEval
+from rlplat.runtime.prompts import load_prompt_sets
+from rlplat.runtime.stage_actors import StageActors
 from rlplat.stages.base import NAS_PARENT, StageContext, StageManifest, stage_dir
 
 log = logging.getLogger(__name__)
@@ -80,7 +84,7 @@ class NASStage:
 
     name = "nas"
     config_sections = ("seed", "model", "nas", "distill.data", "distill.text_field", "distill.max_tokens",
-                       "data.synthetic")
+                       "data", "rollout", "reward", "grpo.eval_prompts", "grpo.eval_samples")
 
     def run(self, ctx: StageContext) -> StageManifest:
         cfg, n = ctx.cfg, ctx.cfg.nas
@@ -111,11 +115,14 @@ class NASStage:
         with torch.no_grad():
             kl = kl_per_token(parent(held_out).logits, child(held_out).logits)
         throughput = measure_throughput(cfg, ctx.model_path, str(out), held_out[:, :8].tolist())
+        pass_rates = {"parent": held_out_pass_rate(cfg, ctx.model_path),
+                      "child": held_out_pass_rate(cfg, str(out))} if n.pass_rate else {}
         result = {
             "parent": ctx.model_path, "child": str(out),
             "throughput": throughput,
             "param_ratio": model_params(child.config) / model_params(parent.config),
             "kl_to_parent": kl,
+            "heldout_pass_rate": pass_rates,
             "block_configs": [block_to_decilm(b) for b in child.config.blocks],
             "fused_runs": [list(r) for r in fused_runs],
             "search": search_report(problem, choice, alternatives, n, cfg.seed),
@@ -124,7 +131,7 @@ class NASStage:
         }
         atomic_write(stage_dir(ctx.run_dir, self.name) / "result.json", json.dumps(result, indent=2))
         metrics = {"nas/throughput_ratio": throughput["ratio"], "nas/param_ratio": result["param_ratio"],
-                   "nas/kl_to_parent": kl}
+                   "nas/kl_to_parent": kl, **{f"nas/{who}_pass_rate": rate for who, rate in pass_rates.items() if rate is not None}}
         log.info("nas: child %s: throughput x%.2f, parameters x%.2f, KL to the parent %.4f", out,
                  throughput["ratio"], result["param_ratio"], kl)
         return StageManifest(self.name, str(out), ctx.model_path, artifacts={NAS_PARENT: ctx.model_path},
@@ -226,8 +233,6 @@ def search_problem(parent: HeteroLlamaForCausalLM, results: list[LayerResult],
 def diverse_alternatives(problem: SearchProblem, best: Choice, n: NASConfig) -> list[Choice]:
     """Up to ``nas.alternatives`` more solutions, each sharing at most ``nas.max_shared`` of the
     layers with every earlier one (fewer when the budgets allow no more)."""
-    from rlplat.algo.puzzle import Infeasible
-
     found = [best]
     shared = int(n.max_shared * len(best))
     for _ in range(n.alternatives):
@@ -241,8 +246,6 @@ def diverse_alternatives(problem: SearchProblem, best: Choice, n: NASConfig) -> 
 def search_report(problem: SearchProblem, best: Choice, alternatives: list[Choice], n: NASConfig,
                   seed: int) -> dict[str, Any]:
     """Each solver's choice, total score and resource use, beside the budgets."""
-    from rlplat.algo.puzzle import Infeasible
-
     def entry(choice: Choice | None) -> dict[str, Any] | None:
         if choice is None:
             return None
@@ -272,6 +275,19 @@ def fusion_runs(child: HeteroLlamaForCausalLM, input_ids: torch.Tensor, threshol
 
 def _variant_name(variant: AttentionConfig | FFNConfig) -> str:
     return json.dumps(asdict(variant), sort_keys=True)
+
+
+def held_out_pass_rate(cfg: Config, model_path: str) -> float | None:
+    """The held-out pass rate of ``model_path`` as GRPO's evaluation measures it (same prompts,
+    samples, seeds and reward), with engines and a scorer started for the purpose; None when
+    ``grpo.eval_prompts`` holds no prompt out."""
+    from transformers import AutoTokenizer
+
+    _, held_out = load_prompt_sets(cfg, AutoTokenizer.from_pretrained(model_path))
+    if not len(held_out):
+        return None
+    with StageActors(cfg, model_path, 0.0, learners=False) as actors:
+        return HeldOutEval(cfg, held_out).run(actors.rollout_group, actors.reward_scorer)["eval/pass_rate"]
 
 
 def measure_throughput(cfg: Config, parent_path: str, child_path: str, prompts: list[list[int]]) -> dict[str, Any]:

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.slow
 
 NAS_FAST = ["stages=[nas,grpo]", "grpo.total_steps=1", "nas.bld_steps=30", "nas.calibration_rows=32",
             "nas.eval_rows=8", "nas.throughput_prompts=4", "nas.throughput_tokens=8", "nas.throughput_repeats=1",
-            "nas.speedup=1.3", "nas.alternatives=1", "nas.fuse_threshold=1.0"]
+            "nas.speedup=1.3", "nas.alternatives=1", "nas.fuse_threshold=1.0", "grpo.eval_prompts=8", "grpo.eval_every=1",
+            "grpo.eval_samples=2"]
 
 
 def test_nas_then_grpo_on_the_child(tmp_path: Path) -> None:
@@ -46,6 +47,8 @@ def test_nas_then_grpo_on_the_child(tmp_path: Path) -> None:
     assert 0 < result["param_ratio"] <= 1 and result["kl_to_parent"] >= 0
     t = result["throughput"]
     assert t["parent_tokens_per_s"] > 0 and t["child_tokens_per_s"] > 0 and t["new_tokens"] == 8
+    assert set(result["heldout_pass_rate"]) == {"parent", "child"}
+    assert all(0.0 <= r <= 1.0 for r in result["heldout_pass_rate"].values())
 
     # fusion at threshold 1.0 fuses every attention-free run of two or more blocks the search left
     runs = [tuple(r) for r in result["fused_runs"]]
@@ -54,5 +57,6 @@ def test_nas_then_grpo_on_the_child(tmp_path: Path) -> None:
     # GRPO trained the child (its learners ran rlplat's module, its engines vLLM's DeciLM)
     manifest = json.loads((run_dir / "stages" / "grpo" / "manifest.json").read_text())
     assert manifest["input_model"] == str(child)
-    assert [m["step"] for m in read_metrics(run_dir / "metrics.jsonl")] == [1]
+    lines = read_metrics(run_dir / "metrics.jsonl")
+    assert [m["step"] for m in lines] == [1] and 0.0 <= lines[0]["eval/pass_rate"] <= 1.0
     assert is_decilm(manifest["model_path"])
