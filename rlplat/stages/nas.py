@@ -91,25 +91,12 @@ class NASStage:
         torch.manual_seed(cfg.seed)
         parent = load_parent(ctx.model_path)
         calibration, held_out = calibration_rows(cfg, ctx.model_path)
-        cal_states, held_states = block_inputs(parent, calibration), block_inputs(parent, held_out)
-        variants = [layer_variants(parent.config.blocks[i], i, parent.config.num_attention_heads, n)
-                    for i in range(len(parent.config.blocks))]
-        log.info("nas: block library for %d layers (%d block variants in all), one Ray task per layer",
-                 len(variants), sum(len(a) * len(f) for a, f in variants))
-        parent_logits = final_logits(parent, held_states[-1]).detach()
-        parent_ref, logits_ref = ray.put(parent), ray.put(parent_logits)
-        results: list[LayerResult] = ray.get([
-            _layer_task.remote(parent_ref, i, cal_states[i], held_states[i], logits_ref, attn, ffn, n, cfg.seed)
-            for i, (attn, ffn) in enumerate(variants)])
-        offered = {v: None for r in results for v in (*r.library.attention, *r.library.ffn)}
-        latency = ray.get(_latency_task.remote(parent.config, list(offered), n))
+        results, latency = block_library(parent, calibration, held_out, n, cfg.seed)
         problem, options = search_problem(parent, results, latency, n)
         choice = solve_mip(problem)
-        alternatives = diverse_alternatives(problem, choice, n)
         child = assemble(parent, [options[i][v] for i, v in enumerate(choice)], [r.library for r in results])
         fused_runs = fusion_runs(child, calibration, n.fuse_threshold)
-        if fused_runs:
-            child = fuse_runs(child, fused_runs)
+        child = fuse_runs(child, fused_runs) if fused_runs else child
         out = save_decilm(child, ctx.run_dir / "nas_model")
         copy_tokenizer(Path(ctx.model_path), out)
         with torch.no_grad():
@@ -118,24 +105,44 @@ class NASStage:
         pass_rates = {"parent": held_out_pass_rate(cfg, ctx.model_path),
                       "child": held_out_pass_rate(cfg, str(out))} if n.pass_rate else {}
         result = {
-            "parent": ctx.model_path, "child": str(out),
-            "throughput": throughput,
-            "param_ratio": model_params(child.config) / model_params(parent.config),
-            "kl_to_parent": kl,
-            "heldout_pass_rate": pass_rates,
-            "block_configs": [block_to_decilm(b) for b in child.config.blocks],
+            "parent": ctx.model_path, "child": str(out), "throughput": throughput,
+            "param_ratio": model_params(child.config) / model_params(parent.config), "kl_to_parent": kl,
+            "heldout_pass_rate": pass_rates, "block_configs": [block_to_decilm(b) for b in child.config.blocks],
             "fused_runs": [list(r) for r in fused_runs],
-            "search": search_report(problem, choice, alternatives, n, cfg.seed),
+            "search": search_report(problem, choice, diverse_alternatives(problem, choice, n), cfg.seed),
             "bld_losses": [{_variant_name(v): [losses[0], losses[-1]] for v, losses in r.library.losses.items()}
                            for r in results],
         }
         atomic_write(stage_dir(ctx.run_dir, self.name) / "result.json", json.dumps(result, indent=2))
-        metrics = {"nas/throughput_ratio": throughput["ratio"], "nas/param_ratio": result["param_ratio"],
-                   "nas/kl_to_parent": kl, **{f"nas/{who}_pass_rate": rate for who, rate in pass_rates.items() if rate is not None}}
         log.info("nas: child %s: throughput x%.2f, parameters x%.2f, KL to the parent %.4f", out,
                  throughput["ratio"], result["param_ratio"], kl)
+        metrics = {"nas/throughput_ratio": throughput["ratio"], "nas/param_ratio": result["param_ratio"],
+                   "nas/kl_to_parent": kl}
+        metrics.update({f"nas/{who}_pass_rate": rate for who, rate in pass_rates.items() if rate is not None})
         return StageManifest(self.name, str(out), ctx.model_path, artifacts={NAS_PARENT: ctx.model_path},
                              metrics=metrics)
+
+
+def block_library(parent: HeteroLlamaForCausalLM, calibration: torch.Tensor, held_out: torch.Tensor, n: NASConfig,
+                  seed: int) -> tuple[list[LayerResult], dict[AttentionConfig | FFNConfig, float]]:
+    """Every layer's library and scores (one Ray task per layer, logged as each ends), then the
+    timed cost of every sub-block variant offered."""
+    cal_states, held_states = block_inputs(parent, calibration), block_inputs(parent, held_out)
+    blocks = parent.config.blocks
+    variants = [layer_variants(blocks[i], i, parent.config.num_attention_heads, n) for i in range(len(blocks))]
+    log.info("nas: block library for %d layers (%d block variants in all), one Ray task per layer",
+             len(variants), sum(len(a) * len(f) for a, f in variants))
+    parent_ref, logits_ref = ray.put(parent), ray.put(final_logits(parent, held_states[-1]).detach())
+    pending = {_layer_task.remote(parent_ref, i, cal_states[i], held_states[i], logits_ref, attn, ffn, n, seed): i
+               for i, (attn, ffn) in enumerate(variants)}
+    done: dict[int, LayerResult] = {}
+    while len(done) < len(variants):
+        ready, _ = ray.wait([r for r in pending if pending[r] not in done], num_returns=1)
+        done[pending[ready[0]]] = ray.get(ready[0])
+        log.info("nas: layer %d's library done (%d/%d)", pending[ready[0]], len(done), len(variants))
+    results = [done[i] for i in range(len(variants))]
+    offered = {v: None for r in results for v in (*r.library.attention, *r.library.ffn)}
+    return results, ray.get(_latency_task.remote(parent.config, list(offered), n))
 
 
 def load_parent(path: str) -> HeteroLlamaForCausalLM:
@@ -243,8 +250,7 @@ def diverse_alternatives(problem: SearchProblem, best: Choice, n: NASConfig) -> 
     return found[1:]
 
 
-def search_report(problem: SearchProblem, best: Choice, alternatives: list[Choice], n: NASConfig,
-                  seed: int) -> dict[str, Any]:
+def search_report(problem: SearchProblem, best: Choice, alternatives: list[Choice], seed: int) -> dict[str, Any]:
     """Each solver's choice, total score and resource use, beside the budgets."""
     def entry(choice: Choice | None) -> dict[str, Any] | None:
         if choice is None:
