@@ -281,10 +281,12 @@ class NASConfig:
     # the parent's), and, when ``no_ffn``, none at all.
     ffn_mults: tuple[float, ...] = (1.5,)
     no_ffn: bool = False
-    # Budgets: the child's summed measured block latency at most the parent's / ``speedup``, and
-    # its parameters at most ``max_param_ratio`` of the parent's.
+    # Budgets: the child's summed measured block latency at most the parent's / ``speedup``, its
+    # parameters at most ``max_param_ratio`` and its KV-cache bytes per token at most
+    # ``max_kv_ratio`` of the parent's.
     speedup: float = 1.5
     max_param_ratio: float = 1.0
+    max_kv_ratio: float = 1.0
     # Calibration text (the distillation stage's text: ``distill.data``, else the built-in task),
     # cut into rows of ``seq_len`` tokens: ``calibration_rows`` for BLD, ``eval_rows`` for scores.
     seq_len: int = 64

@@ -179,7 +179,7 @@ def _check_nas(cfg: Config) -> None:
     n = cfg.nas
     if "nas" not in cfg.stages:
         return
-    for name in ("speedup", "max_param_ratio", "seq_len", "calibration_rows", "eval_rows", "bld_steps", "bld_lr",
+    for name in ("speedup", "max_param_ratio", "max_kv_ratio", "seq_len", "calibration_rows", "eval_rows", "bld_steps", "bld_lr",
                  "bld_batch_size", "latency_batch", "latency_tokens", "throughput_prompts", "throughput_tokens",
                  "throughput_repeats", "max_shared"):
         _positive(f"nas.{name}", getattr(n, name))

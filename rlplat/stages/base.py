@@ -22,6 +22,7 @@ from rlplat.config.schema import Config
 PASS_RATE_TABLE = "pass_rate_table"  # JSONL {uid, attempts, successes, pass_rate} (curricula.PassRateStore)
 KEPT_UIDS = "kept_uids"  # text file, one prompt uid a line: the prompts later stages train on
 NAS_PARENT = "nas_parent"  # model directory: the parent a NAS stage searched from (distillation's teacher)
+TEACHER = "teacher"  # model directory: the teacher a distillation stage distilled from (provenance)
 
 
 @dataclass(frozen=True)

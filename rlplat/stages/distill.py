@@ -27,7 +27,7 @@ from rlplat.learner.teacher import TeacherSpec
 from rlplat.models.hf import copy_tokenizer
 from rlplat.runtime.stage_actors import StageActors
 from rlplat.runtime.supervised import decayed_lr
-from rlplat.stages.base import NAS_PARENT, StageContext, StageManifest
+from rlplat.stages.base import NAS_PARENT, TEACHER, StageContext, StageManifest
 from rlplat.types import TrainSequence
 
 
@@ -67,7 +67,8 @@ class DistillStage:
                 metrics.update(held_out_metrics(cfg, actors, held_out))
             learners.save_hf(str(out), cfg.timeouts.checkpoint_s)
         copy_tokenizer(Path(student_path), out)
-        return StageManifest(self.name, str(out), ctx.model_path, metrics=metrics)
+        artifacts = {TEACHER: teacher_path} if use_teacher else {}
+        return StageManifest(self.name, str(out), ctx.model_path, artifacts=artifacts, metrics=metrics)
 
 
 def student_model(cfg: Config, input_model: str, teacher_path: str, run_dir: Path) -> str:

@@ -51,7 +51,7 @@ from rlplat.models.bld import (
     kl_per_token,
     replacement_kl,
 )
-from rlplat.models.costs import block_cost, measure_blocks_seconds, model_params
+from rlplat.models.costs import block_cost, measure_blocks_seconds, model_params, serving_costs
 from rlplat.models.decilm import DeciBlock, HeteroLlamaForCausalLM, from_llama, load_decilm, save_decilm
 from rlplat.models.decilm_format import (
     AttentionConfig,
@@ -109,6 +109,8 @@ class NASStage:
             "param_ratio": model_params(child.config) / model_params(parent.config), "kl_to_parent": kl,
             "heldout_pass_rate": pass_rates, "block_configs": [block_to_decilm(b) for b in child.config.blocks],
             "fused_runs": [list(r) for r in fused_runs],
+            "analytic": {who: asdict(serving_costs(m.config, n.throughput_prompts, cfg.rollout.max_model_len))
+                         for who, m in (("parent", parent), ("child", child))},
             "search": search_report(problem, choice, diverse_alternatives(problem, choice, n), cfg.seed),
             "bld_losses": [{_variant_name(v): [losses[0], losses[-1]] for v, losses in r.library.losses.items()}
                            for r in results],
@@ -222,19 +224,22 @@ def _latency_task(config: HeteroLlamaConfig, variants: list[AttentionConfig | FF
 def search_problem(parent: HeteroLlamaForCausalLM, results: list[LayerResult],
                    latency: dict[AttentionConfig | FFNConfig, float],
                    n: NASConfig) -> tuple[SearchProblem, list[list[BlockConfig]]]:
-    """The MIP's grid (layers x block variants: scores, seconds, parameters) and its budgets; the
-    block variant behind each column of each layer."""
+    """The MIP's grid (layers x block variants: scores, and the resources seconds, parameters and
+    KV-cache bytes per token) and its budgets (the parent's use scaled by ``nas.speedup``,
+    ``nas.max_param_ratio``, ``nas.max_kv_ratio``); the block variant behind each column of each layer."""
     options = [sorted(r.scores, key=lambda b: (b != parent.config.blocks[i], str(b))) for i, r in enumerate(results)]
-    width = max(len(o) for o in options)
-    scores = np.full((len(options), width), np.inf)
-    seconds, params = np.zeros_like(scores), np.zeros_like(scores)
+    scores = np.full((len(options), max(len(o) for o in options)), np.inf)
+    costs = {name: np.zeros_like(scores) for name in ("latency", "params", "kv_bytes")}
     for i, (opts, r) in enumerate(zip(options, results)):
         for v, block in enumerate(opts):
             scores[i, v] = r.scores[block]
-            seconds[i, v] = latency[block.attention] + latency[block.ffn]
-            params[i, v] = block_cost(parent.config, block, 0).params
-    budgets = {"latency": float(seconds[:, 0].sum()) / n.speedup, "params": float(params[:, 0].sum()) * n.max_param_ratio}
-    return SearchProblem(scores, {"latency": seconds, "params": params}, budgets), options
+            analytic = block_cost(parent.config, block, 0)
+            costs["latency"][i, v] = latency[block.attention] + latency[block.ffn]
+            costs["params"][i, v] = analytic.params
+            costs["kv_bytes"][i, v] = analytic.kv_bytes_per_token
+    scale = {"latency": 1.0 / n.speedup, "params": n.max_param_ratio, "kv_bytes": n.max_kv_ratio}
+    budgets = {name: float(c[:, 0].sum()) * scale[name] for name, c in costs.items()}
+    return SearchProblem(scores, costs, budgets), options
 
 
 def diverse_alternatives(problem: SearchProblem, best: Choice, n: NASConfig) -> list[Choice]:
