@@ -1,9 +1,10 @@
 """LearnerWorker: one rank of a DeepSpeed data-parallel group, as a Ray actor.
 
 Each rank holds a DeepSpeed engine (ZeRO stage from config; gloo on CPU, nccl on GPU) around a
-causal LM (a transformers model, or rlplat's heterogeneous DeciLM module: ``rlplat.models.hf``), and optionally a frozen reference copy for the KL term. The driver calls
-every rank with its shard of each optimizer step; all ranks must take part in every collective
-call (``train_step``, ``sft_step``, ``distill_step``, ``export_weights``, ``save``/``load``).
+causal LM (a transformers model, or rlplat's heterogeneous DeciLM module: ``rlplat.models.hf``),
+and optionally a frozen reference copy for the KL term. The driver calls every rank with its shard
+of each optimizer step; all ranks must take part in every collective call (``train_step``,
+``sft_step``, ``distill_step``, ``export_weights``, ``save``/``load``).
 """
 
 from __future__ import annotations
@@ -363,9 +364,9 @@ class LearnerWorker:
         """Greedy completions from the learner's own weights (to compare with the engine's)."""
         model = self.engine.module
         model.eval()
-        outs = []
         if isinstance(model, HeteroLlamaForCausalLM):  # rlplat's own module has no generate()
             return [greedy_decode(model, prompt, max_tokens) for prompt in prompt_token_ids]
+        outs = []
         for prompt in prompt_token_ids:
             ids = torch.tensor([prompt], device=self._device())
             gen = model.generate(ids, do_sample=False, max_new_tokens=max_tokens, min_new_tokens=max_tokens,
