@@ -62,11 +62,12 @@ def rollouts(ray_local: None, tiny_model: str) -> Iterator[RolloutGroup]:
 
 
 def _learners(model_path: str, zero_stage: int, reference_model: bool = False,
-              gradient_checkpointing: bool = False) -> tuple[LearnerGroup, object]:
-    """Two learner ranks on ``model_path``."""
+              gradient_checkpointing: bool = False, ranks: int = 2) -> tuple[LearnerGroup, object]:
+    """``ranks`` learner ranks on ``model_path``."""
     cfg = Config(learner=LearnerConfig(zero_stage=zero_stage, lr=0.05, warmup_steps=0,  # type: ignore[arg-type]
                                        reference_model=reference_model, micro_batch_size=4),
-                 model=ModelConfig(gradient_checkpointing=gradient_checkpointing))
+                 model=ModelConfig(gradient_checkpointing=gradient_checkpointing),
+                 cluster=ClusterConfig(devices_per_node=ranks))
     plan = plan_placement(cfg.cluster, cfg.rollout)
     plan = replace(plan, engine_bundles=())
     pg = create_placement_group(plan, 60)
@@ -118,8 +119,14 @@ def test_decilm_child_trains_and_syncs_exactly(ray_local: None, decilm_child: tu
     module in the learners (with a reference copy and gradient checkpointing) agree before and after
     a training step and a sync; the learners save it back as DeciLM."""
     path, module = decilm_child
+    # One engine and one learner rank: with the module's two engines they fill the session's 8 CPUs.
     rollouts, engine_pg = _engines(str(path), 1)
-    learners, pg = _learners(str(path), 1, reference_model=True, gradient_checkpointing=True)
+    try:
+        learners, pg = _learners(str(path), 1, reference_model=True, gradient_checkpointing=True, ranks=1)
+    except BaseException:
+        rollouts.shutdown()
+        remove_placement_group(engine_pg)
+        raise
     try:
         before = rollouts.greedy(PROMPTS, 16, 60)
         assert before == learners.greedy(PROMPTS, 16, 60) == [greedy_decode(module, p, 16) for p in PROMPTS]
