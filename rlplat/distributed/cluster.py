@@ -70,7 +70,10 @@ def start_ray(cluster: ClusterConfig, log_to_driver: bool | None = None) -> str 
     for attempt in range(1, _START_ATTEMPTS + 1):
         try:
             with _free_agent_port():
-                ctx = ray.init(num_cpus=cluster.num_cpus, num_gpus=None if cluster.device == "gpu" else 0,
+                # address="local": a new instance even when another Ray runs on this machine (ray.init
+                # with no address would join the one ``ray start`` last recorded, and refuse num_cpus).
+                ctx = ray.init(address="local", num_cpus=cluster.num_cpus,
+                               num_gpus=None if cluster.device == "gpu" else 0,
                                include_dashboard=cluster.dashboard, dashboard_host="127.0.0.1",
                                dashboard_port=cluster.dashboard_port, runtime_env=runtime_env,
                                log_to_driver=cluster.log_to_driver, configure_logging=False,

@@ -52,3 +52,16 @@ def test_spread_placement_and_object_store_sync(two_nodes: str, tmp_path: Path) 
     rows = read_metrics(run_dir / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2]
     assert all(r["sync/object_store_engines"] == 1 and r["sync/bytes"] > 0 for r in rows)
+
+
+def test_a_local_run_starts_its_own_ray_beside_a_running_cluster(two_nodes: str) -> None:
+    """Without ``cluster.address`` a run starts its own instance even while another Ray cluster runs
+    on the machine (``ray.init()`` would join the one last started and refuse ``num_cpus``: a fault
+    test failed so while another session's two-node cluster was up)."""
+    code = ("import ray; from rlplat.config.schema import ClusterConfig; "
+            "from rlplat.distributed.cluster import start_ray; "
+            "start_ray(ClusterConfig(num_cpus=1, dashboard=False)); "
+            "print(ray.get_runtime_context().gcs_address); ray.shutdown()")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] != two_nodes
