@@ -131,7 +131,8 @@ def block_library(parent: HeteroLlamaForCausalLM, calibration: torch.Tensor, hel
     timed cost of every sub-block variant offered."""
     cal_states, held_states = block_inputs(parent, calibration), block_inputs(parent, held_out)
     blocks = parent.config.blocks
-    variants = [layer_variants(blocks[i], i, parent.config.num_attention_heads, n) for i in range(len(blocks))]
+    c = parent.config
+    variants = [layer_variants(blocks[i], i, c.num_attention_heads, c.hidden_size, n) for i in range(len(blocks))]
     log.info("nas: block library for %d layers (%d block variants in all), one Ray task per layer",
              len(variants), sum(len(a) * len(f) for a, f in variants))
     parent_ref, logits_ref = ray.put(parent), ray.put(final_logits(parent, held_states[-1]).detach())
@@ -172,21 +173,22 @@ def calibration_rows(cfg: Config, model_path: str) -> tuple[torch.Tensor, torch.
     return rows[0], rows[1]
 
 
-def layer_variants(parent: BlockConfig, index: int, num_heads: int,
+def layer_variants(parent: BlockConfig, index: int, num_heads: int, hidden_size: int,
                    n: NASConfig) -> tuple[list[AttentionConfig], list[FFNConfig]]:
-    """The attention and FFN variants offered at layer ``index``: the parent's own first."""
+    """The attention and FFN variants offered at layer ``index``, the parent's own first. A KV-head
+    count is offered where it merges the parent's KV heads (fewer, dividing them); an ``ffn_mult``
+    where its width is below the parent's (a wider FFN saves nothing)."""
     attention = [parent.attention]
-    for kv in n.kv_heads:
-        variant = AttentionConfig("full", num_heads // kv) if num_heads % kv == 0 else None
-        if variant is not None and variant not in attention and parent.attention.kind == "full":
-            attention.append(variant)
+    if parent.attention.kind == "full" and parent.attention.n_heads_in_group:
+        parent_kv = num_heads // parent.attention.n_heads_in_group
+        attention += [AttentionConfig("full", num_heads // kv) for kv in sorted(set(n.kv_heads))
+                      if kv < parent_kv and parent_kv % kv == 0]
     if n.no_attention and index > 0 and NO_ATTENTION not in attention:
         attention.append(NO_ATTENTION)  # layer 0 keeps one: vLLM's DeciLM needs it before any FFN
     ffn = [parent.ffn]
-    for mult in n.ffn_mults:
-        variant_ffn = FFNConfig("full", ffn_mult=mult)
-        if parent.ffn.kind == "full" and variant_ffn not in ffn:
-            ffn.append(variant_ffn)
+    if parent.ffn.kind == "full":
+        narrower = [FFNConfig("full", ffn_mult=m) for m in sorted(set(n.ffn_mults))]
+        ffn += [f for f in narrower if f.width(hidden_size) < parent.ffn.width(hidden_size)]
     if n.no_ffn and NO_FFN not in ffn:
         ffn.append(NO_FFN)
     return attention, ffn
@@ -198,9 +200,6 @@ def _layer_task(parent: HeteroLlamaForCausalLM, index: int, inputs: torch.Tensor
                 n: NASConfig, seed: int) -> LayerResult:
     """BLD at one layer, then the replacement KL of every (attention, FFN) pair."""
     torch.set_num_threads(1)
-    wider = [f for f in ffn if f.kind == "full" and f.width(parent.config.hidden_size)
-             > parent.config.blocks[index].ffn.width(parent.config.hidden_size)]
-    ffn = [f for f in ffn if f not in wider]  # a variant wider than the parent saves nothing
     library = build_layer_library(parent, index, inputs, attention, ffn, n.bld_steps, n.bld_lr, n.bld_batch_size,
                                   seed)
     scores = {BlockConfig(a, f): replacement_kl(parent, index, BlockConfig(a, f), library, held_input, parent_logits)

@@ -158,7 +158,7 @@ def test_wrong_type_is_rejected() -> None:
     (["stages=[sft,grpo]"], "sft.data"),
     (["cluster.num_nodes=4"], "cluster.num_nodes"),
     (["model.path=/nonexistent/model"], "model.path"),
-    (["stages=[grpo,nas]"], "stages"),
+    (["stages=[grpo,nosuch]"], "stages"),
     (["reward.components={nosuch: 1.0}"], "reward.components"),
     (["curriculum.name=nosuch"], "curriculum.name"),
     (["grpo.advantage=nosuch"], "grpo.advantage"),
