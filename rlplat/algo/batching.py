@@ -5,7 +5,7 @@ of 576, so each rollout yields exactly 2 optimizer steps (LN §5.1); the second 
 off-policy, which is what the clipped ratio in ``losses.py`` is for. Each optimizer step is dealt
 to the data-parallel ranks balancing tokens, and each rank cuts its share into micro-batches sorted
 by length, so a micro-batch pads only to its own longest sequence (padding is the hidden cost on
-CPU, DESIGN.md).
+CPU, DESIGN.md); ``rlplat.algo.microbatches`` cuts by count or token budget, padded or packed.
 """
 
 from __future__ import annotations
@@ -25,8 +25,11 @@ class MicroBatch:
     Shapes: ``input_ids``/``attention_mask`` ``[B, L]``; ``loss_mask``/``old_logprobs``
     ``[B, L-1]`` aligned with next-token targets ``input_ids[:, 1:]``; ``advantages`` ``[B]``;
     ``learner_logprobs`` like ``old_logprobs`` when every sequence carries them, else None.
-    Packed rows (``rlplat.algo.packing``) carry a ``[B, 1, L, L]`` bool ``attention_mask`` and
-    ``position_ids`` ``[B, L]`` that restart at each example.
+    Packed rows (``rlplat.algo.packing``): ``input_ids`` ``[R, L]``, a ``[R, 1, L, L]`` bool
+    ``attention_mask`` and ``position_ids`` ``[R, L]`` that restart at each example hold the ``B``
+    sequences in ``R`` rows, while the per-sequence tensors keep the padded layout above; ``gather``
+    (row and column index, each ``[B, L'-1]``) says where each sequence's targets lie in the rows,
+    and :meth:`per_sequence` moves a per-target tensor of the rows into that layout.
     """
 
     input_ids: torch.Tensor
@@ -36,13 +39,31 @@ class MicroBatch:
     advantages: torch.Tensor
     learner_logprobs: torch.Tensor | None = None
     position_ids: torch.Tensor | None = None
+    gather: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def num_sequences(self) -> int:
+        """Sequences in the micro-batch (rows of the per-sequence tensors)."""
+        return int(self.loss_mask.shape[0])
+
+    def per_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        """A ``[rows, L-1, ...]`` tensor aligned with ``input_ids[:, 1:]`` in the per-sequence
+        layout ``[B, T, ...]`` of ``loss_mask`` (itself when not packed; differentiable). Positions
+        past a sequence's end hold arbitrary values, as padding does: select with ``loss_mask``."""
+        if self.gather is None:
+            return x
+        rows, cols = self.gather
+        return x[rows, cols]
 
     def to(self, device: torch.device) -> MicroBatch:
         """The same tensors on ``device`` (no copy when they are there already)."""
-        learner = None if self.learner_logprobs is None else self.learner_logprobs.to(device)
-        positions = None if self.position_ids is None else self.position_ids.to(device)
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        gather = None if self.gather is None else (self.gather[0].to(device), self.gather[1].to(device))
         return MicroBatch(self.input_ids.to(device), self.attention_mask.to(device), self.loss_mask.to(device),
-                          self.old_logprobs.to(device), self.advantages.to(device), learner, positions)
+                          self.old_logprobs.to(device), self.advantages.to(device), move(self.learner_logprobs),
+                          move(self.position_ids), gather)
 
 
 def num_optimizer_steps(prompts: int, samples_per_prompt: int, global_batch: int) -> int:
@@ -87,13 +108,6 @@ def split_for_ranks(seqs: Sequence[TrainSequence], world_size: int, on_policy: b
         shards[k % world_size].append(seqs[i])
     num_tokens = sum(len(s.completion_ids) for s in seqs)
     return [TrainShard(tuple(s), max(num_tokens, 1), len(seqs), on_policy) for s in shards]
-
-
-def micro_batches(shard: TrainShard, micro_batch_size: int, pad_id: int) -> list[MicroBatch]:
-    """Cut a shard into length-sorted micro-batches of ``micro_batch_size`` sequences."""
-    seqs = sorted(shard.sequences, key=lambda s: len(s.prompt_ids) + len(s.completion_ids))
-    return [collate(seqs[i:i + micro_batch_size], pad_id)
-            for i in range(0, len(seqs), micro_batch_size)]
 
 
 def collate(seqs: Sequence[TrainSequence], pad_id: int) -> MicroBatch:

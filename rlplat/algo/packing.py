@@ -1,20 +1,21 @@
-"""Sequence packing for supervised steps: several examples per row, attention kept within each.
+"""Sequence packing: several examples per row, attention kept within each (SFT and GRPO steps).
 
 Padding is compute spent on nothing (a quarter of the positions in the GRPO step measured in
 docs/benchmarks.md). A packed row concatenates examples up to ``row_tokens`` tokens; each example's
 positions restart at 0, and a block-diagonal causal mask lets a token see only earlier tokens of its
 own example, so the packed row computes exactly what the examples would compute one by one (the
-test checks the loss and gradients against the unpacked batch). Padding at a row's end attends to
+tests check the loss and gradients against the unpacked batch, here and through DeepSpeed). Padding at a row's end attends to
 itself only (a row with nothing to attend to would give NaN in softmax).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 
-from rlplat.algo.batching import MicroBatch
+from rlplat.algo.batching import MicroBatch, collate
 from rlplat.types import TrainSequence
 
 
@@ -36,39 +37,40 @@ def pack_rows(lengths: Sequence[int], row_tokens: int) -> list[list[int]]:
     return rows
 
 
-def collate_packed(rows: Sequence[Sequence[TrainSequence]], pad_id: int) -> MicroBatch:
-    """Packed rows as a ``MicroBatch``: ``attention_mask`` is ``[R, 1, L, L]`` (bool, True where a
-    query may attend a key), ``position_ids`` restart per example, the loss mask covers each
-    example's completion tokens, and ``old_logprobs``/``advantages`` are zeros (unused by SFT)."""
-    length = max(sum(len(s.prompt_ids) + len(s.completion_ids) for s in row) for row in rows)
-    r = len(rows)
-    input_ids = torch.full((r, length), pad_id, dtype=torch.long)
-    positions = torch.zeros((r, length), dtype=torch.long)
-    segment = torch.full((r, length), -1, dtype=torch.long)
-    loss_mask = torch.zeros((r, length - 1), dtype=torch.bool)
-    for i, row in enumerate(rows):
+def collate_packed(seqs: Sequence[TrainSequence], row_tokens: int, pad_id: int) -> MicroBatch:
+    """``seqs`` packed into rows of at most ``row_tokens`` tokens (``pack_rows``), as a ``MicroBatch``.
+
+    The rows: ``input_ids`` ``[R, L]``, ``attention_mask`` ``[R, 1, L, L]`` (bool, True where a query
+    may attend a key), ``position_ids`` restarting at each example. Everything per sequence
+    (``loss_mask``, ``old_logprobs``, ``advantages``, ``learner_logprobs``) is exactly what
+    ``collate(seqs)`` makes, in the order of ``seqs``, and ``gather`` maps it onto the rows, so the
+    loss is computed on the same ``[B, T]`` tensors as the padded path (``MicroBatch.per_sequence``).
+    """
+    lengths = [len(s.prompt_ids) + len(s.completion_ids) for s in seqs]
+    rows = pack_rows(lengths, row_tokens)
+    length = max(sum(lengths[i] for i in row) for row in rows)
+    per_seq = collate(seqs, pad_id)
+    input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    positions = torch.zeros((len(rows), length), dtype=torch.long)
+    segment = torch.full((len(rows), length), -1, dtype=torch.long)
+    targets = per_seq.loss_mask.shape[1]
+    gather_rows = torch.zeros((len(seqs), targets), dtype=torch.long)
+    gather_cols = torch.zeros((len(seqs), targets), dtype=torch.long)
+    for r, row in enumerate(rows):
         start = 0
-        for k, s in enumerate(row):
-            p, c = len(s.prompt_ids), len(s.completion_ids)
-            if p == 0:
-                raise ValueError("every train sequence needs at least one prompt token (e.g. BOS)")
-            input_ids[i, start:start + p + c] = torch.tensor(s.prompt_ids + s.completion_ids, dtype=torch.long)
-            positions[i, start:start + p + c] = torch.arange(p + c)
-            segment[i, start:start + p + c] = k
-            # Target position t predicts token t+1: completion tokens are targets p-1 .. p+c-2.
-            loss_mask[i, start + p - 1:start + p + c - 1] = True
-            start += p + c
+        for k, i in enumerate(row):
+            n = lengths[i]
+            input_ids[r, start:start + n] = per_seq.input_ids[i, :n]
+            positions[r, start:start + n] = torch.arange(n)
+            segment[r, start:start + n] = k
+            # Sequence i's target t (predicting its token t+1) sits at row position start + t;
+            # targets past its end point at the row's last target position (masked out anyway).
+            gather_rows[i] = r
+            gather_cols[i] = (start + torch.arange(targets)).clamp(max=length - 2)
+            start += n
     same = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] >= 0)
     causal = torch.ones(length, length, dtype=torch.bool).tril()
     pad_self = (segment < 0)[:, :, None] & torch.eye(length, dtype=torch.bool)
     attention = ((same & causal) | pad_self)[:, None]
-    zeros = torch.zeros((r, length - 1), dtype=torch.float32)
-    return MicroBatch(input_ids, attention, loss_mask, zeros, torch.zeros(r), position_ids=positions)
-
-
-def packed_micro_batches(seqs: Sequence[TrainSequence], row_tokens: int, rows_per_batch: int,
-                         pad_id: int) -> list[MicroBatch]:
-    """``seqs`` packed into rows of at most ``row_tokens`` tokens, ``rows_per_batch`` rows a batch."""
-    rows = [[seqs[i] for i in row] for row in
-            pack_rows([len(s.prompt_ids) + len(s.completion_ids) for s in seqs], row_tokens)]
-    return [collate_packed(rows[k:k + rows_per_batch], pad_id) for k in range(0, len(rows), rows_per_batch)]
+    return replace(per_seq, input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                   gather=(gather_rows, gather_cols))

@@ -7,6 +7,8 @@ reduces follows from what it measures:
 * ``loss/*``: each micro-batch's share of the global loss (``algo.losses.aggregate`` normalises by
   the whole optimizer step), so shares add up over micro-batches and ranks to the step's loss;
   optimizer steps are then averaged.
+* ``positions/*``: counts (real tokens, computed positions), summed likewise; the optimizer step
+  adds ``positions/real_share``, the share of computed positions that are real tokens.
 * ``*/max`` and ``*_max``: maxima.
 * everything else: masked means over a micro-batch's tokens, averaged weighted by the micro-batch's
   sequences.
@@ -32,12 +34,14 @@ def reduce_optimizer_step(ranks: Sequence[RankStepStats]) -> dict[str, float]:
     out: dict[str, float] = {}
     for key in micro[0].values:
         values = [m.values[key] for m in micro]
-        if key.startswith("loss/"):
+        if key.startswith(("loss/", "positions/")):
             out[key] = sum(values)
         elif _is_max(key):
             out[key] = max(values)
         else:
             out[key] = sum(v * m.rows for v, m in zip(values, micro)) / rows
+    if "positions/computed" in out:
+        out["positions/real_share"] = out["positions/real"] / max(out["positions/computed"], 1.0)
     out["grad_norm"] = ranks[0].grad_norm
     return out
 

@@ -131,6 +131,15 @@ class LearnerConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0
     micro_batch_size: int = 64
+    # A token budget per micro-batch instead of micro_batch_size sequences: the positions one
+    # forward pass computes (padded: sequences x the longest; packed: their tokens), so every pass
+    # does about the same work however long the completions are (rlplat/algo/microbatches.py).
+    # Applies to the GRPO policy, reference and old-log-prob passes and to SFT. None: by count.
+    max_tokens_per_micro_batch: int | None = None
+    # Pack the GRPO sequences of a micro-batch into rows of at most this many tokens, attention
+    # kept within each sequence (rlplat/algo/packing.py): no compute on padding; the loss and its
+    # gradient equal the padded path's. None: one right-padded row per sequence.
+    pack_tokens: int | None = None
     # Threads per learner process on CPU (learners share cores with rollout engines in turns).
     cpu_threads: int = 1
     # Keep a frozen copy of the initial policy for the KL term (and the ``kl`` metric).
@@ -210,8 +219,9 @@ class SFTConfig:
     # The sft stage's data: a local .jsonl/.json/.parquet file shaped like the Llama-Nemotron
     # post-training dataset (input, output, reasoning on/off, system_prompt; rlplat/data/sft.py).
     data: str | None = None
-    # Pack examples into rows of at most this many tokens, attention kept within each example
-    # (rlplat/algo/packing.py): no compute goes to padding. None: one padded row per example.
+    # Pack each micro-batch's examples into rows of at most this many tokens, attention kept within
+    # each example (rlplat/algo/packing.py): no compute goes to padding. None: one padded row each.
+    # (GRPO's own knob is learner.pack_tokens.)
     pack_tokens: int | None = None
     # "file": ``data``. "synthetic": paired on/off worked solutions of the built-in task
     # (``data.synthetic``): "on" thinks in a <think> block, "off" answers at once.

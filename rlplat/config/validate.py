@@ -124,14 +124,17 @@ def _check_sft(cfg: Config) -> None:
 
 
 def _check_packing(cfg: Config) -> None:
-    if cfg.sft.pack_tokens is None:
-        return
-    _positive("sft.pack_tokens", cfg.sft.pack_tokens)
-    if cfg.learner.zero_stage == 3:
-        # Packed ranks may hold different numbers of rows, and ZeRO-3 gathers weights in every
-        # forward pass collectively: the rank with fewer micro-batches would leave the others waiting.
-        raise ConfigError("sft.pack_tokens", "packing is not supported with learner.zero_stage=3.",
-                          "set sft.pack_tokens=null, or learner.zero_stage to 0, 1 or 2.")
+    if cfg.learner.max_tokens_per_micro_batch is not None:
+        _positive("learner.max_tokens_per_micro_batch", cfg.learner.max_tokens_per_micro_batch)
+    for field, value in (("sft.pack_tokens", cfg.sft.pack_tokens), ("learner.pack_tokens", cfg.learner.pack_tokens)):
+        if value is None:
+            continue
+        _positive(field, value)
+        if cfg.learner.zero_stage == 3:
+            # Packed rows go through a [R, 1, L, L] mask that rlplat has not run through ZeRO-3's
+            # reference engine; refuse rather than promise an untested path.
+            raise ConfigError(field, "packing is not supported with learner.zero_stage=3.",
+                              f"set {field}=null, or learner.zero_stage to 0, 1 or 2.")
 
 
 def _check_stages(cfg: Config) -> None:

@@ -22,9 +22,9 @@ import ray
 import torch
 from ray.util.placement_group import PlacementGroup
 
-from rlplat.algo.batching import micro_batches
 from rlplat.algo.distill import TeacherBatch, token_cross_entropy
 from rlplat.algo.logprobs import token_logprobs
+from rlplat.algo.microbatches import MicroBatching, micro_batches
 from rlplat.distributed.placement import PlacementPlan
 from rlplat.distributed.waits import HEALTH_GROUPS, Call, calls, in_bundle, wait_all
 from rlplat.models.hf import load_causal_lm
@@ -67,7 +67,7 @@ class TeacherWorker:
         """The teacher's batches for ``shard`` (returned as two objects: the batches, and True
         for the driver to wait on)."""
         out = []
-        for mb in micro_batches(shard, self.spec.micro_batch_size, self.pad_id):
+        for mb in micro_batches(shard.sequences, MicroBatching(self.spec.micro_batch_size), self.pad_id):
             mb = mb.to(self.device)
             res = self.model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, use_cache=False,
                              output_hidden_states=self.spec.hidden)
@@ -80,7 +80,7 @@ class TeacherWorker:
     def lm_loss(self, shard: TrainShard) -> float:
         """The teacher's token-mean cross-entropy on ``shard``'s loss tokens (its held-out loss)."""
         total = 0.0
-        for mb in micro_batches(shard, self.spec.micro_batch_size, self.pad_id):
+        for mb in micro_batches(shard.sequences, MicroBatching(self.spec.micro_batch_size), self.pad_id):
             mb = mb.to(self.device)
             logits = self.model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, use_cache=False).logits
             lp = token_logprobs(logits[:, :-1], mb.input_ids[:, 1:])

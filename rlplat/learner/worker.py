@@ -18,11 +18,11 @@ from typing import Any
 
 import torch
 
-from rlplat.algo import grpo_loss, kl_k3, masked_mean, token_logprobs
-from rlplat.algo.batching import MicroBatch, collate, micro_batches
+from rlplat.algo import entropy_from_logits, grpo_loss, kl_k3, masked_mean, token_logprobs
+from rlplat.algo.batching import MicroBatch
 from rlplat.algo.distill import TeacherBatch, forward_kl, hidden_cosine, token_cross_entropy
+from rlplat.algo.microbatches import MicroBatching, collate_micro_batch, micro_batches, plan_micro_batches
 from rlplat.algo.mismatch import mismatch_weights
-from rlplat.algo.packing import packed_micro_batches
 from rlplat.config.schema import DistillConfig, GRPOConfig, LearnerConfig
 from rlplat.faults import FaultKind, inject
 from rlplat.models.decilm import HeteroLlamaForCausalLM, greedy_decode
@@ -30,7 +30,7 @@ from rlplat.models.hf import load_causal_lm, save_causal_lm
 from rlplat.sync.buckets import pack, plan_buckets
 from rlplat.sync.fp8 import SCALE_SUFFIX, export_metas, quantized_items
 from rlplat.sync.transport import bucket_paths, remove_files, write_bucket
-from rlplat.types import ExportPlan, MicroStats, RankStepStats, SyncManifest, TrainShard
+from rlplat.types import ExportPlan, MicroStats, RankStepStats, SyncManifest, TrainSequence, TrainShard
 
 
 @dataclass(frozen=True)
@@ -157,11 +157,12 @@ class LearnerWorker:
         to suffer first (testing aid)."""
         inject(fault, f"learner rank {self.rank} train_step")
         self.engine.train()
-        batches = micro_batches(shard, self.spec.learner.micro_batch_size, self.pad_id)
+        batches = self._micro_batches(shard.sequences, self._grpo_batching())
         micro = []
-        for i, mb in enumerate(batches):
+        for i, (group, mb) in enumerate(batches):
             self.engine.set_gradient_accumulation_boundary(i == len(batches) - 1)
-            micro.append(MicroStats(self._grpo_micro_step(mb.to(self._device()), shard), mb.input_ids.shape[0]))
+            values = self._grpo_micro_step(mb.to(self._device()), shard)
+            micro.append(MicroStats({**values, **_position_counts(shard, group, mb)}, mb.num_sequences))
         self.engine.step()
         return RankStepStats(tuple(micro), float(self.engine.get_global_grad_norm() or 0.0))
 
@@ -170,21 +171,20 @@ class LearnerWorker:
         """``shard`` with every sequence's ``learner_logprobs``: the log-probs of its completion
         under the weights held now (decoupled PPO's old policy). All ranks call it together."""
         self.engine.eval()
-        out = []
-        for i in range(0, len(shard.sequences), self.spec.learner.micro_batch_size):
-            seqs = shard.sequences[i:i + self.spec.learner.micro_batch_size]
-            mb = collate(seqs, self.pad_id).to(self._device())
-            lp = token_logprobs(self._logits(self.engine, mb), mb.input_ids[:, 1:],
-                                temperature=self.spec.temperature).float().cpu()
-            for row, seq in enumerate(seqs):
-                start = len(seq.prompt_ids) - 1
-                out.append(replace(seq, learner_logprobs=tuple(lp[row, start:start + len(seq.completion_ids)].tolist())))
+        out = list(shard.sequences)
+        for group, mb in self._micro_batches(shard.sequences, self._grpo_batching()):
+            mb = mb.to(self._device())
+            lp = mb.per_sequence(token_logprobs(self._logits(self.engine, mb), mb.input_ids[:, 1:],
+                                                temperature=self.spec.temperature)).float().cpu()
+            for row, i in enumerate(group):
+                seq, start = out[i], len(out[i].prompt_ids) - 1
+                out[i] = replace(seq, learner_logprobs=tuple(lp[row, start:start + len(seq.completion_ids)].tolist()))
         return replace(shard, sequences=tuple(out))
 
     def _grpo_micro_step(self, mb: MicroBatch, shard: TrainShard) -> dict[str, float]:
         g, temperature = self.spec.grpo, self.spec.temperature
         logits = self._logits(self.engine, mb)
-        logprobs = token_logprobs(logits, mb.input_ids[:, 1:], temperature=temperature)
+        logprobs = mb.per_sequence(token_logprobs(logits, mb.input_ids[:, 1:], temperature=temperature))
         ref_lp = self._ref_logprobs(mb) if self.ref is not None else None
         # The learner's old log-probs: recomputed by the driver's request, or, while the learners
         # still hold the weights that generated the samples, this very forward pass.
@@ -203,7 +203,7 @@ class LearnerWorker:
             logprobs, old, mb.advantages, mb.loss_mask,
             token_weights=weights if g.mismatch.needs_learner_logprobs else None,
             clip_low=g.clip_low, clip_high=g.clip_high, agg_mode=g.loss_agg,
-            ref_logprobs=ref_lp, kl_coef=g.kl_coef, logits=logits, temperature=temperature,
+            ref_logprobs=ref_lp, kl_coef=g.kl_coef,
             num_tokens=float(shard.num_tokens), num_seqs=float(shard.num_seqs),
             # Dr. GRPO divides by a constant of the run, never by this micro-batch's padded length:
             # otherwise short sequences weigh more and micro-batch shares stop adding up.
@@ -217,7 +217,27 @@ class LearnerWorker:
             # the learner (k3 of old vs new logprobs), so the key is always meaningful.
             stats["kl"] = float(masked_mean(kl_k3(logprobs.detach(), mb.old_logprobs), mb.loss_mask))
         stats.update({k: float(v) for k, v in mismatch.items()})
+        # The entropy of the distribution the rollout sampled from (logits / temperature).
+        stats["entropy"] = float(masked_mean(mb.per_sequence(entropy_from_logits(logits, temperature)), mb.loss_mask))
         return stats
+
+    def _grpo_batching(self) -> MicroBatching:
+        learner = self.spec.learner
+        return MicroBatching(learner.micro_batch_size, learner.max_tokens_per_micro_batch, learner.pack_tokens)
+
+    def _micro_batches(self, seqs: tuple[TrainSequence, ...],
+                       rule: MicroBatching) -> list[tuple[list[int], MicroBatch]]:
+        """This rank's micro-batches and the indices in ``seqs`` of each one's sequences. With a token budget the ranks'
+        counts may differ, so every rank makes as many as the rank that needs most (one tiny
+        all-reduce): collectives inside the forward and backward passes (ZeRO-2 gradient
+        reduction, ZeRO-3 gathers) need every rank to run the same number of them."""
+        lengths = [len(s.prompt_ids) + len(s.completion_ids) for s in seqs]
+        groups = plan_micro_batches(lengths, rule)
+        if rule.max_tokens is not None and self.spec.world_size > 1:
+            count = torch.tensor([len(groups)], device=self._device())
+            torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MAX)
+            groups = plan_micro_batches(lengths, rule, int(count.item()))
+        return [(g, collate_micro_batch([seqs[i] for i in g], rule, self.pad_id)) for g in groups]
 
     def _logits(self, model: Any, mb: MicroBatch) -> torch.Tensor:
         """Next-token logits in the model's dtype: log-probs upcast them chunk by chunk
@@ -228,25 +248,25 @@ class LearnerWorker:
 
     @torch.no_grad()
     def _ref_logprobs(self, mb: MicroBatch) -> torch.Tensor:
-        return token_logprobs(self._logits(self.ref, mb), mb.input_ids[:, 1:], temperature=self.spec.temperature)
+        lp = token_logprobs(self._logits(self.ref, mb), mb.input_ids[:, 1:], temperature=self.spec.temperature)
+        return mb.per_sequence(lp)
 
     def sft_step(self, shard: TrainShard, lr: float, pack_tokens: int | None = None) -> RankStepStats:
         """One supervised step at learning rate ``lr``: token-mean cross-entropy on the completions
-        (``loss/sft`` is this rank's share of the global loss); ``pack_tokens``: packed rows of at
-        most that many tokens, ``learner.micro_batch_size`` rows a micro-batch."""
+        (``loss/sft`` is this rank's share of the global loss); ``pack_tokens``: each micro-batch's
+        sequences packed into rows of at most that many tokens (micro-batches are cut as GRPO's)."""
         self.set_lr(lr)
         self.engine.train()
-        size = self.spec.learner.micro_batch_size
-        batches = (micro_batches(shard, size, self.pad_id) if pack_tokens is None
-                   else packed_micro_batches(shard.sequences, pack_tokens, size, self.pad_id))
+        rule = replace(self._grpo_batching(), pack_tokens=pack_tokens)
+        batches = self._micro_batches(shard.sequences, rule)
         micro = []
-        for i, mb in enumerate(batches):
+        for i, (group, mb) in enumerate(batches):
             self.engine.set_gradient_accumulation_boundary(i == len(batches) - 1)
             mb = mb.to(self._device())
-            lp = token_logprobs(self._logits(self.engine, mb), mb.input_ids[:, 1:])
+            lp = mb.per_sequence(token_logprobs(self._logits(self.engine, mb), mb.input_ids[:, 1:]))
             loss = token_cross_entropy(lp, mb.loss_mask, shard.num_tokens)
             self.engine.backward(loss * self.spec.world_size, scale_wrt_gas=False)
-            micro.append(MicroStats({"loss/sft": float(loss)}, mb.input_ids.shape[0]))
+            micro.append(MicroStats({"loss/sft": float(loss), **_position_counts(shard, group, mb)}, mb.num_sequences))
         self.engine.step()
         return RankStepStats(tuple(micro), float(self.engine.get_global_grad_norm() or 0.0))
 
@@ -260,7 +280,8 @@ class LearnerWorker:
         """
         self.set_lr(lr)
         self.engine.train(train)
-        batches = micro_batches(shard, self.spec.learner.micro_batch_size, self.pad_id)
+        # Cut exactly as the teacher cut them (fixed size, padded), so ``teacher[i]`` matches.
+        batches = micro_batches(shard.sequences, MicroBatching(self.spec.learner.micro_batch_size), self.pad_id)
         micro = []
         with torch.set_grad_enabled(train):
             for i, mb in enumerate(batches):
@@ -272,7 +293,7 @@ class LearnerWorker:
                 if train:
                     self.engine.backward(total * self.spec.world_size, scale_wrt_gas=False)
                 values = {"loss/distill": float(total), **{k: float(v) for k, v in terms.items()}}
-                micro.append(MicroStats(values, mb.input_ids.shape[0]))
+                micro.append(MicroStats(values, mb.num_sequences))
         if train:
             self.engine.step()
         return RankStepStats(tuple(micro), float(self.engine.get_global_grad_norm() or 0.0) if train else 0.0)
@@ -377,6 +398,13 @@ class LearnerWorker:
     def heartbeat(self) -> float:
         """Liveness: answered from the actor's ``health`` concurrency group, beside any long call."""
         return time.time()
+
+
+def _position_counts(shard: TrainShard, group: list[int], mb: MicroBatch) -> dict[str, float]:
+    """``positions/real`` (the tokens of the shard's sequences ``group``) and ``positions/computed``
+    (what the forward pass computes: rows x row length) of one micro-batch; ``algo.stats`` sums them."""
+    real = sum(len(shard.sequences[i].prompt_ids) + len(shard.sequences[i].completion_ids) for i in group)
+    return {"positions/real": float(real), "positions/computed": float(mb.input_ids.numel())}
 
 
 # A JIT build of a DeepSpeed op takes well under this; an older lock beside a built module was

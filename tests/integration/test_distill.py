@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from launch_helpers import launch
+from rlplat.metrics import read_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -21,12 +22,17 @@ def _manifest(run: Path, stage: str) -> dict[str, Any]:
 
 
 def test_a_teacher_is_distilled_into_a_smaller_student_then_fine_tuned_and_trained(tmp_path: Path) -> None:
-    """The tiny_pipeline chain, shortened: warm-started teacher -> distill -> sft (toggle) -> grpo."""
+    """The tiny_pipeline chain, shortened: warm-started teacher -> distill -> sft (toggle) -> grpo,
+    SFT and GRPO on packed rows under a token budget."""
     run = tmp_path / "run"
     rc, out = launch(run, "stages=[warmstart,distill,sft,grpo]", "distill.student=new", "distill.steps=40",
                      "distill.batch_size=32", "distill.eval_rows=16", "sft.source=synthetic", "sft.eval_rows=8",
-                     "grpo.eval_prompts=8", "grpo.eval_every=4", "grpo.toggle_eval=true")
+                     "grpo.eval_prompts=8", "grpo.eval_every=4", "grpo.toggle_eval=true",
+                     # Packed rows and token budgets on the way (SFT and GRPO, two learner ranks).
+                     "sft.pack_tokens=96", "learner.pack_tokens=96", "learner.max_tokens_per_micro_batch=384")
     assert rc == 0, out[-3000:]
+    grpo_steps = read_metrics(run / "metrics.jsonl")
+    assert grpo_steps and all(0.5 < r["positions/real_share"] <= 1.0 for r in grpo_steps)
     m = _manifest(run, "distill")
     metrics = m["metrics"]
     assert metrics["distill/loss_last"] < 0.7 * metrics["distill/loss_first"]

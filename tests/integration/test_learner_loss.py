@@ -2,7 +2,8 @@
 
 Every aggregation divides by constants of the whole optimizer step (tokens, sequences, and for
 Dr. GRPO's ``seq_mean_token_sum`` the run's maximum response length), so the micro-batches' shares
-add up to the whole-batch loss and gradient however the batch is cut.
+add up to the whole-batch loss and gradient however the batch is cut: one sequence at a time, by a
+token budget, or packed into rows (``learner.pack_tokens``).
 """
 
 from __future__ import annotations
@@ -41,22 +42,27 @@ def one_rank(ray_local: None, tiny_model: str) -> Iterator[object]:
     plan = replace(plan_placement(cluster, Config().rollout), engine_bundles=())
     pg = create_placement_group(plan, 60)
 
-    def group(micro_batch_size: int, loss_agg: str) -> LearnerGroup:
+    def group(loss_agg: str, **learner: int) -> LearnerGroup:
         cfg = Config(cluster=cluster, grpo=GRPOConfig(loss_agg=loss_agg),  # type: ignore[arg-type]
-                     learner=LearnerConfig(lr=1e-6, warmup_steps=0, reference_model=False,
-                                           micro_batch_size=micro_batch_size))
+                     learner=LearnerConfig(lr=1e-6, warmup_steps=0, reference_model=False, **learner))
         return LearnerGroup(learner_spec(cfg, tiny_model, cfg.learner.lr), plan, pg, 300)
 
     yield group
     remove_placement_group(pg)
 
 
-@pytest.mark.parametrize("loss_agg", ["seq_mean_token_sum", "token_mean"])
-def test_micro_batches_add_up_to_the_whole_batch_gradient(one_rank, loss_agg: str) -> None:  # type: ignore[no-untyped-def]
+# One sequence (padded to itself) at a time; a budget of 40 positions; packed rows of 24 tokens.
+_CUTS = {"one_each": {"micro_batch_size": 1}, "budget": {"max_tokens_per_micro_batch": 40},
+         "packed": {"max_tokens_per_micro_batch": 40, "pack_tokens": 24}}
+
+
+@pytest.mark.parametrize(("loss_agg", "cut"), [("seq_mean_token_sum", "one_each"), ("token_mean", "one_each"),
+                                               ("seq_mean_token_mean", "packed"), ("token_mean", "budget")])
+def test_micro_batches_add_up_to_the_whole_batch_gradient(one_rank, loss_agg: str, cut: str) -> None:  # type: ignore[no-untyped-def]
     shards = split_for_ranks(_sequences(), 1)
     results = []
-    for micro in (8, 1):  # the whole batch at once, then one sequence (padded to itself) at a time
-        learners = one_rank(micro, loss_agg)
+    for learner in ({"micro_batch_size": 8}, _CUTS[cut]):  # the whole batch at once, then cut
+        learners = one_rank(loss_agg, **learner)
         try:
             results.append(reduce_optimizer_step(learners.train_step(shards, 120)))
         finally:
@@ -65,3 +71,6 @@ def test_micro_batches_add_up_to_the_whole_batch_gradient(one_rank, loss_agg: st
     assert split["loss/policy"] == pytest.approx(whole["loss/policy"], rel=1e-5, abs=1e-7)
     assert split["grad_norm"] == pytest.approx(whole["grad_norm"], rel=1e-4)
     assert whole["grad_norm"] > 0
+    assert split["positions/real"] == whole["positions/real"] == sum(5 + n for n in (3, 11, 5, 17, 2, 8, 13, 6))
+    if cut == "packed":  # packing computes fewer positions than the padded whole batch
+        assert split["positions/real_share"] > whole["positions/real_share"]

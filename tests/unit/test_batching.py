@@ -8,8 +8,9 @@ from collections import Counter
 import pytest
 import torch
 
-from rlplat.algo.batching import MicroBatch, collate, micro_batches, num_optimizer_steps, split_for_ranks
-from rlplat.types import TrainSequence, TrainShard
+from rlplat.algo.batching import MicroBatch, collate, num_optimizer_steps, split_for_ranks
+from rlplat.algo.microbatches import MicroBatching, micro_batches
+from rlplat.types import TrainSequence
 
 PAD = 0
 
@@ -129,8 +130,7 @@ def test_micro_batch_to_keeps_fields() -> None:
 @pytest.mark.parametrize(("n", "size"), [(10, 3), (12, 4), (5, 8), (1, 1)])
 def test_micro_batches_sizes_order_and_coverage(n: int, size: int) -> None:
     seqs = _random_seqs(n, seed=n)
-    shard = TrainShard(tuple(seqs), num_tokens=999, num_seqs=99)
-    mbs = micro_batches(shard, size, PAD)
+    mbs = micro_batches(seqs, MicroBatching(size), PAD)
     assert [mb.input_ids.shape[0] for mb in mbs] == [size] * (n // size) + ([n % size] if n % size else [])
     lengths = [int(x) for mb in mbs for x in mb.attention_mask.sum(-1)]
     assert lengths == sorted(lengths), "micro-batches are not length-sorted"
