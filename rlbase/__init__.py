@@ -15,7 +15,7 @@ from rlbase.errors import FieldError, PluginError, did_you_mean
 from rlbase.files import atomic_write, atomic_writer, write_jsonl
 from rlbase.imports import import_object
 from rlbase.registry import Component, Registry
-from rlbase.typed import from_mapping, to_plain
+from rlbase.typed import field_keys, from_mapping, to_plain
 
 __all__ = [
     "Component",
@@ -25,6 +25,7 @@ __all__ = [
     "atomic_write",
     "atomic_writer",
     "did_you_mean",
+    "field_keys",
     "from_mapping",
     "import_object",
     "to_plain",

@@ -5,11 +5,15 @@ wrong type, converts lists to tuples where a tuple is declared, checks ``Literal
 nested dataclasses. Every error is a ``FieldError`` naming the dotted field. The run config
 (``rlplat.config``) and every component's options (``rlbase.registry``) are parsed by it, so a typo in
 ``grpo.total_stepz`` and one in ``curriculum.options.sigmaa`` read the same.
+
+A field named after a Python keyword with a trailing underscore (PEP 8's convention, e.g.
+``async_``) has the keyword itself as its key (``grpo.async.max_staleness``): see ``field_key``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import keyword
 import types
 import typing
 from collections.abc import Mapping
@@ -20,6 +24,16 @@ from rlbase.errors import FieldError, did_you_mean
 T = TypeVar("T")
 
 
+def field_key(name: str) -> str:
+    """The mapping key of the dataclass field ``name``: ``async_`` -> ``async``, others unchanged."""
+    return name[:-1] if name.endswith("_") and keyword.iskeyword(name[:-1]) else name
+
+
+def field_keys(cls: Any) -> dict[str, str]:
+    """``{key: field name}`` of the dataclass ``cls``, in field order."""
+    return {field_key(f.name): f.name for f in dataclasses.fields(cls)}
+
+
 def from_mapping(cls: type[T], data: Any, path: str = "") -> T:
     """Build the dataclass ``cls`` from ``data``; raises ``FieldError`` on any mismatch.
 
@@ -28,17 +42,17 @@ def from_mapping(cls: type[T], data: Any, path: str = "") -> T:
     """
     if not isinstance(data, Mapping):
         where = path or "<root>"
-        raise FieldError(where, f"'{where}' is a section of fields ({', '.join(f.name for f in dataclasses.fields(cls))})"  # type: ignore[arg-type]
+        raise FieldError(where, f"'{where}' is a section of fields ({', '.join(field_keys(cls))})"
                          f", found the value {data!r}.", f"set its fields one by one ({where}.<field>=VALUE) or "
                          f"give a mapping ({where}={{<field>: VALUE}}).")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    keys = field_keys(cls)
     for key in data:
-        if key not in names:
+        if key not in keys:
             where = f"{path}.{key}" if path else str(key)
-            raise FieldError(where, f"unknown key '{key}'.{did_you_mean(str(key), names)}",
-                             f"remove it or use one of: {', '.join(sorted(names))}.")
-    kwargs = {str(k): coerce(hints[str(k)], v, f"{path}.{k}" if path else str(k)) for k, v in data.items()}
+            raise FieldError(where, f"unknown key '{key}'.{did_you_mean(str(key), list(keys))}",
+                             f"remove it or use one of: {', '.join(sorted(keys))}.")
+    kwargs = {keys[str(k)]: coerce(hints[keys[str(k)]], v, f"{path}.{k}" if path else str(k)) for k, v in data.items()}
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
@@ -50,7 +64,7 @@ def from_mapping(cls: type[T], data: Any, path: str = "") -> T:
 def to_plain(value: Any) -> Any:
     """Inverse of ``from_mapping``: dataclasses to dicts, tuples to lists (for YAML/JSON dumps)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {field_key(f.name): to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
     if isinstance(value, dict):

@@ -34,12 +34,15 @@ class RunState:
         curriculum: ``Curriculum.state_dict()`` (RNG, data position, pass-rate store).
         faults: ``FaultLog.state()``: restarts, dropped prompts, fired injections, history (so the
             restart bounds count per run, across resumes).
+        lookahead: Asynchronous GRPO only: the next step's scored groups, generated while this
+            step trained (``rlplat.runtime.lookahead``), as plain data; empty otherwise.
     """
 
     step: int
     weights_version: int
     curriculum: dict[str, Any]
     faults: dict[str, Any] = field(default_factory=dict)
+    lookahead: list[dict[str, Any]] = field(default_factory=list)
 
 
 class CheckpointError(RuntimeError):

@@ -159,10 +159,16 @@ class MicroStats:
 
 @dataclass(frozen=True)
 class RankStepStats:
-    """What one learner rank reports for one optimizer step."""
+    """What one learner rank reports for one optimizer step.
+
+    ``seconds``: wall time of the rank's phases (GRPO): ``forward_backward`` (collating, forward and
+    backward passes of every micro-batch, with the gradient reduction DeepSpeed runs inside the
+    last backward) and ``optimizer`` (``engine.step``).
+    """
 
     micro: tuple[MicroStats, ...]
     grad_norm: float
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,11 @@ def minibatches(seqs: Sequence[TrainSequence], global_batch: int, seed: int,
     return [[seqs[i] for i in order[k:k + global_batch]] for k in range(0, len(order), global_batch)]
 
 
+def staleness(groups: Sequence[ScoredGroup], weights_version: int) -> int:
+    """How many versions the oldest sample of ``groups`` lags ``weights_version`` by (0: on-policy)."""
+    return max(weights_version - s.sample.weights_version for g in groups for s in g.samples)
+
+
 def rollout_metrics(groups: Sequence[ScoredGroup], weights_version: int) -> dict[str, float]:
     """Reward, pass-rate, length and staleness metrics of the step's samples (per-component means
     come from the reward pool's counters). ``weights_version`` is the version being trained, so a
@@ -67,5 +72,5 @@ def rollout_metrics(groups: Sequence[ScoredGroup], weights_version: int) -> dict
         "response/truncated_frac": sum(s.sample.finish_reason == "length" for s in samples) / len(samples),
         "reward/timed_out_frac": sum(s.timed_out for s in samples) / len(samples),
         "tokens/generated": float(sum(lengths)),
-        "weights/staleness": float(max(weights_version - s.sample.weights_version for s in samples)),
+        "weights/staleness": float(staleness(groups, weights_version)),
     }

@@ -13,6 +13,8 @@ reduces follows from what it measures:
 * everything else: masked means over a micro-batch's tokens, averaged weighted by the micro-batch's
   sequences.
 * ``grad_norm``: already global (DeepSpeed all-reduces it), so rank 0's, averaged over steps.
+* ``time/train/*_s``: the slowest rank's seconds of each phase (``RankStepStats.seconds``), summed
+  over optimizer steps: the learners' own share of the driver's ``time/train_s``.
 
 ``mismatch/*`` keys (the engine/learner mismatch, ``algo.mismatch``) come from the optimizer steps
 that measured them: every one when the learners' old log-probs were recomputed, else the first
@@ -22,7 +24,7 @@ that measured them: every one when the learners' old log-probs were recomputed, 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from rlplat.types import MicroStats, RankStepStats
 
@@ -43,6 +45,8 @@ def reduce_optimizer_step(ranks: Sequence[RankStepStats]) -> dict[str, float]:
     if "positions/computed" in out:
         out["positions/real_share"] = out["positions/real"] / max(out["positions/computed"], 1.0)
     out["grad_norm"] = ranks[0].grad_norm
+    for phase in dict.fromkeys(p for r in ranks for p in r.seconds):
+        out[f"time/train/{phase}_s"] = max(r.seconds.get(phase, 0.0) for r in ranks)
     return out
 
 
@@ -50,9 +54,16 @@ def reduce_train_step(steps: Sequence[Sequence[RankStepStats]]) -> dict[str, flo
     """A GRPO step's training metrics from its optimizer steps (each a list of rank reports)."""
     per_step = [reduce_optimizer_step(ranks) for ranks in steps]
     keys = dict.fromkeys(k for s in per_step for k in s)
-    out = {k: (max if _is_max(k) else statistics.fmean)(s[k] for s in per_step if k in s) for k in keys}
+    out = {k: _reduction(k)(s[k] for s in per_step if k in s) for k in keys}
     out["optimizer_steps"] = float(len(per_step))
     return out
+
+
+def _reduction(key: str) -> Callable[[Iterable[float]], float]:
+    """How a key reduces over a GRPO step's optimizer steps."""
+    if key.startswith("time/"):
+        return sum
+    return max if _is_max(key) else statistics.fmean
 
 
 def _is_max(key: str) -> bool:

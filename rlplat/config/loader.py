@@ -21,7 +21,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from rlbase import did_you_mean, to_plain
+from rlbase import did_you_mean, field_keys, to_plain
 from rlplat.config.convert import to_config
 from rlplat.config.errors import ConfigError
 from rlplat.config.schema import Config
@@ -192,12 +192,12 @@ def unknown_key_error(dotted: str, overrides: list[str] | None = None) -> Config
     cls: Any = Config
     parts = dotted.split(".")
     for i, part in enumerate(parts):
-        names = [f.name for f in dataclasses.fields(cls)]
-        if part not in names:
-            hint = did_you_mean(part, names) or _leaf_hint(part)
+        keys = field_keys(cls)
+        if part not in keys:
+            hint = did_you_mean(part, list(keys)) or _leaf_hint(part)
             return ConfigError(".".join(parts[:i + 1]), f"unknown key '{part}'.{hint}",
-                               f"remove it or use one of: {', '.join(sorted(names))}.")
-        nxt = typing.get_type_hints(cls)[part]
+                               f"remove it or use one of: {', '.join(sorted(keys))}.")
+        nxt = typing.get_type_hints(cls)[keys[part]]
         if not dataclasses.is_dataclass(nxt):
             return ConfigError(".".join(parts[:i + 1]), f"'{part}' is a value, not a section.",
                                f"set it directly, e.g. {'.'.join(parts[:i + 1])}=VALUE.")
@@ -240,9 +240,9 @@ def _leaf_hint(word: str) -> str:
 def _dotted_fields(cls: Any, prefix: str = "") -> list[str]:
     out = []
     hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        path = f"{prefix}{f.name}"
-        tp = hints[f.name]
+    for key, name in field_keys(cls).items():
+        path = f"{prefix}{key}"
+        tp = hints[name]
         out += _dotted_fields(tp, path + ".") if dataclasses.is_dataclass(tp) else [path]
     return out
 

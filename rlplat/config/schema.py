@@ -174,6 +174,17 @@ class MismatchConfig:
 
 
 @dataclass(frozen=True)
+class AsyncConfig:
+    """Asynchronous GRPO (``grpo.async``; docs/async.md): the engines generate step k + 1 while
+    the learners train on step k."""
+
+    # Most weight versions a trained sample may lag the learners by. 0: synchronous (generate,
+    # train, sync, in turn). 1: one step of overlap, a sync after every step. K > 1: also skip
+    # syncs until the next samples would lag by more than K.
+    max_staleness: int = 0
+
+
+@dataclass(frozen=True)
 class GRPOConfig:
     """The GRPO algorithm (paper: 72 prompts x 16 samples, global batch 576)."""
 
@@ -196,6 +207,8 @@ class GRPOConfig:
     # serve only the mismatch correction). None: "learner" when rollout.precision=fp8, else "rollout".
     old_logprobs: Literal["rollout", "learner"] | None = None
     mismatch: MismatchConfig = field(default_factory=MismatchConfig)
+    # ``grpo.async.*`` (the field is ``async_`` because ``async`` is a Python keyword).
+    async_: AsyncConfig = field(default_factory=AsyncConfig)
     # Held-out evaluation: every ``eval_every`` steps (and at the last step) the engines sample
     # ``eval_samples`` completions for each of ``eval_prompts`` prompts that are held out of
     # training, logged as ``eval/pass_rate`` (0 and 0: off).

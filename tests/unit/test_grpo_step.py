@@ -84,3 +84,14 @@ def test_a_step_averages_its_optimizer_steps_and_takes_mismatch_from_those_that_
     both = reduce_train_step([first, third])
     assert both["mismatch/kl"] == pytest.approx(0.2) and both["mismatch/ratio_max"] == 2.5  # "_max": maxima
     assert out["optimizer_steps"] == 2.0
+
+
+def test_learner_phase_seconds_are_the_slowest_rank_summed_over_optimizer_steps() -> None:
+    def step(fb: tuple[float, float], opt: tuple[float, float]) -> list[RankStepStats]:
+        return [RankStepStats((MicroStats({"kl": 0.0}, 1),), 1.0, {"forward_backward": f, "optimizer": o})
+                for f, o in zip(fb, opt)]
+
+    out = reduce_train_step([step((1.0, 3.0), (0.5, 0.25)), step((2.0, 1.0), (0.1, 0.2))])
+    assert out["time/train/forward_backward_s"] == pytest.approx(3.0 + 2.0)
+    assert out["time/train/optimizer_s"] == pytest.approx(0.5 + 0.2)
+    assert "time/train/forward_backward_s" not in reduce_train_step([[_rank([1], [{"kl": 0.0}], 1.0)]])

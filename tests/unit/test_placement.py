@@ -22,3 +22,9 @@ def test_cpu_binds_split_cores_between_engines() -> None:
     plan = plan_placement(ClusterConfig(devices_per_node=2), RolloutConfig())
     assert cpu_binds(plan, 2, 2) == ["0", "1"]
     assert cpu_binds(plan_placement(ClusterConfig(devices_per_node=1), RolloutConfig()), 2, 1) == ["0-1"]
+    # Separate bundles: the engine gets its bundle's core, not the learner's (asynchronous GRPO
+    # trains while it generates).
+    separate = plan_placement(ClusterConfig(devices_per_node=2, colocate=False, rollout_devices=1), RolloutConfig())
+    assert cpu_binds(separate, 2, 2) == ["1"]
+    two = plan_placement(ClusterConfig(devices_per_node=3, colocate=False, rollout_devices=2), RolloutConfig())
+    assert cpu_binds(two, 2, 3) == ["1", "0"] and cpu_binds(two, 6, 3) == ["2-3", "4-5"]
