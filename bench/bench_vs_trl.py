@@ -135,6 +135,7 @@ def run_rlplat(run_dir: Path, model_dir: Path, batch: Batch, arm: str) -> list[d
     """One rlplat run; per step: step, generation, reward, train (and its parts) and sync seconds."""
     lines = run_launcher(run_dir, [*rlplat_overrides(model_dir, batch), *RLPLAT_ARMS[arm]])
     return [{"step": m["step"], "step_s": m["time/step_s"], "generation_s": m["time/rollout_s"],
+             "engine_s": m["time/rollout/engine_s"],
              "reward_s": m["time/reward_s"], "train_s": m["time/train_s"], "sync_s": m["time/sync_s"],
              "forward_backward_s": m["time/train/forward_backward_s"], "optimizer_s": m["time/train/optimizer_s"],
              "train_other_s": m["time/train/other_s"], "tokens": m["tokens/generated"],
@@ -160,7 +161,7 @@ def run_trl(python: Path, run_dir: Path, model_dir: Path, prompts: Path, batch: 
 # ------------------------------------------------------------------------------- figures
 
 
-PHASES = ("step_s", "generation_s", "reward_s", "train_s", "forward_backward_s", "optimizer_s", "train_other_s",
+PHASES = ("step_s", "generation_s", "engine_s", "reward_s", "train_s", "forward_backward_s", "optimizer_s", "train_other_s",
           "sync_s", "rollout_s", "mean_length")
 
 
@@ -183,9 +184,10 @@ def render(results: dict[str, Any]) -> str:
             parts = "-" if side == "trl" else (f"{med['forward_backward_s']:.3f} / {med['optimizer_s']:.3f} / "
                                                f"{med['train_other_s']:.3f} s")
             sync = f"{med['sync_s']:.3f} s" if "sync_s" in med else "-"
+            generation = f"{med['generation_s']:.3f} s" + (f" (in engines {med['engine_s']:.3f})" if "engine_s" in med else "")
             steps = f"steps {r['skip'] + 1}-{r['batch']['steps']} x {r['pairs']}"
             rows.append(f"| {name} ({r['params'] / 1e6:.1f}M), {steps} | {r['batch']['max_new_tokens']} | {side} | "
-                        f"{med['step_s']:.3f} s | {versus} | {med['generation_s']:.3f} s | {med['reward_s']:.3f} s | "
+                        f"{med['step_s']:.3f} s | {versus} | {generation} | {med['reward_s']:.3f} s | "
                         f"{med['train_s']:.3f} s | {parts} | {sync} | {med['mean_length']:.1f} | "
                         f"{r['load'][0]:.1f} -> {r['load'][1]:.1f} |")
     return "\n".join(rows)

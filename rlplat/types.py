@@ -70,6 +70,16 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class Generation:
+    """Samples for a list of requests, in order (None: a request whose prompt was dropped), and
+    ``engine_s``: the seconds the engines spent inside ``LLM.generate`` (the slowest engine of each
+    round, summed), which the Ray calls and moving the samples around them add to."""
+
+    samples: list[list[Sample] | None]
+    engine_s: float
+
+
+@dataclass(frozen=True)
 class ScoredSample:
     """A sample with its reward.
 

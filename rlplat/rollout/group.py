@@ -24,7 +24,7 @@ from rlplat.distributed.placement import PlacementPlan
 from rlplat.distributed.waits import HEALTH_GROUPS, ActorFailure, PhaseTimeout, calls, in_bundle, wait_all, watch
 from rlplat.faults import FaultKind, FaultLog, PromptBudget
 from rlplat.rollout.worker import EngineSpec, RolloutWorker
-from rlplat.types import GenerationRequest, Sample, SyncManifest
+from rlplat.types import Generation, GenerationRequest, Sample, SyncManifest
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class RolloutGroup:
 
     def generate(self, requests: Sequence[GenerationRequest], n: int, sampling: SamplingConfig, timeout_s: float,
                  faults: Mapping[int, FaultKind] | None = None,
-                 interrupt: Callable[[], bool] | None = None) -> list[list[Sample] | None]:
+                 interrupt: Callable[[], bool] | None = None) -> Generation:
         """Samples for every request, in order; None for a request whose prompt was dropped.
 
         ``faults`` injects a fault into worker ``i``'s first call (a testing aid); ``interrupt``
@@ -107,16 +107,18 @@ class RolloutGroup:
         results: list[list[Sample] | None] = [None] * len(requests)
         live = [i for i, r in enumerate(requests) if r.uid not in self.budget.dropped]
         queue = deque(_Chunk(tuple(c)) for c in _split(live, len(self.workers)) if c)
+        engine_s = 0.0
         while queue:
             batch = [queue.popleft() for _ in range(min(len(queue), len(self.workers)))]
             refs = [self.workers[w].generate.remote([requests[i] for i in c.idx], n, sampling, pending_faults.pop(w, None))
                     for w, c in enumerate(batch)]
             outcomes = watch(calls(refs, self.workers[:len(batch)], self.names[:len(batch)]), "generate", timeout_s,
                              self.cfg.heartbeat_s, interrupt)
+            engine_s += max((o.engine_s for o in outcomes if isinstance(o, Generation)), default=0.0)
             for w, (chunk, out) in enumerate(zip(batch, outcomes)):
                 uids = [requests[i].uid for i in chunk.idx]
-                if not isinstance(out, (ActorFailure, PhaseTimeout)):
-                    for i, samples in zip(chunk.idx, out):
+                if isinstance(out, Generation):
+                    for i, samples in zip(chunk.idx, out.samples):
                         results[i] = samples
                     self.budget.succeeded(uids)
                     continue
@@ -127,7 +129,7 @@ class RolloutGroup:
         if live and all(results[i] is None for i in live):
             raise RolloutRestartLimit("every prompt of the batch crashed the rollout workers: the engines, not the "
                                       "prompts, are failing")
-        return results
+        return Generation(results, engine_s)
 
     def _retry(self, chunk: _Chunk, uids: Sequence[str]) -> list[_Chunk]:
         """What to send again after ``chunk`` failed: itself once, then its prompts one by one; a

@@ -16,7 +16,7 @@ from rlplat.config.schema import RolloutConfig, SamplingConfig
 from rlplat.faults import FaultKind, inject
 from rlplat.models.decilm_format import is_decilm
 from rlplat.sync.transport import bucket_paths, remove_files, write_bucket
-from rlplat.types import GenerationRequest, LoadReport, Sample, SyncManifest
+from rlplat.types import Generation, GenerationRequest, LoadReport, Sample, SyncManifest
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,8 @@ class RolloutWorker:
         return time.time()
 
     def generate(self, requests: list[GenerationRequest], n: int, sampling: SamplingConfig,
-                 fault: FaultKind | None = None) -> list[list[Sample]]:
-        """Sample ``n`` completions per request; returns one list of samples per request, in order.
+                 fault: FaultKind | None = None) -> Generation:
+        """Sample ``n`` completions per request: one list of samples per request, in order.
 
         ``fault``: an injected fault to suffer first (``rlplat.faults``; testing aid).
         """
@@ -137,8 +137,10 @@ class RolloutWorker:
             for req in requests
         ]
         prompts = [{"prompt_token_ids": list(req.prompt_token_ids)} for req in requests]
+        start = time.perf_counter()
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        return [self._to_samples(out) for out in outputs]
+        seconds = time.perf_counter() - start
+        return Generation([self._to_samples(out) for out in outputs], seconds)
 
     def _to_samples(self, out: Any) -> list[Sample]:
         samples = []

@@ -38,7 +38,7 @@ class HeldOutEval:
     def run(self, rollouts: RolloutGroup, scorer: Scorer) -> dict[str, float]:
         """``eval/pass_rate``, ``eval/reward/mean`` and ``time/eval_s`` of the engines' current weights."""
         cfg, t0 = self.cfg, time.perf_counter()
-        samples = rollouts.generate(self.requests, cfg.grpo.eval_samples, cfg.rollout.sampling, cfg.timeouts.generate_s)
+        samples = rollouts.generate(self.requests, cfg.grpo.eval_samples, cfg.rollout.sampling, cfg.timeouts.generate_s).samples
         kept = [i for i, s in enumerate(samples) if s is not None]  # a prompt dropped for crashing engines
         scored = scorer.score([self.items[i] for i in kept], [self.requests[i] for i in kept],
                               [s for s in samples if s is not None], cfg.timeouts.reward_s)

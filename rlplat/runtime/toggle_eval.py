@@ -71,7 +71,7 @@ def toggle_metrics(cfg: Config, rollouts: RolloutGroup, scorer: Scorer, probes: 
     """Compliance and pass rate per mode of the engines' greedy answers to ``probes``."""
     requests = [GenerationRequest(p.item.uid, encode(tokenizer, p.item.text), i) for i, p in enumerate(probes)]
     greedy = replace(cfg.rollout.sampling, temperature=0.0)
-    answers = rollouts.generate(requests, 1, greedy, cfg.timeouts.generate_s)
+    answers = rollouts.generate(requests, 1, greedy, cfg.timeouts.generate_s).samples
     # A prompt dropped for crashing engines has no answer.
     kept = {i: s for i, s in enumerate(answers) if s is not None}
     out = compliance([(probes[i].mode, s[0].text) for i, s in kept.items()])

@@ -240,9 +240,10 @@ class GRPOLoop:
         items, requests = self.prompts.requests(idx, cfg.seed, step, attempt)
         self._drive("generate", step)
         with timer.phase("rollout"):
-            samples = self.rollouts.generate(requests, cfg.grpo.samples_per_prompt, cfg.rollout.sampling,
-                                             cfg.timeouts.generate_s, self._take("engine", "generate", step), stop)
-        kept = [(item, req, s) for item, req, s in zip(items, requests, samples) if s is not None]
+            generation = self.rollouts.generate(requests, cfg.grpo.samples_per_prompt, cfg.rollout.sampling,
+                                                cfg.timeouts.generate_s, self._take("engine", "generate", step), stop)
+        timer.seconds["rollout/engine"] += generation.engine_s
+        kept = [(item, req, s) for item, req, s in zip(items, requests, generation.samples) if s is not None]
         with timer.phase("reward"):
             groups = self.scorer.score([k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept],
                                        cfg.timeouts.reward_s, self._take("reward", "score", step).get(0), stop)
@@ -386,8 +387,9 @@ class PhaseTimer:
     def __init__(self) -> None:
         self.start = time.perf_counter()
         self.total = 0.0
-        self.seconds: dict[str, float] = {"rollout": 0.0, "reward": 0.0, "train": 0.0, "rollout_wait": 0.0,
-                                          "sync": 0.0}
+        # "rollout/engine": the engines' own share of "rollout" (``Generation.engine_s``).
+        self.seconds: dict[str, float] = {"rollout": 0.0, "rollout/engine": 0.0, "reward": 0.0, "train": 0.0,
+                                          "rollout_wait": 0.0, "sync": 0.0}
 
     def add(self, other: PhaseTimer) -> None:
         """Add ``other``'s phase seconds (a batch generated ahead, overlapping the previous step)."""

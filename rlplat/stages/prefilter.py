@@ -88,7 +88,7 @@ def _sample_and_score(cfg: Config, actors: StageActors, prompts: PromptSet) -> P
         for start in range(0, len(prompts), p.prompts_per_call):
             idx = range(start, min(start + p.prompts_per_call, len(prompts)))
             items, requests = prompts.requests(idx, cfg.seed, _SEED_STEP, 0)
-            samples = rollouts.generate(requests, p.samples, cfg.rollout.sampling, t.generate_s)
+            samples = rollouts.generate(requests, p.samples, cfg.rollout.sampling, t.generate_s).samples
             kept = [i for i, s in enumerate(samples) if s is not None]  # a prompt dropped for crashing engines
             groups = [g.outcome() for g in scorer.score([items[i] for i in kept], [requests[i] for i in kept],
                                                         [s for s in samples if s is not None], t.reward_s)]

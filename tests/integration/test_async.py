@@ -42,6 +42,10 @@ def test_samples_lag_by_at_most_max_staleness_and_syncs_are_skipped(async_run: P
         # Every step is corrected towards the learner's own log-probs, lagging or not.
         assert r["mismatch/ratio_mean"] > 0 and 0 <= r["mismatch/clipped_frac"] <= 1
         assert r["time/rollout_wait_s"] >= 0 and r["tokens/generated"] > 0
+        # The engines' own time is most of the rollout's; the rest is Ray calls and moving samples.
+        assert 0 < r["time/rollout/engine_s"] <= r["time/rollout_s"]
+        parts = r["time/train/forward_backward_s"] + r["time/train/optimizer_s"] + r["time/train/other_s"]
+        assert r["time/train/forward_backward_s"] > 0 and parts == pytest.approx(r["time/train_s"])
 
 
 def test_a_killed_async_run_resumes_from_the_batch_in_flight(async_run: Path, tmp_path: Path) -> None:

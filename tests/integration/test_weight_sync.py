@@ -91,13 +91,13 @@ def _update_and_sync(learners: LearnerGroup, rollouts: RolloutGroup, tag: str) -
 
 def test_generation_returns_tokens_logprobs_and_version(rollouts: RolloutGroup) -> None:
     reqs = [GenerationRequest(f"p{i}", tuple(p), seed=i) for i, p in enumerate(PROMPTS)]
-    groups = rollouts.generate(reqs, 3, SamplingConfig(max_new_tokens=12), timeout_s=120)
+    groups = rollouts.generate(reqs, 3, SamplingConfig(max_new_tokens=12), timeout_s=120).samples
     assert [len(g) for g in groups] == [3, 3, 3]
     for g in groups:
         for s in g:
             assert 0 < len(s.token_ids) <= 12 and len(s.logprobs) == len(s.token_ids)
             assert all(lp <= 0.0 for lp in s.logprobs) and s.weights_version == rollouts.infos[0]["version"]
-    again = rollouts.generate(reqs, 3, SamplingConfig(max_new_tokens=12), timeout_s=120)
+    again = rollouts.generate(reqs, 3, SamplingConfig(max_new_tokens=12), timeout_s=120).samples
     assert [s.token_ids for g in again for s in g] == [s.token_ids for g in groups for s in g], \
         "per-request seeds must make sampling reproducible"
 
