@@ -9,6 +9,11 @@ in three arms with the same budget (``--steps`` steps of the embedded default's 
 - ``async``: the same placement with ``grpo.async.max_staleness=1``: the engine generates step
   k + 1 while the learner trains step k.
 
+With ``--two-nodes`` (default for the first seed), two more arms run on a simulated two-node Ray
+cluster on this machine (``ray.cluster_utils.Cluster``, two nodes of 2 logical CPUs each; both share
+the same 2 physical cores): the engine on one node and the learner on the other
+(``STRICT_SPREAD``, every sync through the object store), ``sync-2node`` and ``async-2node``.
+
 Reported per arm: steps per hour (from the median ``time/step_s`` after step 1), the GRPO wall time
 (sum of ``time/step_s``; held-out evaluation excluded), the held-out pass rate (``eval/pass_rate``)
 at the wall time the fastest-finishing arm needed for all its steps (the last evaluation before it),
@@ -39,15 +44,43 @@ ARMS: dict[str, list[str]] = {
 }
 
 
-def run_arm(arm: str, seed: int, warm: Path, root: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """GRPO from the seed's warm start in one arm; its metrics lines."""
+TWO_NODES = ["cluster.num_nodes=2", "cluster.devices_per_node=1", "cluster.colocate=false",
+             "cluster.rollout_devices=1", "cluster.placement_strategy=STRICT_SPREAD"]
+TWO_NODE_ARMS: dict[str, list[str]] = {
+    "sync-2node": [*TWO_NODES, "grpo.async.max_staleness=0"],
+    "async-2node": [*TWO_NODES, "grpo.async.max_staleness=1"],
+}
+
+
+def run_arm(arm: str, seed: int, warm: Path, root: Path, args: argparse.Namespace,
+            extra: list[str] | None = None) -> list[dict[str, Any]]:
+    """GRPO from the seed's warm start in one arm (``extra``: more overrides); its metrics lines."""
     run_dir = root / f"{arm}_seed{seed}"
     overrides = ["stages=[grpo]", f"seed={seed}", f"model.path={warm / 'warmstart_model'}",
                  f"grpo.total_steps={args.steps}", f"grpo.eval_every={args.eval_every}",
                  f"grpo.eval_prompts={args.eval_prompts}", f"grpo.eval_samples={args.eval_samples}",
-                 "checkpoint.every=1000", "cluster.dashboard=false", *ARMS[arm]]
+                 "checkpoint.every=1000", "cluster.dashboard=false", *{**ARMS, **TWO_NODE_ARMS}[arm], *(extra or [])]
     launch_until(run_dir, overrides, run_dir / "final_model" / "config.json", args.retries)
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def run_two_node_arms(seed: int, warm: Path, root: Path, args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    """The two-node arms, on a simulated cluster started for them (nodes on loopback)."""
+    from ray.cluster_utils import Cluster
+
+    from rlplat.distributed.cluster import LOOPBACK, keep_loopback_node_address
+
+    keep_loopback_node_address()
+    cluster = Cluster(initialize_head=True, connect=False,
+                      head_node_args={"num_cpus": 0, "include_dashboard": False, "node_ip_address": LOOPBACK})
+    try:
+        for _ in range(2):
+            cluster.add_node(num_cpus=2, node_ip_address=LOOPBACK)
+        cluster.wait_for_nodes()
+        return {arm: run_arm(arm, seed, warm, root, args, [f"cluster.address={cluster.address}"])
+                for arm in TWO_NODE_ARMS}
+    finally:
+        cluster.shutdown()
 
 
 def pass_rate_at(lines: list[dict[str, Any]], wall_s: float) -> float:
@@ -89,8 +122,10 @@ def render(per_seed: dict[int, dict[str, dict[str, Any]]]) -> str:
     """Markdown table: medians over seeds of each arm's figures."""
     rows = ["| arm | steps / hour | step | rollout | train | wait for rollout | held-out pass rate at the "
             "fastest arm's wall time | final held-out pass rate | mean lag |", "|---|---|---|---|---|---|---|---|---|"]
-    for arm in ARMS:
-        got = [seed[arm] for seed in per_seed.values()]
+    for arm in (*ARMS, *TWO_NODE_ARMS):
+        got = [seed[arm] for seed in per_seed.values() if arm in seed]
+        if not got:
+            continue
 
         def med(key: str, got: list[dict[str, Any]] = got) -> float:
             return float(summary([g[key] for g in got])["median"])
@@ -110,6 +145,8 @@ def main() -> None:
     parser.add_argument("--eval-prompts", type=int, default=64)
     parser.add_argument("--eval-samples", type=int, default=4)
     parser.add_argument("--retries", type=int, default=1)
+    parser.add_argument("--two-nodes", default="first", choices=["first", "all", "none"],
+                        help="seeds that also run the two-node arms")
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench/async"))
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -121,6 +158,8 @@ def main() -> None:
                      warm / "warmstart_model" / "config.json", args.retries)
         runs = {arm: run_arm(arm, seed, warm, args.workdir, args) for arm in ARMS}
         per_seed[seed] = figures(runs)
+        if args.two_nodes == "all" or (args.two_nodes == "first" and len(per_seed) == 1):
+            per_seed[seed].update(figures(run_two_node_arms(seed, warm, args.workdir, args)))
         print(f"seed {seed}: " + ", ".join(f"{a} {f['step_s']:.2f} s/step" for a, f in per_seed[seed].items()),
               flush=True)
     table = render(per_seed)
