@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -222,6 +223,7 @@ def measure_size(name: str, args: argparse.Namespace, python: Path, root: Path) 
         for side in sides:
             print(f"[{name}] round {i + 1}/{pairs}: {side}", flush=True)
             run_dir = root / "runs" / f"{name}-{side.replace(' ', '-')}-{i}"
+            shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run every time, never a resume
             runs[side].append(run_trl(python, run_dir, model_dir, prompts, batch, args.trl_threads) if side == "trl"
                               else run_rlplat(run_dir, model_dir, batch, side.split(" ", 1)[1]))
     skip = min(args.skip, batch.steps - 1)
