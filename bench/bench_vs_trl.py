@@ -26,6 +26,7 @@ Usage::
 
     python bench/bench_vs_trl.py --update-docs                       # 3m, 25m, 100m (about 50 min)
     python bench/bench_vs_trl.py --sizes 3m --steps 3m=6 --pairs 3m=1   # a smoke run (about 3 min)
+    python bench/bench_vs_trl.py --sizes 100m --json OUT.json --merge --update-docs   # redo one size
 """
 
 from __future__ import annotations
@@ -252,6 +253,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--update-docs", action="store_true")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other sizes of an existing --json file (one size re-measured)")
     args = parser.parse_args()
     sizes = [s for s in args.sizes.split(",") if s]
     unknown = [s for s in sizes if s not in SIZES]
@@ -264,6 +267,8 @@ def main() -> None:
     python = trl_python(root, args.trl_version)
     info = {**machine_info(), "trl": args.trl_version}
     results: dict[str, Any] = {"machine": info, "sizes": {}}
+    if args.merge and args.json is not None and args.json.is_file():
+        results["sizes"] = json.loads(args.json.read_text())["sizes"]
     for name in sizes:
         results["sizes"][name] = measure_size(name, args, python, root)
         save_json(args.json, results)
