@@ -67,6 +67,9 @@ class Batch:
     max_new_tokens: int
     steps: int
     lr: float = 1e-4
+    # rlplat's sequences per learner micro-batch (None: the whole batch in one; the optimizer step
+    # is the same either way, gradients accumulate).
+    micro_batch: int | None = None
 
 
 # ------------------------------------------------------------------------------- set-up
@@ -127,7 +130,8 @@ def rlplat_overrides(model_dir: Path, batch: Batch) -> list[str]:
     size = batch.prompts_per_step * batch.samples
     return [f"model.path={model_dir}", "stages=[grpo]", f"grpo.total_steps={batch.steps}",
             f"grpo.prompts_per_step={batch.prompts_per_step}", f"grpo.samples_per_prompt={batch.samples}",
-            f"grpo.global_batch={size}", f"learner.micro_batch_size={size}", f"learner.lr={batch.lr}",
+            f"grpo.global_batch={size}", f"learner.micro_batch_size={batch.micro_batch or size}",
+            f"learner.lr={batch.lr}",
             "learner.warmup_steps=0", "learner.reference_model=false",
             f"rollout.sampling.max_new_tokens={batch.max_new_tokens}", "checkpoint.every=100000",
             "cluster.dashboard=false"]
@@ -210,7 +214,8 @@ def update_docs(table: str, command: str, info: dict[str, Any]) -> None:
 def measure_size(name: str, args: argparse.Namespace, python: Path, root: Path) -> dict[str, Any]:
     """Both sides on one size, alternating; their medians and the load before and after."""
     shape, new_tokens, default_steps = SIZES[name]
-    batch = Batch(args.prompts_per_step, args.samples, new_tokens, args.steps.get(name, default_steps))
+    batch = Batch(args.prompts_per_step, args.samples, new_tokens, args.steps.get(name, default_steps),
+                  micro_batch=args.micro_batch)
     from rlplat.models.tiny import build_tiny_llama
 
     model_dir = build_tiny_llama(root / "models" / name, shape, seed=0)
@@ -248,6 +253,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--rlplat-arms", type=lambda t: [a for a in t.split(",") if a], default=["default"],
                         help=f"rlplat layouts to run, from {sorted(RLPLAT_ARMS)}")
+    parser.add_argument("--micro-batch", type=int, default=None,
+                        help="rlplat learner.micro_batch_size (default: the whole batch at once)")
     parser.add_argument("--trl-version", default="1.16.0")
     parser.add_argument("--trl-threads", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=None)
