@@ -224,9 +224,10 @@ class GRPOLoop:
         """Whether this step ends with a sync: ``lookahead.sync_due``, and always before a
         checkpoint (a resume loads the learners' weights into the engines), a held-out evaluation
         and the end of the run (both read the engines' weights as the step's policy)."""
-        cfg, forced = self.cfg, step % self.cfg.checkpoint.every == 0 or step == self.cfg.grpo.total_steps
-        forced = forced or self.evaluation.due(step) or bool(self.stop)
-        return forced or sync_due(cfg.grpo.async_.max_staleness, self.state.weights_version, self.weight_sync.version)
+        cfg = self.cfg
+        forced = step % cfg.checkpoint.every == 0 or step == cfg.grpo.total_steps or self.evaluation.due(step)
+        return forced or bool(self.stop) or sync_due(cfg.grpo.async_.max_staleness, self.state.weights_version,
+                                                     self.weight_sync.version)
 
     def no_sync(self) -> SyncReport:
         """The report of a step that kept the engines' weights (``grpo.async.max_staleness > 1``)."""
