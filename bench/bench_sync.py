@@ -13,8 +13,8 @@ co-located bundles, two ZeRO-1 learner ranks, two vLLM engines) and times:
 3. in this process, single-threaded like the learner and the engine, the pure-torch pieces on the
    model's real tensors: ``pack`` all buckets, ``write_bucket`` them to /dev/shm, and read them
    back (``iter_weights`` + ``copy_`` into preallocated tensors, i.e. the engine's copy without
-   vLLM's post-load processing), and an alternative export that packs straight into the mapped
-   /dev/shm file (what removing the intermediate bucket tensor would save);
+   vLLM's post-load processing), and ``pack_to_file``, which packs straight into the mapped
+   /dev/shm file (the export since the sync streams; what the intermediate bucket tensor cost);
 4. references measured in the same invocation: 1 GiB ``copy_`` bandwidth with 1 and with all
    threads, and /dev/shm write and read+copy bandwidth of a 1 GiB file.
 
@@ -23,6 +23,7 @@ Usage::
     python bench/bench_sync.py                              # tiny and 100m, buckets 16/64/256 MB
     python bench/bench_sync.py --models 100m --bucket-mb 64 --repeats 5 --json out.json
     python bench/bench_sync.py --bucket-mb 64 --precision full,fp8   # FP8 payload and time (docs/fp8.md)
+    python bench/bench_sync.py --models 100m --bucket-mb 16,64 --stream off,on   # streamed against not
 """
 
 from __future__ import annotations
@@ -84,14 +85,15 @@ class PairedCopy:
 
 
 def full_syncs(actors: Any, cfg: Any, bucket_mb: int, repeats: int, copy: PairedCopy, version: int,
-               precision: str = "full") -> tuple[dict[str, Any], Any]:
+               precision: str = "full", stream: bool = True) -> tuple[dict[str, Any], Any]:
     """Median of ``WeightSync.sync`` (the production path) at ``bucket_mb`` and ``precision``
-    (``fp8``: FP8 linear weights, quantized by the learners, dequantized by the engines), after one
-    warm-up, each sync paired with a memory copy; returns the results and the ``WeightSync`` (whose
-    version must keep increasing: start it after ``version``)."""
+    (``fp8``: FP8 linear weights, quantized by the learners, dequantized by the engines), streamed
+    or not (``sync.stream``), after one warm-up, each sync paired with a memory copy; returns the
+    results and the ``WeightSync`` (whose version must keep increasing: start it after ``version``)."""
     from rlplat.runtime.weight_sync import WeightSync
+    from rlplat.sync.plan import plan_export
 
-    sync = WeightSync(replace(cfg.sync, bucket_mb=bucket_mb), actors.learners, actors.rollouts,
+    sync = WeightSync(replace(cfg.sync, bucket_mb=bucket_mb, stream=stream), actors.learners, actors.rollouts,
                       tag=f"bench{os.getpid()}", version=version, fp8=precision == "fp8")
     sync.sync(TIMEOUT_S)
     reports, copies = [], []
@@ -99,9 +101,11 @@ def full_syncs(actors: Any, cfg: Any, bucket_mb: int, repeats: int, copy: Paired
         reports.append(sync.sync(TIMEOUT_S))
         copies.append(copy.gbps())
     nbytes = reports[0].nbytes
+    buckets = len(actors.learners.export_layout(plan_export(sync.cfg, actors.learners.node_ids(),
+                                                            actors.rollouts.node_ids(), 0, sync.tag), TIMEOUT_S))
     secs = summary([r.seconds for r in reports])
     ratios = [nbytes / r.seconds / 1e9 / c for r, c in zip(reports, copies)]
-    row = {"bucket_mb": bucket_mb, "precision": precision, "nbytes": nbytes, "seconds": secs, "gbps": nbytes / secs["median"] / 1e9,
+    row = {"bucket_mb": bucket_mb, "precision": precision, "stream": stream, "buckets": buckets, "nbytes": nbytes, "seconds": secs, "gbps": nbytes / secs["median"] / 1e9,
            "paired_memcpy_gbps": summary(copies), "sync_over_memcpy": summary(ratios),
            "shm_engines": reports[0].shm_engines}
     return row, sync
@@ -115,7 +119,6 @@ def phase_syncs(actors: Any, sync: Any, repeats: int) -> dict[str, Any]:
 
     learners, rollouts = actors.learners, actors.rollouts
     export, load_rt, load_engine = [], [], []
-    manifest = None
     for _ in range(repeats):
         version = sync.version + 1
         plan = plan_export(sync.cfg, learners.node_ids(), rollouts.node_ids(), version, sync.tag)
@@ -130,22 +133,7 @@ def phase_syncs(actors: Any, sync: Any, repeats: int) -> dict[str, Any]:
         load_rt.append(t2 - t1)
         load_engine.append(max(r.seconds for r in loads))
     return {"export_s": summary(export), "load_roundtrip_s": summary(load_rt),
-            "load_in_engine_s": summary(load_engine), "buckets": len(manifest.specs) if manifest else 0}
-
-
-def pack_into_shm(spec: Any, tensors: dict[str, Any], path: str) -> None:
-    """Alternative export (not what rlplat does): pack straight into the mapped /dev/shm file,
-    skipping the intermediate bucket tensor (its page faults, and one copy)."""
-    import torch
-
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.truncate(spec.nbytes)  # a sparse tmpfs file reads as zeros: the alignment gaps
-    buf = torch.from_file(tmp, shared=True, size=spec.nbytes, dtype=torch.uint8)
-    for e in spec.entries:
-        buf[e.offset:e.offset + e.nbytes].copy_(tensors[e.name].contiguous().view(-1).view(torch.uint8))
-    del buf
-    os.replace(tmp, path)
+            "load_in_engine_s": summary(load_engine)}
 
 
 def torch_pieces(model_dir: Path, bucket_mb: int, repeats: int) -> dict[str, Any]:
@@ -155,14 +143,14 @@ def torch_pieces(model_dir: Path, bucket_mb: int, repeats: int) -> dict[str, Any
     from safetensors.torch import load_file
 
     from rlplat.sync.buckets import pack, plan_buckets
-    from rlplat.sync.transport import bucket_paths, iter_weights, remove_files, write_bucket
+    from rlplat.sync.transport import bucket_paths, iter_weights, pack_to_file, remove_files, write_bucket
 
     torch.set_num_threads(1)
     tensors = load_file(str(model_dir / "model.safetensors"))
     dest = {k: torch.zeros_like(v) for k, v in tensors.items()}
     specs = plan_buckets([(k, v.dtype, tuple(v.shape)) for k, v in tensors.items()], bucket_mb << 20)
     paths = bucket_paths("/dev/shm", f"benchpieces{os.getpid()}", 0, len(specs))
-    times: dict[str, list[float]] = {"pack": [], "write": [], "read_copy": [], "pack_into_shm": []}
+    times: dict[str, list[float]] = {"pack": [], "write": [], "read_copy": [], "pack_to_file": []}
     try:
         for _ in range(repeats + 1):
             t0 = time.perf_counter()
@@ -178,7 +166,7 @@ def torch_pieces(model_dir: Path, bucket_mb: int, repeats: int) -> dict[str, Any
             remove_files(paths)
             t4 = time.perf_counter()
             for spec, p in zip(specs, paths):
-                pack_into_shm(spec, tensors, p)
+                pack_to_file(p, spec, tensors)
             t5 = time.perf_counter()
             remove_files(paths)
             for k, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t5 - t4)):
@@ -195,7 +183,7 @@ def torch_pieces(model_dir: Path, bucket_mb: int, repeats: int) -> dict[str, Any
 
 
 def bench_model(name: str, root: Path, bucket_sizes: list[int], repeats: int,
-                precisions: tuple[str, ...] = ("full",)) -> dict[str, Any]:
+                precisions: tuple[str, ...] = ("full",), streams: tuple[bool, ...] = (True,)) -> dict[str, Any]:
     """Every sync measurement for one model."""
     from rlplat.runtime.stage_actors import StageActors
 
@@ -208,11 +196,12 @@ def bench_model(name: str, root: Path, bucket_sizes: list[int], repeats: int,
         version = actors.rollouts.infos[0]["version"]
         for mb in bucket_sizes:
             for precision in precisions:
-                row, sync = full_syncs(actors, cfg, mb, repeats, copy, version, precision)
-                if precision == "full":  # the phase split is of the full-precision path
-                    row.update(phase_syncs(actors, sync, repeats))
-                version = sync.version
-                rows.append(row)
+                for stream in streams:
+                    row, sync = full_syncs(actors, cfg, mb, repeats, copy, version, precision, stream)
+                    if precision == "full" and not stream:  # the phase split runs export, then load
+                        row.update(phase_syncs(actors, sync, repeats))
+                    version = sync.version
+                    rows.append(row)
         out["syncs"] = rows
     out["torch_pieces"] = {mb: torch_pieces(model_dir, mb, repeats) for mb in bucket_sizes}
     out["loadavg_end"] = os.getloadavg()
@@ -233,6 +222,7 @@ def main() -> None:
     parser.add_argument("--bucket-mb", default="16,64,256", help="comma-separated sync.bucket_mb values")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--precision", default="full", help="comma-separated: full, fp8 (rollout.precision)")
+    parser.add_argument("--stream", default="on", help="comma-separated: on, off (sync.stream)")
     parser.add_argument("--workdir", type=Path, default=None, help="where models are built (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -247,8 +237,8 @@ def main() -> None:
     start_ray(ClusterConfig(num_cpus=8, dashboard=False))
     try:
         for name in args.models.split(","):
-            result["models"].append(bench_model(name, root, buckets, args.repeats,
-                                                tuple(args.precision.split(","))))
+            result["models"].append(bench_model(name, root, buckets, args.repeats, tuple(args.precision.split(",")),
+                                                tuple(v == "on" for v in args.stream.split(","))))
             save_json(args.json, result)  # keep finished models if a later one fails
     finally:
         ray.shutdown()

@@ -90,17 +90,19 @@ def grpo_tables(data: dict[str, Any]) -> str:
 def sync_tables(data: dict[str, Any]) -> str:
     """Sync bandwidth, phases and references of bench_sync.py's JSON."""
     refs = data["references_before"], data.get("references_after", data["references_before"])
-    lines = [("| model | bucket MB | buckets | sync s | sync GB/s | paired memcpy GB/s | sync / memcpy | export s | "
-              "engine load s (round trip / in engine) |"),
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| model | bucket MB | buckets | streamed | sync s | sync GB/s | paired memcpy GB/s | sync / memcpy | "
+              "export s | engine load s (round trip / in engine) |"),
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for m in data["models"]:
         for r in m["syncs"]:
+            # The phase split runs export then load, so it exists for the non-streamed rows only.
+            phases = (f"{r['export_s']['median']:.3f} | {r['load_roundtrip_s']['median']:.3f} / "
+                      f"{r['load_in_engine_s']['median']:.3f}") if "export_s" in r else "- | -"
             lines.append(
                 f"| {m['model']} ({r['nbytes'] / 1e6:.1f} MB) | {r['bucket_mb']} | {r['buckets']} | "
+                f"{'yes' if r.get('stream') else 'no'} | "
                 f"{r['seconds']['median']:.3f} | {r['gbps']:.3f} | {r['paired_memcpy_gbps']['median']:.2f} | "
-                f"{r['sync_over_memcpy']['median']:.1%} | "
-                f"{r['export_s']['median']:.3f} | {r['load_roundtrip_s']['median']:.3f} / "
-                f"{r['load_in_engine_s']['median']:.3f} |")
+                f"{r['sync_over_memcpy']['median']:.1%} | {phases} |")
     lines += ["", "| references, 1 GiB (GB/s) | before | after |", "|---|---|---|"]
     for key in refs[0]:
         if key.startswith("memcpy"):
@@ -108,12 +110,12 @@ def sync_tables(data: dict[str, Any]) -> str:
     for key in ("write", "read_copy"):
         lines.append(f"| /dev/shm {key.replace('_', ' + ')}, 1 thread | {refs[0]['shm_1thread'][key]['median']:.2f} | "
                      f"{refs[1]['shm_1thread'][key]['median']:.2f} |")
-    lines += ["", "| model | bucket MB | pack | write | pack + write | pack into shm (alternative) | read + copy |",
+    lines += ["", "| model | bucket MB | pack | write | pack + write | pack_to_file (the export) | read + copy |",
               "|---|---|---|---|---|---|---|"]
     for m in data["models"]:
         for mb, p in m["torch_pieces"].items():
             lines.append(f"| {m['model']} | {mb} | " + " | ".join(
-                f"{p[k]['gbps']:.2f}" for k in ("pack", "write", "pack_plus_write", "pack_into_shm", "read_copy")) + " |")
+                f"{p[k]['gbps']:.2f}" for k in ("pack", "write", "pack_plus_write", "pack_to_file", "read_copy")) + " |")
     return "\n".join(lines)
 
 

@@ -235,6 +235,9 @@ class SyncManifest:
         shm_nodes: Ray node ids whose /dev/shm holds the files.
         refs: Ray object refs of each bucket's bytes, for nodes outside ``shm_nodes``; empty when
             every engine shares a node with a writer.
+        stream_wait_s: 0: every file exists before the load starts. Above 0 (streamed sync,
+            ``sync.stream``): the learners may still be writing; the engines wait for each file,
+            at most this long in all (``rlplat.sync.transport.iter_weights``).
     """
 
     version: int
@@ -242,6 +245,7 @@ class SyncManifest:
     shm_paths: tuple[str, ...]
     shm_nodes: frozenset[str]
     refs: tuple[Any, ...] = ()
+    stream_wait_s: float = 0.0
 
     @property
     def nbytes(self) -> int:

@@ -459,6 +459,9 @@ class SyncConfig:
     # "auto": /dev/shm for engines on the learner's node, the Ray object store elsewhere.
     transport: Literal["auto", "shm", "object_store"] = "auto"
     shm_dir: str = "/dev/shm"
+    # Streamed: the engines load bucket k while the learner packs bucket k + 1, instead of waiting
+    # for the whole export (engines on a learner's node; object-store engines always wait).
+    stream: bool = True
 
 
 @dataclass(frozen=True)

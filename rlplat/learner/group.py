@@ -22,7 +22,7 @@ from rlplat.distributed.placement import PlacementPlan
 from rlplat.distributed.waits import HEALTH_GROUPS, Call, calls, in_bundle, wait_all
 from rlplat.faults import FaultKind
 from rlplat.learner.worker import LearnerSpec, LearnerWorker
-from rlplat.types import ExportPlan, RankStepStats, SyncManifest, TrainShard
+from rlplat.types import BucketSpec, ExportPlan, RankStepStats, SyncManifest, TrainShard
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,12 @@ class LearnerGroup:
                 for r, (w, s) in enumerate(zip(self.workers, shards))]
         watched = [*also_wait, *calls(refs, self.workers, self.names)]
         return wait_all(watched, "train", timeout_s, self.heartbeat_s)[len(also_wait):]
+
+    def export_layout(self, plan: ExportPlan, timeout_s: float) -> tuple[BucketSpec, ...]:
+        """The buckets the next ``export_weights(plan)`` will write (asked of rank 0)."""
+        out: tuple[BucketSpec, ...] = wait_all(calls([self.workers[0].export_layout.remote(plan)], self.workers[:1],
+                                                      self.names[:1]), "sync", timeout_s, self.heartbeat_s)[0]
+        return out
 
     def export_weights(self, plan: ExportPlan, timeout_s: float) -> SyncManifest:
         """Publish weights; returns rank 0's manifest."""

@@ -29,8 +29,8 @@ from rlplat.models.decilm import HeteroLlamaForCausalLM, greedy_decode
 from rlplat.models.hf import load_causal_lm, save_causal_lm
 from rlplat.sync.buckets import pack, plan_buckets
 from rlplat.sync.fp8 import SCALE_SUFFIX, export_metas, quantized_items
-from rlplat.sync.transport import bucket_paths, remove_files, write_bucket
-from rlplat.types import ExportPlan, MicroStats, RankStepStats, SyncManifest, TrainSequence, TrainShard
+from rlplat.sync.transport import bucket_paths, pack_to_file, remove_files
+from rlplat.types import BucketSpec, ExportPlan, MicroStats, RankStepStats, SyncManifest, TrainSequence, TrainShard
 
 
 @dataclass(frozen=True)
@@ -324,38 +324,43 @@ class LearnerWorker:
 
     # ----------------------------------------------------------------------------- weight export
 
+    def export_layout(self, plan: ExportPlan) -> tuple[BucketSpec, ...]:
+        """The buckets ``export_weights(plan)`` will write, known before it writes them (a
+        streamed sync hands them to the engines first)."""
+        metas = [(n, p.dtype, tuple(getattr(p, "ds_shape", p.shape))) for n, p in self.engine.module.named_parameters()]
+        return tuple(plan_buckets(export_metas(metas, plan.fp8), plan.bucket_bytes))
+
     def export_weights(self, plan: ExportPlan) -> SyncManifest | None:
         """Publish the current weights; every rank must call it (ZeRO-3 gathers are collective).
 
-        Writer ranks write bucket files under ``plan.shm_dir``; rank 0 returns the manifest (other
-        ranks return None). Files of the previous version are removed first.
+        Writer ranks write the buckets of ``export_layout(plan)``, in order, each file renamed into
+        place when whole, under ``plan.shm_dir``; rank 0 returns the manifest (other ranks return
+        None). Files of the previous version are removed first.
         """
         remove_files(self._written)
         self._written = ()
-        named = list(self.engine.module.named_parameters())
-        metas = export_metas([(n, p.dtype, tuple(getattr(p, "ds_shape", p.shape))) for n, p in named], plan.fp8)
-        specs = plan_buckets(metas, plan.bucket_bytes)
+        specs = self.export_layout(plan)
         paths = bucket_paths(plan.shm_dir, plan.tag, plan.version, len(specs))
-        params = dict(named)
+        params = dict(self.engine.module.named_parameters())
+        writer = self.rank in plan.shm_writer_ranks
         refs = []
         for spec, path in zip(specs, paths):
             # The parameters behind the bucket's entries (an FP8 weight's scale entry names its weight).
             names = list(dict.fromkeys(e.name.removesuffix(SCALE_SUFFIX) for e in spec.entries))
             with _gathered(self.engine, [params[n] for n in names]):
-                if self.rank in plan.shm_writer_ranks or (plan.object_store and self.rank == 0):
+                if writer or (plan.object_store and self.rank == 0):
                     tensors = [(n, params[n].data) for n in names]
-                    buf = pack(spec, dict(quantized_items(tensors) if plan.fp8 else tensors))
-                    if self.rank in plan.shm_writer_ranks:
-                        write_bucket(path, buf)
+                    named = dict(quantized_items(tensors) if plan.fp8 else tensors)
+                    buf = pack_to_file(path, spec, named) if writer else pack(spec, named)
                     if plan.object_store and self.rank == 0:
                         import ray
 
                         refs.append(ray.put(buf))
-        if self.rank in plan.shm_writer_ranks:
+        if writer:
             self._written = paths
         if self.rank != 0:
             return None
-        return SyncManifest(plan.version, tuple(specs), paths, frozenset(), tuple(refs))
+        return SyncManifest(plan.version, specs, paths, frozenset(), tuple(refs))
 
     def release_weights(self) -> None:
         """Remove this rank's bucket files (end of run)."""

@@ -26,14 +26,17 @@ from rlplat.types import BucketSpec
 class WeightReceiver:
     """Methods added to each vLLM worker."""
 
-    def rlplat_load_buckets(self, specs: Sequence[BucketSpec], paths: Sequence[str], dtype: str) -> int:
+    def rlplat_load_buckets(self, specs: Sequence[BucketSpec], paths: Sequence[str], dtype: str,
+                            wait_s: float = 0.0) -> int:
         """Load all tensors of the bucket files at ``paths`` (FP8 weights dequantized into ``dtype``);
-        returns the number of tensors loaded."""
+        returns the number of tensors loaded. ``wait_s`` > 0: streamed, the files appear while the
+        engine loads the earlier ones (vLLM's layerwise reload processes each layer as its weights
+        arrive)."""
         count = 0
 
         def counted() -> Iterator[tuple[str, torch.Tensor]]:
             nonlocal count
-            for item in dequantized_items(iter_weights(specs, paths), getattr(torch, dtype)):
+            for item in dequantized_items(iter_weights(specs, paths, wait_s), getattr(torch, dtype)):
                 count += 1
                 yield item
 

@@ -21,12 +21,14 @@ from ray.util.placement_group import PlacementGroup
 
 from rlplat.config.schema import FaultsConfig, SamplingConfig
 from rlplat.distributed.placement import PlacementPlan
-from rlplat.distributed.waits import HEALTH_GROUPS, ActorFailure, PhaseTimeout, calls, in_bundle, wait_all, watch
+from rlplat.distributed.waits import HEALTH_GROUPS, ActorFailure, Call, PhaseTimeout, calls, in_bundle, wait_all, watch
 from rlplat.faults import FaultKind, FaultLog, PromptBudget
 from rlplat.rollout.worker import EngineSpec, RolloutWorker
 from rlplat.types import Generation, GenerationRequest, Sample, SyncManifest
 
 log = logging.getLogger(__name__)
+# How long an abandoned streamed load may take to notice its abort marker (it polls every few ms).
+_ABORT_WAIT_S = 30.0
 
 
 class RolloutRestartLimit(RuntimeError):
@@ -148,13 +150,30 @@ class RolloutGroup:
                      faults: Mapping[int, FaultKind] | None = None) -> None:
         """Load ``manifest`` into every engine within ``timeout_s``; an engine that fails is replaced
         (the replacement loads the same manifest) and charged to the restart bound."""
+        self.finish_load(manifest, self.start_load(manifest, faults), timeout_s)
+
+    def start_load(self, manifest: SyncManifest, faults: Mapping[int, FaultKind] | None = None) -> list[Call]:
+        """Start loading ``manifest`` into every engine and return the calls for ``finish_load``.
+        A streamed manifest may be started before the learners have written it."""
+        return calls([w.load_weights.remote(manifest, (faults or {}).get(i)) for i, w in enumerate(self.workers)],
+                     self.workers, self.names)
+
+    def finish_load(self, manifest: SyncManifest, loading: Sequence[Call], timeout_s: float) -> None:
+        """Wait for ``start_load``'s calls within ``timeout_s``; replace the engines that failed."""
         self.manifest = manifest
-        refs = [w.load_weights.remote(manifest, (faults or {}).get(i)) for i, w in enumerate(self.workers)]
-        outcomes = watch(calls(refs, self.workers, self.names), "sync", timeout_s, self.cfg.heartbeat_s)
+        outcomes = watch(loading, "sync", timeout_s, self.cfg.heartbeat_s)
         for i, out in enumerate(outcomes):
             if isinstance(out, (ActorFailure, PhaseTimeout)):
                 self._replace(i, out)
                 self._charge(1, f"rollout worker {i} failed while loading weights version {manifest.version}")
+
+    def abandon_load(self, manifest: SyncManifest, loading: Sequence[Call]) -> None:
+        """After a failed streamed export: stop the engines' loads at the abort marker (each engine
+        writes it on its own node). The engines now hold a mix of versions, so the caller must not
+        generate again (it raises the export's failure)."""
+        marks = [w.abort_load.remote(manifest.shm_paths) for w in self.workers]
+        watch(calls(marks, self.workers, self.names), "sync", _ABORT_WAIT_S)
+        watch(loading, "sync", _ABORT_WAIT_S)
 
     def sleep(self, timeout_s: float) -> None:
         """GPU colocation: let engines free their memory while learners train."""

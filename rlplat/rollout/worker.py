@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from rlplat.config.schema import RolloutConfig, SamplingConfig
 from rlplat.faults import FaultKind, inject
 from rlplat.models.decilm_format import is_decilm
-from rlplat.sync.transport import bucket_paths, remove_files, write_bucket
+from rlplat.sync.transport import bucket_paths, mark_aborted, remove_files, write_bucket
 from rlplat.types import Generation, GenerationRequest, LoadReport, Sample, SyncManifest
 
 
@@ -170,7 +171,10 @@ class RolloutWorker:
         try:
             if self.sleeping:
                 self.llm.wake_up(tags=["weights"])
-            counts = self.llm.collective_rpc("rlplat_load_buckets", args=(manifest.specs, paths, self.spec.dtype))
+            # Streamed: wait for the files the learners are still writing (a fetched copy is whole).
+            wait_s = 0.0 if own_copy else manifest.stream_wait_s
+            counts = self.llm.collective_rpc("rlplat_load_buckets",
+                                             args=(manifest.specs, paths, self.spec.dtype, wait_s))
         finally:
             if own_copy:
                 remove_files(paths)
@@ -179,6 +183,10 @@ class RolloutWorker:
             self.sleeping = False
         self.version = manifest.version
         return LoadReport(manifest.version, time.perf_counter() - start, manifest.nbytes, int(counts[0]))
+
+    def abort_load(self, paths: Sequence[str]) -> None:
+        """Stop a streamed load of ``paths`` that is waiting for files (their export failed)."""
+        mark_aborted(paths)
 
     def _local_paths(self, manifest: SyncManifest) -> tuple[tuple[str, ...], bool]:
         """Bucket files readable on this node; fetches them from the object store if needed."""

@@ -11,6 +11,8 @@ from rlplat.faults import FaultKind
 from rlplat.learner.group import LearnerGroup
 from rlplat.rollout.group import RolloutGroup
 from rlplat.sync.plan import plan_export
+from rlplat.sync.transport import bucket_paths
+from rlplat.types import ExportPlan, SyncManifest
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,28 @@ class WeightSync:
         learner_nodes = self.learners.node_ids()
         plan = plan_export(self.cfg, learner_nodes, engine_nodes, version, self.tag, self.fp8)
         shm_nodes = frozenset(learner_nodes[r] for r in plan.shm_writer_ranks)
-        manifest = replace(self.learners.export_weights(plan, timeout_s), shm_nodes=shm_nodes)
-        self.last_nbytes = manifest.nbytes
-        self.rollouts.load_weights(manifest, timeout_s, faults)
+        if self.cfg.stream and not plan.object_store:
+            self._streamed(plan, shm_nodes, timeout_s, faults)
+        else:
+            manifest = replace(self.learners.export_weights(plan, timeout_s), shm_nodes=shm_nodes)
+            self.last_nbytes = manifest.nbytes
+            self.rollouts.load_weights(manifest, timeout_s, faults)
         self.version, self.engines_fp8 = version, plan.fp8
         n_shm = sum(n in shm_nodes for n in engine_nodes)
-        return SyncReport(version, time.perf_counter() - start, manifest.nbytes, n_shm, len(engine_nodes) - n_shm)
+        return SyncReport(version, time.perf_counter() - start, self.last_nbytes, n_shm, len(engine_nodes) - n_shm)
+
+    def _streamed(self, plan: ExportPlan, shm_nodes: frozenset[str], timeout_s: float,
+                  faults: Mapping[int, FaultKind] | None) -> None:
+        """Export and load at once (``sync.stream``): the engines start first, with the bucket
+        layout, and load each bucket file as soon as the learners have renamed it into place."""
+        specs = self.learners.export_layout(plan, timeout_s)
+        paths = bucket_paths(plan.shm_dir, plan.tag, plan.version, len(specs))
+        manifest = SyncManifest(plan.version, specs, paths, shm_nodes, stream_wait_s=timeout_s)
+        self.last_nbytes = manifest.nbytes
+        loading = self.rollouts.start_load(manifest, faults)
+        try:
+            self.learners.export_weights(plan, timeout_s)
+        except BaseException:
+            self.rollouts.abandon_load(manifest, loading)
+            raise
+        self.rollouts.finish_load(manifest, loading, timeout_s)

@@ -46,14 +46,17 @@ def plan_buckets(metas: Sequence[tuple[str, torch.dtype, tuple[int, ...]]],
     return buckets
 
 
-def pack(spec: BucketSpec, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Copy the bucket's tensors into one contiguous uint8 tensor of ``spec.nbytes`` bytes.
+def pack(spec: BucketSpec, tensors: Mapping[str, torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
+    """Copy the bucket's tensors into one contiguous uint8 tensor of ``spec.nbytes`` bytes
+    (``out``, such a tensor to fill, e.g. a mapped file; a new one by default) and return it.
 
     Alignment gaps are zeroed, so equal tensors always give equal bytes.
     """
     # ``empty`` plus zeroing only the gaps: ``zeros`` would write every byte twice (bench_sync.py
     # measured the extra pass at about 10-30% of pack time on a 400 MB model).
-    buf = torch.empty(spec.nbytes, dtype=torch.uint8)
+    buf = torch.empty(spec.nbytes, dtype=torch.uint8) if out is None else out
+    if buf.dtype != torch.uint8 or buf.numel() != spec.nbytes:
+        raise ValueError(f"pack needs a uint8 tensor of {spec.nbytes} bytes, got {buf.dtype} of {buf.numel()}")
     end = 0
     for e in spec.entries:
         buf[end:e.offset].zero_()

@@ -25,6 +25,7 @@ from rlplat.config.schema import (
     ModelConfig,
     RolloutConfig,
     SamplingConfig,
+    SyncConfig,
 )
 from rlplat.distributed.cluster import create_placement_group
 from rlplat.distributed.placement import cpu_binds, plan_placement
@@ -35,7 +36,9 @@ from rlplat.rollout.group import RolloutGroup
 from rlplat.rollout.worker import EngineSpec
 from rlplat.runtime.stage_actors import learner_spec
 from rlplat.runtime.weight_sync import WeightSync
-from rlplat.types import GenerationRequest, TrainSequence
+from rlplat.sync.plan import plan_export
+from rlplat.sync.transport import bucket_paths
+from rlplat.types import BucketSpec, GenerationRequest, SyncManifest, TensorEntry, TrainSequence
 
 pytestmark = pytest.mark.slow
 PROMPTS = [[10, 11, 12, 13], [20, 21, 22], [30, 31, 32, 33, 34]]
@@ -74,14 +77,17 @@ def _learners(model_path: str, zero_stage: int, reference_model: bool = False,
     return LearnerGroup(learner_spec(cfg, model_path, cfg.learner.lr), plan, pg, 300), pg
 
 
-def _update_and_sync(learners: LearnerGroup, rollouts: RolloutGroup, tag: str) -> list[list[int]]:
+def _update_and_sync(learners: LearnerGroup, rollouts: RolloutGroup, tag: str,
+                     sync: SyncConfig = SyncConfig()) -> list[list[int]]:
     """One large-lr training step, then a sync; checks the versions and returns the engines' greedy
     tokens after it, which must equal the learners'."""
     seqs = [TrainSequence(tuple(p), tuple(range(40, 56)), tuple([-4.0] * 16), adv)
             for p in PROMPTS for adv in (1.0, -1.0)] + [TrainSequence((5, 6), (7, 8), (-4.0, -4.0), 1.0)] * 2
     learners.train_step(split_for_ranks(seqs, learners.world_size), 120)
     start = ray.get(rollouts.workers[0].info.remote())["version"]
-    report = WeightSync(Config().sync, learners, rollouts, tag=tag, version=start).sync(120)
+    restarts = rollouts.fault_log.rollout_restarts
+    report = WeightSync(sync, learners, rollouts, tag=tag, version=start).sync(120)
+    assert rollouts.fault_log.rollout_restarts == restarts, "no engine may fail while loading"
     assert report.version == start + 1 and report.nbytes > 0 and report.shm_engines == len(rollouts.workers)
     assert [ray.get(w.info.remote())["version"] for w in rollouts.workers] == [report.version] * len(rollouts.workers)
     after_engine = rollouts.greedy(PROMPTS, 16, 60)
@@ -102,12 +108,17 @@ def test_generation_returns_tokens_logprobs_and_version(rollouts: RolloutGroup) 
         "per-request seeds must make sampling reproducible"
 
 
-@pytest.mark.parametrize("zero_stage", [1, 3])
-def test_synced_engine_matches_learner_greedy(rollouts: RolloutGroup, tiny_model: str, zero_stage: int) -> None:
+# ZeRO-1 streamed in 1 MB buckets (the engines load the first buckets while the learner writes the
+# next), ZeRO-3 with the engines waiting for the whole export.
+@pytest.mark.parametrize(("zero_stage", "sync"), [(1, SyncConfig(bucket_mb=1)), (3, SyncConfig(stream=False))])
+def test_synced_engine_matches_learner_greedy(rollouts: RolloutGroup, tiny_model: str, zero_stage: int,
+                                              sync: SyncConfig) -> None:
     learners, pg = _learners(tiny_model, zero_stage)
     try:
+        plan = plan_export(sync, learners.node_ids(), rollouts.node_ids(), 1, "layout")
+        assert len(learners.export_layout(plan, 60)) == (4 if sync.stream else 1)
         before = learners.greedy(PROMPTS, 16, 60)  # the learner's own outputs before the update
-        after = _update_and_sync(learners, rollouts, f"test{zero_stage}")
+        after = _update_and_sync(learners, rollouts, f"test{zero_stage}", sync)
         assert after != before, "the update should change greedy outputs (lr is large)"
     finally:
         learners.shutdown()
@@ -142,6 +153,25 @@ def test_decilm_child_trains_and_syncs_exactly(ray_local: None, decilm_child: tu
         remove_placement_group(pg)
         rollouts.shutdown()
         remove_placement_group(engine_pg)
+
+
+def test_an_abandoned_streamed_load_stops_at_the_abort_marker(ray_local: None, tiny_model: str,
+                                                             tmp_path: Path) -> None:
+    """A streamed load waiting for bucket files that never come (the export failed) ends with
+    ``SyncAborted`` once ``abandon_load`` has each engine write the abort marker on its node."""
+    engines, pg = _engines(tiny_model, 1)
+    try:
+        specs = (BucketSpec((TensorEntry("model.embed_tokens.weight", "float32", (4,), 0, 16),), 64),)
+        manifest = SyncManifest(1, specs, bucket_paths(str(tmp_path), "never", 1, 1),
+                                frozenset(engines.node_ids()), stream_wait_s=600)
+        loading = engines.start_load(manifest)
+        assert ray.wait([c.ref for c in loading], timeout=2)[0] == [], "the load must wait for its file"
+        engines.abandon_load(manifest, loading)
+        with pytest.raises(ray.exceptions.RayTaskError, match="abort marker"):
+            ray.get(loading[0].ref, timeout=0)
+    finally:
+        engines.shutdown()
+        remove_placement_group(pg)
 
 
 def _listening(pids: set[int]) -> list[tuple[str, int, str]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,16 @@ import torch
 from rlplat.sync.buckets import ALIGN, pack, plan_buckets, unpack
 from rlplat.sync.plan import plan_export
 from rlplat.config.schema import SyncConfig
-from rlplat.sync.transport import bucket_paths, iter_weights, write_bucket
+from rlplat.types import BucketSpec
+from rlplat.sync.transport import (
+    SyncAborted,
+    bucket_paths,
+    iter_weights,
+    mark_aborted,
+    pack_to_file,
+    remove_files,
+    write_bucket,
+)
 
 
 def _tensors() -> dict[str, torch.Tensor]:
@@ -39,6 +50,62 @@ def test_pack_unpack_roundtrip_is_exact(tmp_path: Path) -> None:
     assert got.keys() == t.keys()
     for k in t:
         assert got[k].dtype == t[k].dtype and torch.equal(got[k], t[k])
+
+
+def test_packing_into_the_mapped_file_writes_the_same_bytes(tmp_path: Path) -> None:
+    t = _tensors()
+    specs = plan_buckets([(k, v.dtype, tuple(v.shape)) for k, v in t.items()], 600)
+    direct, mapped = bucket_paths(str(tmp_path), "a", 1, len(specs)), bucket_paths(str(tmp_path), "b", 1, len(specs))
+    for spec, d, m in zip(specs, direct, mapped):
+        write_bucket(d, pack(spec, t))
+        returned = pack_to_file(m, spec, t)
+        assert Path(d).read_bytes() == Path(m).read_bytes() == returned.numpy().tobytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(Path(p).name for p in [*direct, *mapped])  # no tmp left
+
+
+def _specs_and_paths(tmp_path: Path) -> tuple[dict[str, torch.Tensor], list[BucketSpec], tuple[str, ...]]:
+    t = _tensors()
+    specs = plan_buckets([(k, v.dtype, tuple(v.shape)) for k, v in t.items()], 128)
+    assert len(specs) >= 3
+    return t, specs, bucket_paths(str(tmp_path), "s", 2, len(specs))
+
+
+def test_a_streamed_load_reads_each_bucket_as_it_appears(tmp_path: Path) -> None:
+    t, specs, paths = _specs_and_paths(tmp_path)
+    written: list[int] = []
+
+    def learner() -> None:
+        for i, (spec, path) in enumerate(zip(specs, paths)):
+            time.sleep(0.05)
+            written.append(i)
+            pack_to_file(path, spec, t)
+
+    writer = threading.Thread(target=learner)
+    writer.start()
+    got, seen = {}, []
+    for name, tensor in iter_weights(specs, paths, wait_s=30):
+        seen.append(len(written))  # buckets written when this tensor was read
+        got[name] = tensor.clone()
+    writer.join()
+    assert got.keys() == t.keys() and all(torch.equal(got[k], t[k]) for k in t)
+    assert seen[0] < len(specs), "the first tensors must be read before the last bucket is written"
+
+
+def test_a_streamed_load_stops_at_the_abort_marker_and_at_its_deadline(tmp_path: Path) -> None:
+    t, specs, paths = _specs_and_paths(tmp_path)
+    pack_to_file(paths[0], specs[0], t)
+    threading.Timer(0.1, mark_aborted, args=(paths,)).start()
+    loaded = []
+    with pytest.raises(SyncAborted, match="abort marker"):
+        for name, _ in iter_weights(specs, paths, wait_s=30):
+            loaded.append(name)
+    assert loaded == [e.name for e in specs[0].entries]
+    remove_files(paths)
+    assert list(tmp_path.iterdir()) == []  # the marker goes with the files
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="timeouts.sync_s"):
+        list(iter_weights(specs, paths, wait_s=0.2))
+    assert time.monotonic() - start >= 0.2
 
 
 def test_pack_zeroes_alignment_gaps() -> None:
