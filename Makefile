@@ -8,7 +8,7 @@ EXTRA ?= cpu
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run check test bench clean
+.PHONY: setup run check test bench monitor clean
 
 $(VENV)/.rlplat-installed: pyproject.toml scripts/setup.sh
 	EXTRA=$(EXTRA) bash scripts/setup.sh $(VENV)
@@ -30,6 +30,10 @@ test: check
 
 bench: setup
 	$(PY) bench/run_all.py
+
+# Prometheus on 127.0.0.1:9090 scraping the local Ray cluster (docs/monitoring.md).
+monitor:
+	bash scripts/monitor.sh
 
 clean:
 	rm -rf $(VENV) runs outputs .pytest_cache .mypy_cache .ruff_cache

@@ -29,7 +29,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -117,6 +117,8 @@ class RewardPool:
         worker_memory_mb: Address-space limit of each worker (None: unlimited).
         spare_workers: Started, idle workers that replace a killed one at once (a fresh worker
             needs seconds to import sympy; meanwhile the pool would run one worker short).
+        on_latency: Called in this process with each sample's scoring seconds (a timed-out sample:
+            its deadline), as the sample is scored.
 
     Example:
         >>> with RewardPool("math", num_workers=2, timeout_s=10.0) as pool:
@@ -135,6 +137,7 @@ class RewardPool:
         worker_memory_mb: int | None = 4096,
         spare_workers: int = 1,
         mp_context: str | None = None,
+        on_latency: Callable[[float], None] | None = None,
     ) -> None:
         if num_workers < 1 or timeout_s <= 0 or batch_size < 1:
             raise RewardError("RewardPool needs num_workers >= 1, timeout_s > 0 and batch_size >= 1")
@@ -150,6 +153,8 @@ class RewardPool:
         self._ctx = _mp_context(mp_context)
         self._lock = threading.Lock()
         self._stats = _Stats()
+        # Called with each sample's verifier seconds as it is scored (a metrics histogram, say).
+        self._on_latency = on_latency
         self._closed = False
         self._workers = [self._spawn() for _ in range(num_workers)]
         self._spare_target = max(0, spare_workers)
@@ -263,8 +268,13 @@ class RewardPool:
             if w.assigned and w.assigned[0] == idx:
                 w.assigned.popleft()
                 results[idx] = out
-                self._stats.latencies.append(latency)
+                self._latency(latency)
                 w.started = time.monotonic()
+
+    def _latency(self, seconds: float) -> None:
+        self._stats.latencies.append(seconds)
+        if self._on_latency is not None:
+            self._on_latency(seconds)
 
     def _enforce_deadlines(self, results: Results, pending: deque[int]) -> None:
         now = time.monotonic()
@@ -273,7 +283,7 @@ class RewardPool:
                 idx = w.assigned.popleft()
                 results[idx] = self._failed(f"reward timed out after {self.timeout_s}s", timed_out=True)
                 self._stats.timeouts += 1
-                self._stats.latencies.append(now - w.started)
+                self._latency(now - w.started)
                 pending.extendleft(reversed(w.assigned))
                 w.assigned.clear()
                 self._replace(w)

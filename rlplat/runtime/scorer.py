@@ -20,6 +20,7 @@ from rewards import RewardInput, RewardOutput
 from rlplat.config.schema import FaultsConfig, RewardConfig
 from rlplat.distributed.waits import HEALTH_GROUPS, ActorFailure, PhaseTimeout, calls, wait_all, watch
 from rlplat.faults import FaultKind, FaultLog, inject
+from rlplat.telemetry import LATENCY_BOUNDARIES, MetricTags, count, observe
 from rlplat.types import GenerationRequest, PromptItem, Sample, ScoredGroup, ScoredSample
 
 log = logging.getLogger(__name__)
@@ -39,15 +40,29 @@ def reward_spec(cfg: RewardConfig) -> dict[str, Any]:
 class RewardScorer:
     """Ray actor wrapping ``rewards.RewardPool``."""
 
-    def __init__(self, cfg: RewardConfig) -> None:
+    def __init__(self, cfg: RewardConfig, tags: MetricTags | None = None) -> None:
         from rewards import RewardPool
 
-        self.pool = RewardPool(reward_spec(cfg), num_workers=cfg.num_workers, timeout_s=cfg.timeout_s)
+        self.tags = tags
+        self.pool = RewardPool(reward_spec(cfg), num_workers=cfg.num_workers, timeout_s=cfg.timeout_s,
+                               on_latency=None if tags is None else self._latency)
 
     def score(self, inputs: list[RewardInput], fault: FaultKind | None = None) -> list[RewardOutput]:
         """Outputs in input order (``fault``: an injected fault to suffer first; testing aid)."""
         inject(fault, "reward scorer score")
-        return self.pool.score_batch(inputs)
+        outs = self.pool.score_batch(inputs)
+        if self.tags is not None:
+            count("rlplat_verifier_timeouts", sum(o.timed_out for o in outs), self.tags, "samples whose verifier timed out")
+            count("rlplat_verifier_errors", sum(o.error is not None for o in outs), self.tags,
+                  "samples whose scoring failed")
+            count("rlplat_verifier_samples", len(outs), self.tags, "samples scored")
+        return outs
+
+    def _latency(self, seconds: float) -> None:
+        """The pool's per-sample verifier seconds, into a histogram."""
+        assert self.tags is not None
+        observe("rlplat_verifier_latency_seconds", [seconds], self.tags, LATENCY_BOUNDARIES,
+                "seconds the verifier took per sample, observed by the reward scorer")
 
     def heartbeat(self) -> float:
         """Liveness: answered from the actor's ``health`` concurrency group, beside any long call."""
@@ -68,8 +83,9 @@ class Scorer:
     """Driver-side handle: turns generated groups into ``ScoredGroup``s within a deadline."""
 
     def __init__(self, cfg: RewardConfig, faults: FaultsConfig | None = None, fault_log: FaultLog | None = None,
-                 start_timeout_s: float = 300.0) -> None:
+                 start_timeout_s: float = 300.0, tags: MetricTags | None = None) -> None:
         self.cfg = cfg
+        self.tags = tags
         self.faults = faults or FaultsConfig()
         self.fault_log = fault_log or FaultLog()
         self.start_timeout_s = start_timeout_s
@@ -80,7 +96,7 @@ class Scorer:
         nothing until its constructor, which starts the pool's processes, returns): on a loaded
         machine that takes longer than ``faults.heartbeat_s``, and a scorer still starting is not frozen."""
         actor = ray.remote(concurrency_groups=HEALTH_GROUPS)(RewardScorer).options(num_cpus=0, max_restarts=0).remote(
-            self.cfg)
+            self.cfg, self.tags)
         wait_all(calls([actor.heartbeat.remote()], [actor], [_NAME]), "actor_start", self.start_timeout_s)
         return actor
 

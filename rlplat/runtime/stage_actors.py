@@ -23,6 +23,7 @@ from rlplat.learner.worker import LearnerSpec
 from rlplat.rollout.group import RolloutGroup
 from rlplat.rollout.worker import EngineSpec
 from rlplat.runtime.scorer import Scorer
+from rlplat.telemetry import MetricTags
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,12 @@ def learner_spec(cfg: Config, model_path: str, lr: float) -> LearnerSpec:
 class StageActors:
     """Starts what a stage needs; ``rollout``/``scorer``/``learners`` False skip engines, rewards
     and learners (the placement group keeps its full shape either way). ``teacher``: teachers in
-    the engines' slots (a distillation stage, which starts no engines)."""
+    the engines' slots (a distillation stage, which starts no engines). ``tags``: engines and
+    scorer export their Ray metrics with these (``rlplat.telemetry``)."""
 
     def __init__(self, cfg: Config, model_path: str, lr: float, rollout: bool = True,
                  scorer: bool = True, learners: bool = True, fault_log: FaultLog | None = None,
-                 teacher: TeacherSpec | None = None) -> None:
+                 teacher: TeacherSpec | None = None, tags: MetricTags | None = None) -> None:
         if teacher is not None and rollout:
             raise ValueError("teachers take the rollout engines' slots: start them with rollout=False")
         self.cfg = cfg
@@ -69,12 +71,12 @@ class StageActors:
             if rollout:
                 crash = parse_faults(cfg.faults.inject).crash_prompts
                 spec = EngineSpec(model_path, cfg.model.dtype, cfg.cluster.device, cfg.rollout, cfg.seed,
-                                  crash_prompts=crash)
+                                  crash_prompts=crash, metric_tags=tags)
                 binds = cpu_binds(self.plan, os.cpu_count() or 1, cfg.cluster.devices_per_node)
                 self.rollouts = RolloutGroup(spec, self.plan, pg, binds, t.actor_start_s, cfg.faults,
                                              self.fault_log)
             if scorer:
-                self.scorer = Scorer(cfg.reward, cfg.faults, self.fault_log, t.actor_start_s)
+                self.scorer = Scorer(cfg.reward, cfg.faults, self.fault_log, t.actor_start_s, tags)
         except BaseException:
             self.close()
             raise

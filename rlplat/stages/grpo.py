@@ -55,6 +55,7 @@ from rlplat.runtime.stage_actors import StageActors
 from rlplat.runtime.toggle_eval import both_modes, toggle_metrics
 from rlplat.runtime.weight_sync import SyncReport, WeightSync
 from rlplat.stages.base import KEPT_UIDS, PASS_RATE_TABLE, StageContext, StageManifest
+from rlplat.telemetry import run_tags
 from rlplat.types import ScoredGroup, TrainSequence, TrainShard
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ class GRPOStage:
         fault_log = restored_fault_log(ctx)
         fault_log.dropped_prompts += [u for u in train.dropped if u not in fault_log.dropped_prompts]
         final = ctx.run_dir / "final_model"
-        with StageActors(cfg, ctx.model_path, cfg.learner.lr, fault_log=fault_log) as actors, \
+        tags = run_tags(ctx.run_dir, cfg.experiment, "grpo")
+        with StageActors(cfg, ctx.model_path, cfg.learner.lr, fault_log=fault_log, tags=tags) as actors, \
                 StopRequested() as stop:
             (ctx.run_dir / "placement.json").write_text(json.dumps(actors.placement(), indent=2))
             evaluation = HeldOutEval(cfg, held_out)
@@ -140,7 +142,8 @@ class GRPOLoop:
         self.state = self._restore() if ctx.resume else self._fresh_state()
         self.saved_step = self.state.step  # the newest step with a complete checkpoint (0: none)
         self.learners_ahead = False  # True while the learners hold weights newer than ``state``
-        self.metrics = MetricsLogger(self.run_dir, self.cfg.grpo.total_steps, self.state.step)
+        self.metrics = MetricsLogger(self.run_dir, self.cfg.grpo.total_steps, self.state.step,
+                                     tags=run_tags(self.run_dir, self.cfg.experiment, "grpo"))
 
     def _fresh_state(self) -> RunState:
         """A new run's state; FP8 engines get the initial weights FP8-rounded (version 0 again)."""

@@ -64,7 +64,8 @@ def test_pool_survives_hostile_math_inputs(math_pool: RewardPool) -> None:
 @pytest.mark.parametrize("reward", ["t_sleep", "t_c_hang"])
 def test_hanging_reward_is_bounded_by_the_timeout(reward: str) -> None:
     config = {"components": {reward: 1.0}, "modules": MODULES}
-    with RewardPool(config, num_workers=2, timeout_s=1.0, batch_size=4) as pool:
+    seen: list[float] = []  # what a metrics histogram receives (``on_latency``)
+    with RewardPool(config, num_workers=2, timeout_s=1.0, batch_size=4, on_latency=seen.append) as pool:
         batch = [inp("ok")] * 3 + [inp("hang")] + [inp("ok")] * 6
         start = time.monotonic()
         outs = pool.score_batch(batch)
@@ -77,6 +78,7 @@ def test_hanging_reward_is_bounded_by_the_timeout(reward: str) -> None:
         assert stats["reward/timeouts"] == 1 and stats["reward/worker_restarts"] >= 1
         assert stats["reward/samples"] == 10
         assert 1.0 <= stats["reward/latency_max_s"] < 300  # the timed-out sample, cut at its deadline
+        assert len(seen) == 10 and max(seen) == stats["reward/latency_max_s"]
         assert all(o.score == 1.0 for o in pool.score_batch([inp("ok")] * 4))  # replacements work
 
 
