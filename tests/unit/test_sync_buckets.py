@@ -71,24 +71,27 @@ def _specs_and_paths(tmp_path: Path) -> tuple[dict[str, torch.Tensor], list[Buck
 
 
 def test_a_streamed_load_reads_each_bucket_as_it_appears(tmp_path: Path) -> None:
+    """The writer holds the later buckets back until the reader has taken a tensor of the first:
+    the load can only go on if it reads bucket 0 while the rest do not exist yet."""
     t, specs, paths = _specs_and_paths(tmp_path)
-    written: list[int] = []
+    first_read = threading.Event()
+    held_back = []
 
     def learner() -> None:
-        for i, (spec, path) in enumerate(zip(specs, paths)):
-            time.sleep(0.05)
-            written.append(i)
+        pack_to_file(paths[0], specs[0], t)
+        held_back.append(first_read.wait(timeout=60))
+        for spec, path in zip(specs[1:], paths[1:]):
             pack_to_file(path, spec, t)
 
     writer = threading.Thread(target=learner)
     writer.start()
-    got, seen = {}, []
-    for name, tensor in iter_weights(specs, paths, wait_s=30):
-        seen.append(len(written))  # buckets written when this tensor was read
+    got = {}
+    for name, tensor in iter_weights(specs, paths, wait_s=120):
+        first_read.set()
         got[name] = tensor.clone()
     writer.join()
+    assert held_back == [True], "the first tensor must be read while the later buckets are not written"
     assert got.keys() == t.keys() and all(torch.equal(got[k], t[k]) for k in t)
-    assert seen[0] < len(specs), "the first tensors must be read before the last bucket is written"
 
 
 def test_a_streamed_load_stops_at_the_abort_marker_and_at_its_deadline(tmp_path: Path) -> None:
