@@ -51,6 +51,7 @@ class StageActors:
         if teacher is not None and rollout:
             raise ValueError("teachers take the rollout engines' slots: start them with rollout=False")
         self.cfg = cfg
+        self.tags = tags
         # What fails is recorded here (and checkpointed by the stage that owns the log).
         self.fault_log = fault_log or FaultLog()
         self.plan = plan_placement(cfg.cluster, cfg.rollout)

@@ -142,8 +142,7 @@ class GRPOLoop:
         self.state = self._restore() if ctx.resume else self._fresh_state()
         self.saved_step = self.state.step  # the newest step with a complete checkpoint (0: none)
         self.learners_ahead = False  # True while the learners hold weights newer than ``state``
-        self.metrics = MetricsLogger(self.run_dir, self.cfg.grpo.total_steps, self.state.step,
-                                     tags=run_tags(self.run_dir, self.cfg.experiment, "grpo"))
+        self.metrics = MetricsLogger(self.run_dir, self.cfg.grpo.total_steps, self.state.step, tags=actors.tags)
 
     def _fresh_state(self) -> RunState:
         """A new run's state; FP8 engines get the initial weights FP8-rounded (version 0 again)."""

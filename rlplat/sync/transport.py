@@ -49,8 +49,8 @@ def pack_to_file(path: str, spec: BucketSpec, tensors: Mapping[str, torch.Tensor
     """Pack the bucket straight into a mapped temporary file, then rename it to ``path`` (a reader
     never sees half a bucket); returns the mapped bytes.
 
-    One pass over the bytes fewer than ``pack`` then ``write_bucket`` (bench_sync.py measured the
-    export 1.2-1.5x faster this way).
+    One pass over the bytes fewer than ``pack`` then ``write_bucket`` (bench_sync.py, one thread,
+    100m model: 0.97-1.49x the speed of the two, by bucket size and run; docs/benchmarks.md).
     """
     tmp = f"{path}.tmp{os.getpid()}"
     try:
