@@ -52,7 +52,7 @@ def _run(cfg: Config, run_dir: Path, resume: bool) -> int:
     failures to exit codes with a clear message (``rlplat.stages.job_entry.run_guarded``)."""
     from rlplat.distributed.cluster import start_ray
     from rlplat.metrics import read_metrics
-    from rlplat.runtime.report import format_report, summarize
+    from rlplat.report import format_report, summarize
     from rlplat.stages.job_entry import EXIT_OK, run_guarded
     from rlplat.stages.pipeline import run_pipeline
 
@@ -63,6 +63,8 @@ def _run(cfg: Config, run_dir: Path, resume: bool) -> int:
         return code
     summary = {**summarize(read_metrics(run_dir / "metrics.jsonl")), "run_dir": str(run_dir)}
     print(format_report(summary))
+    if (run_dir / "report.md").is_file():
+        print(f"Report with plots: {run_dir / 'report.md'}")
     print(f"Final model: {final}")
     return 0
 

@@ -1,4 +1,5 @@
-"""Step metrics: ``metrics.jsonl`` (one JSON object per step), tagged Ray metrics, a progress bar.
+"""Step metrics: ``metrics.jsonl`` (one JSON object per step), tagged Ray metrics, TensorBoard,
+Weights & Biases (offline), and the progress line.
 
 Every GRPO step line carries ``STEP_KEYS`` (DESIGN.md contract 3); stages add prefixed keys.
 """
@@ -8,11 +9,16 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import Self
+
 from rlbase import write_jsonl
+from rlplat.config.schema import MetricsConfig
+from rlplat.progress import Progress
 from rlplat.telemetry import MetricTags, count, metric_name, set_gauge
 
 STEP_KEYS = (
@@ -24,8 +30,8 @@ STEP_KEYS = (
 # Run totals (restarts, dropped prompts): Ray counters, increased by what each step adds.
 COUNTED_KEYS = ("faults/rollout_restarts", "faults/reward_restarts", "faults/dropped_prompts", "faults/fp8_fallbacks")
 
-# Shown on the progress bar, in this order.
-_BAR_KEYS = (("pass_rate", "pass"), ("reward/mean", "reward"), ("kl", "kl"), ("time/step_s", "s/step"))
+# GRPO's keys on the progress bar or line, in this order, with their short names.
+GRPO_BAR_KEYS = (("pass_rate", "pass"), ("reward/mean", "reward"), ("kl", "kl"), ("time/step_s", "s/step"))
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -42,55 +48,92 @@ def truncate_after(path: str | Path, step: int) -> None:
 
 
 class MetricsLogger:
-    """Appends one line per step (flushed and fsynced: a crash loses no logged step) and, with
-    ``tags``, exports it as Ray metrics (``rlplat.telemetry``): a gauge per numeric key, a counter
-    per key of ``COUNTED_KEYS``."""
+    """One stage's step lines, written to every sink the run asks for.
 
-    def __init__(self, run_dir: Path, total_steps: int, start_step: int, progress: bool = True,
-                 tags: MetricTags | None = None) -> None:
-        self.path = run_dir / "metrics.jsonl"
-        self.file = open(self.path, "a", encoding="utf-8")
-        self.tags = tags
+    * ``path`` (JSONL, one object per step): flushed and fsynced, so a crash loses no logged step.
+      A stage that starts at step 0 truncates it; a resumed one appends (``truncate_after`` has
+      cut it back to the checkpoint).
+    * With ``tags``: Ray metrics (``rlplat.telemetry``), a gauge per numeric key and a counter per
+      key of ``COUNTED_KEYS``.
+    * ``settings.tensorboard``: event files in ``<run_dir>/tensorboard/<stage>``; a resumed stage
+      purges the events after its checkpoint, as the JSONL file does.
+    * ``settings.wandb``: a Weights & Biases run in offline mode under ``<run_dir>/wandb``.
+    * A progress bar or plain line per step (``rlplat.progress``; plain lines at most every
+      ``min_interval_s``), showing ``bar_keys``. ``config`` is the run's config, for wandb.
+    """
+
+    def __init__(self, run_dir: Path, stage: str, total_steps: int, start_step: int, *, path: Path | None = None,
+                 settings: MetricsConfig | None = None, progress: bool = True, tags: MetricTags | None = None,
+                 bar_keys: Sequence[tuple[str, str]] = GRPO_BAR_KEYS, config: Mapping[str, Any] | None = None,
+                 min_interval_s: float = 0.0) -> None:
+        settings = settings or MetricsConfig(tensorboard=False)
+        self.path = path or run_dir / "metrics.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "a" if start_step else "w", encoding="utf-8")
+        self.tags, self.bar_keys = tags, bar_keys
         # Counted totals already exported by this process (a resumed run counts from its checkpoint).
         self.counted: dict[str, float] = {}
-        self.bar = _progress_bar(total_steps, start_step) if progress else None
+        self.progress = Progress(stage, total_steps, start_step, enabled=progress, min_interval_s=min_interval_s)
+        self.tensorboard = _tensorboard(run_dir / "tensorboard" / stage, start_step) if settings.tensorboard else None
+        self.wandb = _wandb_run(run_dir, stage, settings.wandb_project, config) if settings.wandb else None
 
     def log(self, metrics: Mapping[str, Any]) -> None:
-        """Write one step's metrics; values must be JSON numbers (NaN/inf written as null)."""
+        """Write one step's metrics (``step`` included); values must be JSON numbers (NaN/inf
+        written as null)."""
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                  for k, v in metrics.items()}
         self.file.write(json.dumps(clean) + "\n")
         self.file.flush()
         os.fsync(self.file.fileno())
+        numeric = {k: float(v) for k, v in clean.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        step = int(numeric.get("step", self.progress.done + 1))
         if self.tags is not None:
-            self._export(clean, self.tags)
-        if self.bar is not None:
-            self.bar.set_postfix({short: _fmt(clean.get(k)) for k, short in _BAR_KEYS}, refresh=False)
-            self.bar.update(1)
+            self._export(numeric, self.tags)
+        if self.tensorboard is not None:
+            for key, value in numeric.items():
+                self.tensorboard.add_scalar(key, value, step)
+            self.tensorboard.flush()
+        if self.wandb is not None:
+            self.wandb.log(numeric, step=step)
+        self.progress.update(1, **{short: clean.get(k) for k, short in self.bar_keys})
 
-    def _export(self, metrics: Mapping[str, Any], tags: MetricTags) -> None:
+    def _export(self, metrics: Mapping[str, float], tags: MetricTags) -> None:
         """Gauges ``rlplat_<key>``, and counters for the run totals of ``COUNTED_KEYS``."""
         for key, value in metrics.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                continue
             if key in COUNTED_KEYS:
                 count(metric_name(key), value - self.counted.get(key, 0.0), tags, f"rlplat run total {key}")
-                self.counted[key] = float(value)
+                self.counted[key] = value
             else:
-                set_gauge(metric_name(key), float(value), tags, f"rlplat step metric {key}")
+                set_gauge(metric_name(key), value, tags, f"rlplat step metric {key}")
 
     def close(self) -> None:
-        """Close the file and the progress bar."""
+        """Close the file and every sink."""
         self.file.close()
-        if self.bar is not None:
-            self.bar.close()
+        self.progress.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        if self.wandb is not None:
+            self.wandb.finish()
 
 
-def _fmt(v: Any) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def _progress_bar(total: int, start: int) -> Any:
-    from tqdm import tqdm
+def _tensorboard(log_dir: Path, start_step: int) -> Any:
+    """A TensorBoard writer; a resumed stage hides the events logged after its checkpoint."""
+    from torch.utils.tensorboard import SummaryWriter
 
-    return tqdm(total=total, initial=start, desc="grpo", unit="step", dynamic_ncols=True, mininterval=1.0)
+    return SummaryWriter(str(log_dir), purge_step=start_step + 1 if start_step else None)
+
+
+def _wandb_run(run_dir: Path, stage: str, project: str, config: Mapping[str, Any] | None) -> Any:
+    """An offline Weights & Biases run for ``stage``, grouped by run (``wandb sync`` uploads it)."""
+    import wandb
+
+    run_id = re.sub(r"[^A-Za-z0-9_-]", "-", f"{run_dir.name}-{stage}")
+    return wandb.init(project=project, name=f"{run_dir.name}/{stage}", group=run_dir.name, job_type=stage,
+                      id=run_id, dir=str(run_dir), mode="offline", resume="allow", config=dict(config or {}))

@@ -9,6 +9,7 @@ and data paths usually name another machine's files.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from functools import partial
@@ -62,6 +63,9 @@ def _check_components(cfg: Config) -> None:
                lambda: curriculum_options(cfg.curriculum.name, dict(cfg.curriculum.options)))
     _resolving("faults.inject", "write each fault as TARGET:KIND@PHASE:STEP or prompt:KIND@UID (rlplat/faults.py).",
                partial(parse_faults, cfg.faults.inject))
+    if cfg.metrics.wandb:
+        _resolving("metrics.wandb", "install it (pip install 'rlplat[wandb]'), or set metrics.wandb=false.",
+                   partial(importlib.import_module, "wandb"))
 
 
 def _check_paths(cfg: Config) -> None:

@@ -506,6 +506,18 @@ class CheckpointConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Where step metrics go besides ``metrics.jsonl`` and the tagged Ray metrics (docs/monitoring.md)."""
+
+    # TensorBoard event files under ``<run_dir>/tensorboard/<stage>`` (``tensorboard --logdir runs/``).
+    tensorboard: bool = True
+    # Weights & Biases in offline mode (``<run_dir>/wandb``; ``wandb sync`` uploads it later). Needs
+    # the ``wandb`` package; a run that asks for it without the package stops with exit code 2.
+    wandb: bool = False
+    wandb_project: str = "rlplat"
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole run."""
 
@@ -516,6 +528,8 @@ class Config:
     dry_run: bool = False
     resume: str | None = None
     experiment: str = "tiny"
+    # Progress bars on a terminal; false (or no terminal, or CI set): one plain line per update.
+    progress: bool = True
     model: ModelConfig = field(default_factory=ModelConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -532,6 +546,7 @@ class Config:
     timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     @property
     def old_logprobs(self) -> Literal["rollout", "learner"]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from rlplat.algo.batching import split_for_ranks
 from rlplat.algo.stats import reduce_optimizer_step
 from rlplat.config.schema import Config
+from rlplat.metrics import MetricsLogger
 from rlplat.models.hf import copy_tokenizer
 from rlplat.runtime.stage_actors import StageActors
 from rlplat.types import TrainSequence
@@ -22,25 +23,23 @@ def decayed_lr(lr: float, step: int, steps: int) -> float:
 
 
 def train_supervised(cfg: Config, model_path: str, seqs: Sequence[TrainSequence], out: Path,
-                     desc: str) -> dict[str, float]:
+                     metrics: MetricsLogger) -> dict[str, float]:
     """``sft.steps`` steps of ``sft.batch_size`` sequences drawn from ``seqs`` (seeded), learning
     rate decaying linearly from ``sft.lr`` to a tenth of it, on the DeepSpeed learners (packed rows
     with ``sft.pack_tokens``); writes a complete Hugging Face directory (weights and tokenizer) to
-    ``out`` and returns the first and last steps' losses (``sft/loss_first``, ``sft/loss_last``)."""
-    from tqdm import tqdm
-
+    ``out`` and returns the first and last steps' losses (``sft/loss_first``, ``sft/loss_last``).
+    Each step's loss and learning rate go to ``metrics`` (closed here)."""
     s, rng = cfg.sft, random.Random(cfg.seed)
     losses: list[float] = []
-    with StageActors(cfg, model_path, s.lr, rollout=False, scorer=False) as actors:
+    with metrics, StageActors(cfg, model_path, s.lr, rollout=False, scorer=False) as actors:
         learners = actors.learner_group
-        bar = tqdm(range(s.steps), desc=desc, unit="step", dynamic_ncols=True, mininterval=2.0)
-        for step in bar:
+        for step in range(s.steps):
             lr = decayed_lr(s.lr, step, s.steps)
             batch = rng.sample(list(seqs), min(s.batch_size, len(seqs)))
             stats = reduce_optimizer_step(learners.sft_step(split_for_ranks(batch, learners.world_size), lr,
                                                             cfg.timeouts.train_s, s.pack_tokens))
             losses.append(stats["loss/sft"])
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+            metrics.log({"step": step + 1, "sft/loss": losses[-1], "sft/lr": lr})
         learners.save_hf(str(out), cfg.timeouts.checkpoint_s)
     copy_tokenizer(Path(model_path), out)
     return {"sft/loss_first": losses[0], "sft/loss_last": losses[-1]} if losses else {}

@@ -17,12 +17,17 @@ from typing import Protocol
 
 from rlbase import atomic_write
 from rlplat.config.schema import Config
+from rlplat.metrics import MetricsLogger
+from rlplat.telemetry import run_tags
 
 # Artifact names (the vocabulary stages share).
 PASS_RATE_TABLE = "pass_rate_table"  # JSONL {uid, attempts, successes, pass_rate} (curricula.PassRateStore)
 KEPT_UIDS = "kept_uids"  # text file, one prompt uid a line: the prompts later stages train on
 NAS_PARENT = "nas_parent"  # model directory: the parent a NAS stage searched from (distillation's teacher)
 TEACHER = "teacher"  # model directory: the teacher a distillation stage distilled from (provenance)
+
+# What the supervised stages show on their progress line.
+SFT_BAR_KEYS = (("sft/loss", "loss"),)
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,17 @@ class Stage(Protocol):
 def stage_dir(run_dir: Path, stage: str) -> Path:
     """The directory of the stage named ``stage`` in ``stages=[...]``: its manifest and job log."""
     return run_dir / "stages" / stage.replace("/", "_")
+
+
+def stage_metrics(ctx: StageContext, stage: str, total_steps: int, bar_keys: tuple[tuple[str, str], ...]
+                  ) -> MetricsLogger:
+    """The step log of a stage other than GRPO (whose lines are the run's ``metrics.jsonl``):
+    ``stages/<stage>/metrics.jsonl``, tagged Ray metrics, TensorBoard / wandb as configured, and a
+    progress line at most every 5 s (these stages take many short steps and start over on resume)."""
+    cfg = ctx.cfg
+    return MetricsLogger(ctx.run_dir, stage, total_steps, 0, path=stage_dir(ctx.run_dir, stage) / "metrics.jsonl",
+                         settings=cfg.metrics, progress=cfg.progress, tags=run_tags(ctx.run_dir, cfg.experiment, stage),
+                         bar_keys=bar_keys, config=asdict(cfg), min_interval_s=5.0)
 
 
 def manifest_path(run_dir: Path, stage: str) -> Path:

@@ -27,7 +27,7 @@ from rlplat.learner.teacher import TeacherSpec
 from rlplat.models.hf import copy_tokenizer
 from rlplat.runtime.stage_actors import StageActors
 from rlplat.runtime.supervised import decayed_lr
-from rlplat.stages.base import NAS_PARENT, TEACHER, StageContext, StageManifest
+from rlplat.stages.base import NAS_PARENT, TEACHER, StageContext, StageManifest, stage_metrics
 from rlplat.types import TrainSequence
 
 
@@ -38,7 +38,6 @@ class DistillStage:
     config_sections = ("seed", "model", "learner", "cluster", "distill", "data.synthetic")
 
     def run(self, ctx: StageContext) -> StageManifest:
-        from tqdm import tqdm
         from transformers import AutoTokenizer
 
         cfg, d = ctx.cfg, ctx.cfg.distill
@@ -50,17 +49,17 @@ class DistillStage:
         spec = TeacherSpec(teacher_path, cfg.model.dtype, cfg.cluster.device, d.temperature, d.cosine_weight > 0,
                            cfg.learner.micro_batch_size, cfg.learner.cpu_threads) if use_teacher else None
         out, rng, losses = ctx.run_dir / "distill_model", random.Random(cfg.seed), list[float]()
-        with StageActors(cfg, student_path, d.lr, rollout=False, scorer=False, teacher=spec) as actors:
+        with stage_metrics(ctx, self.name, d.steps, (("distill/loss", "loss"),)) as log, \
+                StageActors(cfg, student_path, d.lr, rollout=False, scorer=False, teacher=spec) as actors:
             learners, teachers = actors.learner_group, actors.teachers
-            bar = tqdm(range(d.steps), desc="distill" if use_teacher else "continued pretraining", unit="step",
-                       dynamic_ncols=True, mininterval=2.0)
-            for step in bar:
+            for step in range(d.steps):
+                lr = decayed_lr(d.lr, step, d.steps)
                 shards = split_for_ranks(rng.sample(train, min(d.batch_size, len(train))), learners.world_size)
                 refs, acks = teachers.forward(shards) if teachers and d.kl_weight + d.cosine_weight > 0 else (None, [])
-                stats = reduce_optimizer_step(learners.distill_step(shards, refs, decayed_lr(d.lr, step, d.steps), d,
-                                                                    cfg.timeouts.train_s, also_wait=acks))
+                stats = reduce_optimizer_step(learners.distill_step(shards, refs, lr, d, cfg.timeouts.train_s,
+                                                                    also_wait=acks))
                 losses.append(stats["loss/distill"])
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+                log.log({"step": step + 1, "distill/loss": losses[-1], "distill/lr": lr})
             metrics = {"distill/loss_first": losses[0], "distill/loss_last": losses[-1]} if losses else {}
             if held_out:
                 metrics.update(held_out_metrics(cfg, actors, held_out))

@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +43,13 @@ from rlplat.distributed.waits import ActorFailure, Interrupted, PhaseTimeout
 from rlplat.faults import FaultKind, FaultLog, inject, parse_faults
 from rlplat.metrics import MetricsLogger, read_metrics, truncate_after
 from rlplat.models.hf import copy_tokenizer
+from rlplat.report import write_summary
+from rlplat.report.document import load_run, write_report
 from rlplat.rollout.group import RolloutRestartLimit
 from rlplat.runtime.evaluation import HeldOutEval
 from rlplat.runtime.lookahead import Lookahead, groups_from_state, sync_due
 from rlplat.runtime.precision import MismatchGuardStop, PrecisionGuard, fp8_rollouts
 from rlplat.runtime.prompts import PromptSet, load_prompt_sets
-from rlplat.runtime.report import write_report
 from rlplat.runtime.scorer import RewardRestartLimit
 from rlplat.runtime.signals import Preempted, StopRequested
 from rlplat.runtime.stage_actors import StageActors
@@ -100,7 +101,12 @@ class GRPOStage:
             actors.learner_group.save_hf(str(final), cfg.timeouts.checkpoint_s)
         copy_tokenizer(Path(ctx.model_path), final)
         rows = read_metrics(ctx.run_dir / "metrics.jsonl")
-        write_report(ctx.run_dir, rows)
+        write_summary(ctx.run_dir, rows)
+        try:
+            write_report(ctx.run_dir, [load_run(ctx.run_dir)])
+        except Exception as err:  # noqa: BLE001 - the model is saved; a drawing failure must not fail the stage
+            log.warning("report.md not written (%s: %s); redraw it with python -m rlplat.report %s",
+                        type(err).__name__, err, ctx.run_dir)
         last_eval = [r["eval/pass_rate"] for r in rows if "eval/pass_rate" in r]
         metrics.update({"pass_rate": rows[-1]["pass_rate"]} if rows else {})
         metrics.update({"eval/pass_rate": last_eval[-1]} if last_eval else {})
@@ -142,7 +148,9 @@ class GRPOLoop:
         self.state = self._restore() if ctx.resume else self._fresh_state()
         self.saved_step = self.state.step  # the newest step with a complete checkpoint (0: none)
         self.learners_ahead = False  # True while the learners hold weights newer than ``state``
-        self.metrics = MetricsLogger(self.run_dir, self.cfg.grpo.total_steps, self.state.step, tags=actors.tags)
+        self.metrics = MetricsLogger(self.run_dir, "grpo", self.cfg.grpo.total_steps, self.state.step,
+                                     settings=self.cfg.metrics, progress=self.cfg.progress, tags=actors.tags,
+                                     config=asdict(self.cfg))
 
     def _fresh_state(self) -> RunState:
         """A new run's state; FP8 engines get the initial weights FP8-rounded (version 0 again)."""

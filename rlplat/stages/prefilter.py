@@ -27,9 +27,11 @@ from typing import Any
 from curricula import PassRateStore, PrefilterResult, prefilter, write_filtered_dataset, write_pass_rate_table
 from rlbase import atomic_write
 from rlplat.config.schema import Config
+from rlplat.progress import Progress
 from rlplat.runtime.prompts import PromptSet, load_prompt_sets
 from rlplat.runtime.stage_actors import StageActors
 from rlplat.stages.base import KEPT_UIDS, PASS_RATE_TABLE, StageContext, StageManifest
+from rlplat.telemetry import run_tags, set_gauge
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,8 @@ class PrefilterStage:
         reference = p.model_path or ctx.model_path
         prompts, _ = load_prompt_sets(cfg, AutoTokenizer.from_pretrained(reference))
         # No learners: this stage only generates and scores.
-        with StageActors(cfg, reference, cfg.learner.lr, learners=False) as actors:
+        tags = run_tags(ctx.run_dir, cfg.experiment, self.name)
+        with StageActors(cfg, reference, cfg.learner.lr, learners=False, tags=tags) as actors:
             store = _sample_and_score(cfg, actors, prompts)
         result = prefilter(store, drop_at_or_above=p.drop_at_or_above, drop_zero=p.drop_zero)
         out = _write_outputs(ctx, reference, prompts, store, result)
@@ -77,14 +80,13 @@ class PrefilterStage:
 
 def _sample_and_score(cfg: Config, actors: StageActors, prompts: PromptSet) -> PassRateStore:
     """``prefilter.samples`` scored responses per prompt, in calls of ``prefilter.prompts_per_call``
-    prompts; returns their counts as a store."""
-    from tqdm import tqdm
-
+    prompts; returns their counts as a store. Progress: a line at most every 5 s, and the share of
+    prompts done as the gauge ``rlplat_prefilter_done`` (tagged, as the actors' metrics are)."""
     p, t = cfg.prefilter, cfg.timeouts
     rollouts, scorer = actors.rollout_group, actors.reward_scorer
     store = PassRateStore()
     attempts = successes = 0
-    with tqdm(total=len(prompts), desc="prefilter", unit="prompt", dynamic_ncols=True, mininterval=2.0) as bar:
+    with Progress("prefilter", len(prompts), unit="prompt", enabled=cfg.progress, min_interval_s=5.0) as bar:
         for start in range(0, len(prompts), p.prompts_per_call):
             idx = range(start, min(start + p.prompts_per_call, len(prompts)))
             items, requests = prompts.requests(idx, cfg.seed, _SEED_STEP, 0)
@@ -95,8 +97,10 @@ def _sample_and_score(cfg: Config, actors: StageActors, prompts: PromptSet) -> P
             store.update(groups)
             attempts += sum(g.n for g in groups)
             successes += sum(g.successes for g in groups)
-            bar.update(len(items))
-            bar.set_postfix(pass_rate=f"{successes / attempts:.3f}", refresh=False)
+            bar.update(len(items), pass_rate=successes / max(attempts, 1))
+            if actors.tags is not None:
+                set_gauge("rlplat_prefilter_done", bar.done / max(len(prompts), 1), actors.tags,
+                          "share of the prefilter's prompts scored")
     scorer.stats(t.reward_s)  # reset the pool's counters: no step line reports them
     return store
 

@@ -15,7 +15,7 @@ from rlplat.data.sft import SFTExample, read_sft_examples, to_train_sequence
 from rlplat.data.synthetic import split_problems, toggle_examples
 from rlplat.runtime.supervised import train_supervised
 from rlplat.runtime.toggle_eval import measure_toggle
-from rlplat.stages.base import StageContext, StageManifest
+from rlplat.stages.base import SFT_BAR_KEYS, StageContext, StageManifest, stage_metrics
 
 
 class SFTStage:
@@ -31,7 +31,8 @@ class SFTStage:
         tokenizer = AutoTokenizer.from_pretrained(ctx.model_path)
         train, held_out = sft_examples(cfg)
         out = ctx.run_dir / "sft_model"
-        metrics = train_supervised(cfg, ctx.model_path, [to_train_sequence(ex, tokenizer) for ex in train], out, "SFT")
+        metrics = train_supervised(cfg, ctx.model_path, [to_train_sequence(ex, tokenizer) for ex in train], out,
+                                   stage_metrics(ctx, self.name, cfg.sft.steps, SFT_BAR_KEYS))
         if held_out:
             metrics.update(measure_toggle(cfg, str(out), held_out))
         return StageManifest(self.name, str(out), ctx.model_path, metrics=metrics)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from rlplat.config.errors import ConfigError
 from rlplat.data.synthetic import split_problems, teacher_solutions, worked_sequences
 from rlplat.runtime.supervised import train_supervised
-from rlplat.stages.base import StageContext, StageManifest
+from rlplat.stages.base import SFT_BAR_KEYS, StageContext, StageManifest, stage_metrics
 
 
 class WarmStartStage:
@@ -33,5 +33,6 @@ class WarmStartStage:
         train, _ = split_problems(s.digits, s.num_train, s.num_rl, cfg.seed)
         seqs = worked_sequences(train, teacher_solutions(train, s.teacher_accuracy, cfg.seed),
                                 AutoTokenizer.from_pretrained(ctx.model_path))
-        metrics = train_supervised(cfg, ctx.model_path, seqs, out, "warm start (SFT)")
+        metrics = train_supervised(cfg, ctx.model_path, seqs, out,
+                                   stage_metrics(ctx, self.name, cfg.sft.steps, SFT_BAR_KEYS))
         return StageManifest(self.name, str(out), ctx.model_path, metrics=metrics)

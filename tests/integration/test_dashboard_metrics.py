@@ -25,7 +25,7 @@ def test_step_metrics_are_exported_as_tagged_ray_metrics(ray_local: None, tmp_pa
     port = ray.nodes()[0]["MetricsExportPort"]
     for name in ("run_a", "run_b"):
         (tmp_path / name).mkdir()
-    loggers = [MetricsLogger(tmp_path / name, total_steps=3, start_step=0, progress=False,
+    loggers = [MetricsLogger(tmp_path / name, "grpo", total_steps=3, start_step=0, progress=False,
                              tags=MetricTags(name, "tiny", "grpo")) for name in ("run_a", "run_b")]
     loggers[0].log({"step": 1, "pass_rate": 0.625, "time/step_s": 1.5, "faults/rollout_restarts": 1.0})
     loggers[0].log({"step": 2, "pass_rate": 0.625, "time/step_s": 1.5, "faults/rollout_restarts": 3.0})

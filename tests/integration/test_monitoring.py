@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from launch_helpers import FAST, launch, plugin_env
+from launch_helpers import FAST, launch, log_path, plugin_env
 from rlplat.metrics import read_metrics
 
 pytestmark = [pytest.mark.slow,
@@ -123,3 +123,14 @@ def test_every_grafana_panel_query_returns_data(prometheus: int, monitored_run: 
                 empty.append(f"{panel['title']}: {target['expr']}")
     assert not empty, "panels that would show nothing:\n" + "\n".join(empty)
     assert len(dashboard["panels"]) >= 12
+
+
+def test_stage_progress_reaches_the_console_through_the_job_logs(monitored_run: tuple[Path, float, float]) -> None:
+    """Each stage runs as a Ray job, whose output is not a terminal: plain lines, no bar redraws."""
+    run_dir, _, _ = monitored_run
+    for stage, unit in (("grpo", "step"), ("prefilter", "prompt")):
+        job_log = (run_dir / "stages" / stage / "job.log").read_text()
+        done = [line for line in job_log.splitlines() if line.startswith(f"[{stage}] {unit} ") and "(100%)" in line]
+        assert "\r" not in job_log and done, job_log[-2000:]
+    console = log_path(run_dir).read_text()
+    assert sum(line.startswith("[grpo] step ") for line in console.splitlines()) == 4
