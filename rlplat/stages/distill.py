@@ -13,6 +13,7 @@ metrics. Writes ``distill_model/``, a complete Hugging Face directory, for the n
 from __future__ import annotations
 
 import json
+import logging
 import random
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from rlplat.runtime.stage_actors import StageActors
 from rlplat.runtime.supervised import decayed_lr
 from rlplat.stages.base import NAS_PARENT, TEACHER, StageContext, StageManifest, stage_metrics
 from rlplat.types import TrainSequence
+
+log = logging.getLogger(__name__)
 
 
 class DistillStage:
@@ -49,7 +52,10 @@ class DistillStage:
         spec = TeacherSpec(teacher_path, cfg.model.dtype, cfg.cluster.device, d.temperature, d.cosine_weight > 0,
                            cfg.learner.micro_batch_size, cfg.learner.cpu_threads) if use_teacher else None
         out, rng, losses = ctx.run_dir / "distill_model", random.Random(cfg.seed), list[float]()
-        with stage_metrics(ctx, self.name, d.steps, (("distill/loss", "loss"),)) as log, \
+        log.info("%s: %d steps of %s into %s", self.name, d.steps,
+                 f"distillation from {teacher_path}" if use_teacher else "continued pretraining (LM loss, no teacher)",
+                 student_path)
+        with stage_metrics(ctx, self.name, d.steps, (("distill/loss", "loss"),)) as steps, \
                 StageActors(cfg, student_path, d.lr, rollout=False, scorer=False, teacher=spec) as actors:
             learners, teachers = actors.learner_group, actors.teachers
             for step in range(d.steps):
@@ -59,7 +65,7 @@ class DistillStage:
                 stats = reduce_optimizer_step(learners.distill_step(shards, refs, lr, d, cfg.timeouts.train_s,
                                                                     also_wait=acks))
                 losses.append(stats["loss/distill"])
-                log.log({"step": step + 1, "distill/loss": losses[-1], "distill/lr": lr})
+                steps.log({"step": step + 1, "distill/loss": losses[-1], "distill/lr": lr})
             metrics = {"distill/loss_first": losses[0], "distill/loss_last": losses[-1]} if losses else {}
             if held_out:
                 metrics.update(held_out_metrics(cfg, actors, held_out))
