@@ -88,10 +88,11 @@ def rl_prompts(model_dir: Path, count: int) -> list[str]:
     """The first ``count`` GRPO prompts of the built-in task, rendered with the chat template."""
     from transformers import AutoTokenizer
 
+    from rlplat.config.schema import SyntheticTaskConfig
     from rlplat.data.synthetic import split_problems, to_prompt_items
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
-    _, rl = split_problems(2, 4000, 2000, 0)
+    _, rl = split_problems(SyntheticTaskConfig(), 0)
     return [item.text for item in to_prompt_items(rl[:count], tok)]
 
 

@@ -345,7 +345,11 @@ class NASConfig:
 class SyntheticTaskConfig:
     """Built-in arithmetic task with ``<think>`` traces (see ``rlplat.data.synthetic``)."""
 
+    # "sum": a + b, operands of 1..digits digits. "spread": a graded mix for the curriculum, each
+    # problem 2..max_terms operands of exactly d digits, d in 1..digits, levels equally common.
+    task: Literal["sum", "spread"] = "sum"
     digits: int = 2
+    max_terms: int = 3
     num_train: int = 4000
     num_rl: int = 2000
     # Share of warm-start solutions whose final answer is right. Below 1 the warm-start data comes

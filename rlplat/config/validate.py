@@ -188,6 +188,11 @@ def _check_data(cfg: Config) -> None:
     if f.limit is not None and f.limit < 1:
         raise ConfigError("data.file.limit", f"must be >= 1, found {f.limit}.",
                           "set data.file.limit to a positive number, or null for all rows.")
+    s = cfg.data.synthetic
+    _positive("data.synthetic.digits", s.digits)
+    if s.task == "spread" and s.max_terms < 2:
+        raise ConfigError("data.synthetic.max_terms", f"a sum needs at least 2 terms, found {s.max_terms}.",
+                          "set data.synthetic.max_terms to 2 or more.")
 
 
 def _check_nas(cfg: Config) -> None:

@@ -65,8 +65,7 @@ def load_prompt_sets(cfg: Config, tokenizer: Any, keep_uids: str | None = None) 
 def load_rl_prompts(cfg: Config, tokenizer: Any) -> list[PromptItem]:
     """The prompts RL stages sample from (synthetic: the RL problems, never the warm-start ones)."""
     if cfg.data.source == "synthetic":
-        s = cfg.data.synthetic
-        _, rl = split_problems(s.digits, s.num_train, s.num_rl, cfg.seed)
+        _, rl = split_problems(cfg.data.synthetic, cfg.seed)
         return to_prompt_items(rl, tokenizer)
     from rlplat.data.datasets import DataError, load_prompts
 

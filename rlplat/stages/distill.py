@@ -117,7 +117,7 @@ def distill_sequences(cfg: Config, tokenizer: Any) -> tuple[list[TrainSequence],
         seqs = text_sequences(read_texts(d.data, d.text_field), tokenizer, d.max_tokens)
         return seqs[:len(seqs) - d.eval_rows], seqs[len(seqs) - d.eval_rows:]
     s = cfg.data.synthetic
-    train, rl = split_problems(s.digits, s.num_train, s.num_rl, cfg.seed)
+    train, rl = split_problems(s, cfg.seed)
     held = rl[:d.eval_rows]
     return (worked_sequences(train, teacher_solutions(train, s.teacher_accuracy, cfg.seed), tokenizer),
             worked_sequences(held, [solution(p) for p in held], tokenizer))

@@ -43,7 +43,7 @@ def sft_examples(cfg: Config) -> tuple[list[SFTExample], list[SFTExample]]:
     synthetic) paired rows of the warm-start problems and of as many held-out problems."""
     if cfg.sft.source == "synthetic":
         s, n = cfg.data.synthetic, cfg.sft.eval_rows
-        train, rl = split_problems(s.digits, s.num_train, s.num_rl, cfg.seed)
+        train, rl = split_problems(s, cfg.seed)
         return toggle_examples(train), toggle_examples(rl[:(n + 1) // 2])[:n]
     assert cfg.sft.data is not None  # preflight refused the stage without a data file
     examples = read_sft_examples(cfg.sft.data)

@@ -30,7 +30,7 @@ class WarmStartStage:
                               "remove 'warmstart' from stages, or set data.source=synthetic.")
         out = ctx.run_dir / "warmstart_model"
         s = cfg.data.synthetic
-        train, _ = split_problems(s.digits, s.num_train, s.num_rl, cfg.seed)
+        train, _ = split_problems(s, cfg.seed)
         seqs = worked_sequences(train, teacher_solutions(train, s.teacher_accuracy, cfg.seed),
                                 AutoTokenizer.from_pretrained(ctx.model_path))
         metrics = train_supervised(cfg, ctx.model_path, seqs, out,
