@@ -92,7 +92,18 @@ class ProgressiveOptions:
     all correct bounds the failure rate below about 3/16 (rule of three, 95%). The store keeps the
     last 16 groups per prompt, so the window fits for any group size >= 1."""
 
+    drift: bool = False
+    """Keep the rates of prompts not drawn for a while fresh (``curricula.drift``): a prompt's rate
+    moves, in logits, by how far the policy has improved since it was measured, learnt from the
+    prompts that come back. Off: a prompt keeps the rate of its last measurement (the paper ranks
+    by the fixed prefilter rate)."""
+
+    drift_step: float = 0.5
+    """Share of a step's mean residual the drift takes (``DriftModel.step_size``)."""
+
     def __post_init__(self) -> None:
+        if not 0.0 < self.drift_step <= 1.0:
+            raise ValueError(f"drift_step must be in (0, 1], got {self.drift_step}")
         for name in ("center_start", "center_end", "unknown_prior"):
             value = getattr(self, name)
             if value is None and name != "unknown_prior":

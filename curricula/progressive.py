@@ -40,6 +40,7 @@ from curricula.buckets import (
     resolve_center_range,
     target_distribution,
 )
+from curricula.drift import DriftModel
 from curricula.options import ProgressiveOptions
 from curricula.outcome import GroupOutcome
 from curricula.store import PassRateStore
@@ -80,7 +81,8 @@ class ProgressiveCurriculum:
             raise ValueError(f"progressive curriculum needs total_steps >= 1 (schedule length), got {total_steps!r}")
         self.options = options or ProgressiveOptions()
         self.total_steps = total_steps
-        self._tracker = PromptTracker(uids, store, self.options.retire_rule())
+        drift = DriftModel(len(uids), self.options.drift_step) if self.options.drift else None
+        self._tracker = PromptTracker(uids, store, self.options.retire_rule(), drift)
         self._centres = bucket_centres(self.options.num_buckets)
         self._start, self._end = resolve_center_range(
             self._tracker.rates, self.options.num_buckets, self.options.center_start, self.options.center_end)
@@ -193,6 +195,8 @@ class ProgressiveCurriculum:
         out["curriculum/epoch"] = float(self._epoch)
         out["curriculum/epoch_remaining"] = float(self._pool.sum())
         out["curriculum/retired"] = float(self._tracker.retired.sum())
+        if self._tracker.drift is not None:
+            out["curriculum/drift_logit"] = self._tracker.drift.theta
         return out
 
     def state_dict(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from curricula.buckets import bucket_centres, bucket_label, bucket_of
+from curricula.drift import DriftModel
 from curricula.outcome import GroupOutcome
 from curricula.store import PassRateStore, PromptStats
 
@@ -59,9 +60,12 @@ class PromptTracker:
         uids: The dataset's prompt ids; index ``i`` is ``uids[i]``. Must be unique and non-empty.
         store: Pass-rate store to read and update (a fresh one if None). The tracker owns it.
         retire: Retirement rule, or None to never retire.
+        drift: With a ``DriftModel``, ``rates`` are the latest rates moved by the policy's drift
+            since each was measured (``curricula.drift``); without, the latest rates as measured.
     """
 
-    def __init__(self, uids: Sequence[str], store: PassRateStore | None, retire: RetireRule | None) -> None:
+    def __init__(self, uids: Sequence[str], store: PassRateStore | None, retire: RetireRule | None,
+                 drift: DriftModel | None = None) -> None:
         self.uids: tuple[str, ...] = tuple(str(u) for u in uids)
         if not self.uids:
             raise ValueError("a curriculum needs at least one prompt (uids is empty)")
@@ -71,29 +75,48 @@ class PromptTracker:
         self.store = store if store is not None else PassRateStore()
         self.retire = retire
         self.retired = np.zeros(len(self.uids), dtype=bool)
-        self.rates = self._rates_from_store()
+        self.drift = drift
+        self._latest = self._rates_from_store()
         self._warned_all_retired = False
 
     def __len__(self) -> int:
         return len(self.uids)
 
+    @property
+    def rates(self) -> FloatArray:
+        """Each prompt's current pass rate (NaN: unknown); see ``drift``."""
+        return self._latest if self.drift is None else self.drift.adjust(self._latest)
+
     def _rates_from_store(self) -> FloatArray:
-        rates = [self.store.latest_pass_rate(uid) for uid in self.uids]
-        return np.array([np.nan if r is None else r for r in rates], dtype=np.float64)
+        """The latest rates; a drift model's measurements are (re)seeded from the same evidence."""
+        rates = np.full(len(self.uids), np.nan)
+        for i, uid in enumerate(self.uids):
+            stats = self.store.get(uid)
+            if stats is None or stats.latest_pass_rate is None:
+                continue
+            rates[i] = stats.latest_pass_rate
+            if self.drift is not None:  # the latest evidence: the last training group, else the offline counts
+                attempts, successes = stats.recent[-1] if stats.recent else (stats.attempts, stats.successes)
+                self.drift.measure(i, successes, attempts)
+        return rates
 
     def observe(self, outcomes: Iterable[GroupOutcome]) -> None:
         """Update the store, the pass-rate vector and the retired set from scored groups.
 
         Outcomes for uids outside the dataset are recorded in the store only.
         """
+        seen: list[tuple[int, int, int]] = []
         for outcome in outcomes:
             stats = self.store.add(outcome.uid, outcome.n, outcome.successes, training=True)
             i = self.index.get(outcome.uid)
             if i is None:
                 continue
-            self.rates[i] = stats.latest_pass_rate
+            self._latest[i] = stats.latest_pass_rate
+            seen.append((i, outcome.successes, outcome.n))
             if self.retire is not None and self.retire.is_retired(stats):
                 self.retired[i] = True
+        if self.drift is not None:
+            self.drift.observe(seen)
 
     def active(self) -> BoolArray:
         """Mask of prompts that may be sampled: the non-retired ones, or all if all are retired.
@@ -115,6 +138,7 @@ class PromptTracker:
             "uids_digest": uids_digest(self.uids),
             "retired": np.flatnonzero(self.retired).tolist(),
             "store": self.store.state_dict(),
+            **({"drift": self.drift.state_dict()} if self.drift is not None else {}),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -128,7 +152,9 @@ class PromptTracker:
         self.store.load_state_dict(state["store"])
         self.retired = np.zeros(len(self.uids), dtype=bool)
         self.retired[np.asarray(state["retired"], dtype=np.int64)] = True
-        self.rates = self._rates_from_store()
+        self._latest = self._rates_from_store()
+        if self.drift is not None and "drift" in state:
+            self.drift.load_state_dict(state["drift"])
 
 
 def difficulty_metrics(rates: FloatArray, num_buckets: int) -> dict[str, float]:
