@@ -8,11 +8,12 @@ none of the three packages above it:
   (Hydra's ``_target_`` idea), and its options are parsed into a typed, frozen dataclass.
 * ``from_mapping``: a plain mapping to a typed frozen dataclass, strictly (unknown keys and wrong
   types raise ``FieldError`` naming the dotted field and the fix). The run config uses it too.
-* ``atomic_write`` / ``atomic_writer``: write a file so that a crash never leaves half of it.
+* ``atomic_write`` / ``atomic_writer``: write a file so that a crash never leaves half of it;
+  ``append_line``: grow a log so that a crash loses no line written.
 """
 
 from rlbase.errors import FieldError, PluginError, did_you_mean
-from rlbase.files import atomic_write, atomic_writer, write_jsonl
+from rlbase.files import append_line, atomic_write, atomic_writer, write_jsonl
 from rlbase.imports import import_object
 from rlbase.registry import Component, Registry
 from rlbase.typed import field_keys, from_mapping, to_plain
@@ -22,6 +23,7 @@ __all__ = [
     "FieldError",
     "PluginError",
     "Registry",
+    "append_line",
     "atomic_write",
     "atomic_writer",
     "did_you_mean",

@@ -1,7 +1,8 @@
 """Atomic file writes: a temporary file in the same directory, flushed, then renamed over the target.
 
 A reader (or a resumed run) sees the old file or the new one, never half of one. ``fsync=True`` also
-makes the new content durable before the rename, for files a resume depends on.
+makes the new content durable before the rename, for files a resume depends on. ``append_line`` is
+the other half, for logs that grow: each line durable before the next step.
 """
 
 from __future__ import annotations
@@ -52,3 +53,11 @@ def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]],
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
     return count
+
+
+def append_line(file: IO[str], line: str) -> None:
+    """Write ``line`` and a newline to ``file``, flushed and fsynced: a crash after the call never
+    loses it (at worst the line the crash cut short, which readers skip)."""
+    file.write(line + "\n")
+    file.flush()
+    os.fsync(file.fileno())

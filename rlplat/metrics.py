@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 from typing_extensions import Self
 
-from rlbase import write_jsonl
+from rlbase import append_line, write_jsonl
 from rlplat.config.schema import MetricsConfig
 from rlplat.progress import Progress
 from rlplat.telemetry import MetricTags, count, metric_name, set_gauge
@@ -82,9 +81,7 @@ class MetricsLogger:
         written as null)."""
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                  for k, v in metrics.items()}
-        self.file.write(json.dumps(clean) + "\n")
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        append_line(self.file, json.dumps(clean))
         numeric = {k: float(v) for k, v in clean.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         step = int(numeric.get("step", self.progress.done + 1))
         if self.tags is not None:

@@ -71,6 +71,8 @@ class StageContext:
         model_path: Hugging Face model directory the stage starts from.
         resume: True when continuing an interrupted run in ``run_dir``.
         upstream: Manifests of the stages that ran before this one, in order.
+        config_hash: The stage's config hash (``rlplat.stages.pipeline.stage_hash``): partial
+            results a stage keeps across an interruption are reused only under the same hash.
     """
 
     cfg: Config
@@ -78,6 +80,7 @@ class StageContext:
     model_path: str
     resume: bool
     upstream: tuple[StageManifest, ...] = ()
+    config_hash: str = ""
 
     def artifact(self, name: str) -> str | None:
         """The newest upstream artifact called ``name``, or None."""

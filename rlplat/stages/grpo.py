@@ -30,6 +30,7 @@ from curricula import (
     Curriculum,
     PassRateStore,
     build_curriculum,
+    dynamic_dropped_frac,
     dynamic_sampling_metrics,
     fill_batch,
     split_informative,
@@ -113,6 +114,12 @@ class GRPOStage:
         return StageManifest(self.name, str(final), ctx.model_path, metrics=metrics)
 
 
+def zero_advantage_frac(groups: Sequence[ScoredGroup]) -> float:
+    """Share of ``groups`` whose samples were all rewarded alike (zero GRPO advantage)."""
+    kept, dropped = split_informative(groups, outcome_of=ScoredGroup.outcome)
+    return dynamic_dropped_frac(kept, dropped)
+
+
 def restored_fault_log(ctx: StageContext) -> FaultLog:
     """The fault log of the checkpoint a resume continues from (empty for a new run): restart
     counts, dropped prompts and fired injections carry over, so bounds and faults are per run."""
@@ -184,9 +191,12 @@ class GRPOLoop:
         self.fault_log.step = step
         groups = self.take_ahead(step, timer) or self.generate_and_score(
             self.curriculum.next_batch(g.prompts_per_step), step, 0, timer)
-        seen, dynamic = list(groups), dict[str, float]()
+        # The share of the drawn prompts whose group carries no signal (every sample rewarded alike),
+        # before dynamic sampling replaces them: what a curriculum is meant to lower.
+        seen, dynamic = list(groups), {"curriculum/zero_advantage_frac": zero_advantage_frac(groups)}
         if cfg.curriculum.dynamic_sampling:
-            groups, seen, dynamic = self.refill(groups, step, timer)
+            groups, seen, refilled = self.refill(groups, step, timer)
+            dynamic.update(refilled)
         self.curriculum.observe([group.outcome() for group in seen])
         reward_counters = self.scorer.stats(cfg.timeouts.reward_s)
         seqs = train_sequences(groups, advantages(groups, g.advantage))

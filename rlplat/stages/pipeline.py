@@ -27,7 +27,7 @@ from typing import Any
 from rlbase import to_plain
 from rlplat.config.schema import Config
 from rlplat.stages import STAGES
-from rlplat.stages.base import StageContext, StageManifest, read_manifest, write_manifest
+from rlplat.stages.base import StageContext, StageManifest, read_manifest, stage_dir, write_manifest
 
 log = logging.getLogger(__name__)
 # Fields that say where or how a run happens, not what it computes.
@@ -107,7 +107,10 @@ def run_stage(cfg: Config, run_dir: Path, name: str, resume: bool, config_hash: 
     model_path = upstream[-1].model_path if upstream else initial_model(cfg, run_dir)
     started = time.time()
     stage = STAGES.resolve(name).target()
-    manifest = stage.run(StageContext(cfg, run_dir, model_path, resume, upstream))
+    # Its directory exists from the start: a run killed inside its first stage can be resumed
+    # (``rlplat.runs.prepare_run_dir``), and the stage may keep partial results there.
+    stage_dir(run_dir, name).mkdir(parents=True, exist_ok=True)
+    manifest = stage.run(StageContext(cfg, run_dir, model_path, resume, upstream, config_hash))
     manifest = replace(manifest, config_hash=config_hash, runner=runner, job_id=job_id, started_at=started,
                        seconds=time.time() - started)
     write_manifest(run_dir, name, manifest)

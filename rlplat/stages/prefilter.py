@@ -9,7 +9,11 @@ reward scores them, and ``curricula.prefilter`` drops the prompts at or above
 * ``pass_rates.jsonl``: the pass-rate table (seeds the curriculum's store),
 * ``kept_uids.txt``: the uids of the training prompts that survive, one a line (``data.keep_uids``),
 * ``dataset.jsonl``: file datasets only, the kept rows (every row with no verdict is kept too),
-* ``summary.json``: counts and settings.
+* ``summary.json``: counts and settings,
+* ``scored.jsonl``: every generation call's scored groups, appended (fsynced) as the stage goes.
+  An interrupted stage continues (``resume=DIR``) after the last call it logged, when its config
+  hash is unchanged; each call's sampling seeds depend only on its prompts, so the table is the one
+  an uninterrupted run writes.
 
 Its manifest hands the table and the kept uids on as the artifacts ``PASS_RATE_TABLE`` and
 ``KEPT_UIDS`` (``rlplat.stages.base``), which a GRPO stage later in the pipeline uses by itself. The
@@ -22,11 +26,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+
+from typing_extensions import Self
 
 from curricula import PassRateStore, PrefilterResult, prefilter, write_filtered_dataset, write_pass_rate_table
-from rlbase import atomic_write
+from rlbase import append_line, atomic_write, write_jsonl
 from rlplat.config.schema import Config
+from rlplat.faults import inject, parse_faults
 from rlplat.progress import Progress
 from rlplat.runtime.prompts import PromptSet, load_prompt_sets
 from rlplat.runtime.stage_actors import StageActors
@@ -47,12 +54,61 @@ class PrefilterOutputs:
     kept_uids: Path
     dataset: Path
     summary: Path
+    scored: Path
 
     @classmethod
     def in_run(cls, run_dir: Path) -> PrefilterOutputs:
         """The output paths of a prefilter stage run in ``run_dir``."""
         d = run_dir / "prefilter"
-        return cls(d / "pass_rates.jsonl", d / "kept_uids.txt", d / "dataset.jsonl", d / "summary.json")
+        return cls(d / "pass_rates.jsonl", d / "kept_uids.txt", d / "dataset.jsonl", d / "summary.json",
+                   d / "scored.jsonl")
+
+
+class ScoredLog:
+    """``scored.jsonl``: a header ``{"config_hash"}``, then one line per finished generation call,
+    ``{"start": first prompt index, "groups": [[uid, attempts, successes], ...]}``, each fsynced.
+
+    ``calls`` holds the logged calls by start index. ``open`` keeps them only when continuing an
+    interrupted stage under the same config hash; otherwise the file starts over.
+    """
+
+    def __init__(self, path: Path, calls: dict[int, list[tuple[str, int, int]]], file: TextIO) -> None:
+        self.path, self.calls, self.file = path, calls, file
+
+    @classmethod
+    def open(cls, path: Path, config_hash: str, resume: bool) -> ScoredLog:
+        """The log at ``path``, continued (``resume`` and the same ``config_hash``) or new."""
+        calls: dict[int, list[tuple[str, int, int]]] = {}
+        lines = path.read_text().splitlines() if resume and path.exists() else []
+        if lines and json.loads(lines[0]).get("config_hash") == config_hash:
+            for line in lines[1:]:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # a line cut by the crash: its call runs again
+                calls[int(row["start"])] = [(str(u), int(n), int(k)) for u, n, k in row["groups"]]
+        write_jsonl(path, [{"config_hash": config_hash}, *({"start": start, "groups": groups}
+                                                             for start, groups in calls.items())], fsync=True)
+        return cls(path, calls, open(path, "a", encoding="utf-8"))
+
+    def store(self) -> PassRateStore:
+        """The logged groups as a store (training groups, as the live calls record them)."""
+        store = PassRateStore()
+        for groups in self.calls.values():
+            for uid, attempts, successes in groups:
+                store.add(uid, attempts, successes, training=True)
+        return store
+
+    def append(self, start: int, groups: list[tuple[str, int, int]]) -> None:
+        """Log the call that began at prompt ``start``."""
+        self.calls[start] = groups
+        append_line(self.file, json.dumps({"start": start, "groups": groups}))
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
 
 
 class PrefilterStage:
@@ -69,8 +125,9 @@ class PrefilterStage:
         prompts, _ = load_prompt_sets(cfg, AutoTokenizer.from_pretrained(reference))
         # No learners: this stage only generates and scores.
         tags = run_tags(ctx.run_dir, cfg.experiment, self.name)
-        with StageActors(cfg, reference, cfg.learner.lr, learners=False, tags=tags) as actors:
-            store = _sample_and_score(cfg, actors, prompts)
+        scored = ScoredLog.open(PrefilterOutputs.in_run(ctx.run_dir).scored, ctx.config_hash, ctx.resume)
+        with StageActors(cfg, reference, cfg.learner.lr, learners=False, tags=tags) as actors, scored:
+            store = _sample_and_score(cfg, actors, prompts, scored)
         result = prefilter(store, drop_at_or_above=p.drop_at_or_above, drop_zero=p.drop_zero)
         out = _write_outputs(ctx, reference, prompts, store, result)
         log.info("prefilter: %s", result.summary())
@@ -78,26 +135,32 @@ class PrefilterStage:
                              {PASS_RATE_TABLE: str(out.table), KEPT_UIDS: str(out.kept_uids)})
 
 
-def _sample_and_score(cfg: Config, actors: StageActors, prompts: PromptSet) -> PassRateStore:
+def _sample_and_score(cfg: Config, actors: StageActors, prompts: PromptSet, scored: ScoredLog) -> PassRateStore:
     """``prefilter.samples`` scored responses per prompt, in calls of ``prefilter.prompts_per_call``
-    prompts; returns their counts as a store. Progress: a line at most every 5 s, and the share of
-    prompts done as the gauge ``rlplat_prefilter_done`` (tagged, as the actors' metrics are)."""
-    p, t = cfg.prefilter, cfg.timeouts
+    prompts, after the calls ``scored`` already holds (each new one is appended to it); returns
+    their counts as a store. Progress: a line at most every 5 s, and the share of prompts done as
+    the gauge ``rlplat_prefilter_done`` (tagged, as the actors' metrics are)."""
+    p, t, faults = cfg.prefilter, cfg.timeouts, parse_faults(cfg.faults.inject)
     rollouts, scorer = actors.rollout_group, actors.reward_scorer
-    store = PassRateStore()
-    attempts = successes = 0
+    store = scored.store()
+    done = {start: len(groups) for start, groups in scored.calls.items()}
+    if done:
+        log.info("prefilter: continuing after %d logged calls (%s)", len(done), scored.path)
+    starts = range(0, len(prompts), p.prompts_per_call)
     with Progress("prefilter", len(prompts), unit="prompt", enabled=cfg.progress, min_interval_s=5.0) as bar:
-        for start in range(0, len(prompts), p.prompts_per_call):
+        bar.done = sum(min(p.prompts_per_call, len(prompts) - s) for s in starts if s in done)
+        for start in (s for s in starts if s not in done):
             idx = range(start, min(start + p.prompts_per_call, len(prompts)))
+            call = start // p.prompts_per_call + 1  # faults.inject's "step" of a prefilter call
+            inject(faults.take("driver", "generate", call, []).get(0), f"prefilter call {call}")
             items, requests = prompts.requests(idx, cfg.seed, _SEED_STEP, 0)
             samples = rollouts.generate(requests, p.samples, cfg.rollout.sampling, t.generate_s).samples
             kept = [i for i, s in enumerate(samples) if s is not None]  # a prompt dropped for crashing engines
             groups = [g.outcome() for g in scorer.score([items[i] for i in kept], [requests[i] for i in kept],
                                                         [s for s in samples if s is not None], t.reward_s)]
             store.update(groups)
-            attempts += sum(g.n for g in groups)
-            successes += sum(g.successes for g in groups)
-            bar.update(len(items), pass_rate=successes / max(attempts, 1))
+            scored.append(start, [(g.uid, g.n, g.successes) for g in groups])
+            bar.update(len(items), pass_rate=_mean_rate(store))
             if actors.tags is not None:
                 set_gauge("rlplat_prefilter_done", bar.done / max(len(prompts), 1), actors.tags,
                           "share of the prefilter's prompts scored")

@@ -115,3 +115,24 @@ def test_outputs_of_a_file_dataset_prefilter(tmp_path: Path) -> None:
     assert [row["question"] for row in read_jsonl(out.dataset)] == [items[1].question, items[2].question]
     summary = json.loads(out.summary.read_text())
     assert summary["prefilter/kept"] == 2 and summary["dataset_rows"] == 2 and summary["reference_model"] == "ref"
+
+
+def test_scored_log_continues_only_an_interrupted_stage_under_the_same_hash(tmp_path: Path) -> None:
+    from rlplat.stages.prefilter import ScoredLog
+
+    path = tmp_path / "prefilter" / "scored.jsonl"
+    with ScoredLog.open(path, "h1", resume=False) as log:
+        log.append(0, [("a", 8, 3), ("b", 8, 8)])
+        log.append(2, [("c", 8, 0)])
+    with open(path, "a") as f:
+        f.write('{"start": 4, "groups": [["d", 8')  # the line a crash cut short
+    with ScoredLog.open(path, "h1", resume=True) as log:
+        assert log.calls == {0: [("a", 8, 3), ("b", 8, 8)], 2: [("c", 8, 0)]}
+        assert log.store().latest_pass_rate("a") == 3 / 8 and len(log.store()) == 3
+        log.append(4, [("d", 8, 1)])
+    with ScoredLog.open(path, "h1", resume=True) as log:
+        assert sorted(log.calls) == [0, 2, 4]  # the cut line is gone, the new call kept
+    for hash_, resume in (("h2", True), ("h1", False)):  # another config, or a new run: start over
+        with ScoredLog.open(path, hash_, resume=resume) as log:
+            assert log.calls == {}
+        assert json.loads(path.read_text().splitlines()[0]) == {"config_hash": hash_}
