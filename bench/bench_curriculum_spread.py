@@ -35,6 +35,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from bench_curriculum import steps_to
 from common import launch_until, machine_info, write_json
 
 ARMS: dict[str, tuple[bool, list[str]]] = {  # name -> (trains on the prefilter's output, overrides)
@@ -84,11 +85,6 @@ def run_arm(arm: str, seed: int, prepared: Path, root: Path, args: argparse.Name
             "clock_s": clock, "train_pass_rate": [r["pass_rate"] for r in rows],
             "zero_advantage_frac": [r.get("curriculum/zero_advantage_frac") for r in rows],
             "target_center": [r.get("curriculum/target_center") for r in rows]}
-
-
-def steps_to(curve: dict[int, float], target: float) -> float:
-    """First evaluated step with pass rate >= ``target``; ``inf`` if none."""
-    return next((float(s) for s in sorted(curve) if curve[s] >= target), math.inf)
 
 
 def summarize(runs: list[dict[str, Any]], target: float) -> dict[str, Any]:
