@@ -1,8 +1,10 @@
 """The curriculum on a task with a real difficulty spread: four arms, equal budgets, several seeds.
 
 Task: ``data.synthetic.task=spread`` (``--digits`` 3, ``--max-terms`` 3: sums of 2 or 3 operands
-of 1 to 3 digits, every level equally common), warm-started with a teacher that never slips
-(``teacher_accuracy=1``), so that difficulty comes from the problem, not the data.
+of 1 to 3 digits, every level equally common), warm-started as the default experiment is (a
+teacher whose final answer slips 70% of the time, so GRPO has headroom on every level). The
+learning rate is 5e-5: at the default 2e-4 every arm's held-out pass rate fell on this task (KL
+0.2-0.4 within 16 steps, measured while calibrating), at 5e-5 uniform sampling learns.
 
 For each seed: one ``stages=[warmstart,prefilter]`` run (the seed draws the problem sets, so each
 seed has its own warm start and prefilter, 8 samples per prompt), then four GRPO runs from that
@@ -50,8 +52,7 @@ ARMS: dict[str, tuple[bool, list[str]]] = {  # name -> (trains on the prefilter'
 def task_overrides(args: argparse.Namespace) -> list[str]:
     """The task, the sampling budget and the held-out evaluation, shared by every run of a seed."""
     return ["data.synthetic.task=spread", f"data.synthetic.digits={args.digits}",
-            f"data.synthetic.max_terms={args.max_terms}", "data.synthetic.teacher_accuracy=1.0",
-            "rollout.sampling.max_new_tokens=64", f"grpo.eval_every={args.eval_every}",
+            f"data.synthetic.max_terms={args.max_terms}", "rollout.sampling.max_new_tokens=64", f"grpo.eval_every={args.eval_every}",
             f"grpo.eval_prompts={args.eval_prompts}", f"grpo.eval_samples={args.eval_samples}",
             "cluster.dashboard=false", "progress=false"]
 
@@ -71,7 +72,7 @@ def run_arm(arm: str, seed: int, prepared: Path, root: Path, args: argparse.Name
     data = ([f"curriculum.pass_rate_table={prepared / 'prefilter' / 'pass_rates.jsonl'}",
              f"data.keep_uids={prepared / 'prefilter' / 'kept_uids.txt'}"] if filtered else [])
     overrides = [f"model.path={prepared / 'warmstart_model'}", "stages=[grpo]", f"seed={seed}",
-                 f"grpo.total_steps={args.steps}", f"grpo.prompts_per_step={args.prompts}",
+                 f"grpo.total_steps={args.steps}", f"grpo.prompts_per_step={args.prompts}", f"learner.lr={args.lr}",
                  "grpo.samples_per_prompt=8", f"grpo.global_batch={args.prompts * 4}", "checkpoint.every=5",
                  *data, *task_overrides(args), *extra]
     launch_until(run_dir, overrides, run_dir / "report.json", args.retries)
@@ -141,12 +142,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--prompts", type=int, default=16, help="prompts per step (8 samples each)")
+    ap.add_argument("--steps", type=int, default=24)
+    ap.add_argument("--prompts", type=int, default=32, help="prompts per step (8 samples each)")
+    ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--digits", type=int, default=3)
     ap.add_argument("--max-terms", type=int, default=3)
-    ap.add_argument("--target", type=float, default=0.3, help="held-out pass rate to reach")
-    ap.add_argument("--eval-every", type=int, default=2)
+    ap.add_argument("--target", type=float, default=0.1, help="held-out pass rate to reach")
+    ap.add_argument("--eval-every", type=int, default=4)
     ap.add_argument("--eval-prompts", type=int, default=128)
     ap.add_argument("--eval-samples", type=int, default=4)
     ap.add_argument("--retries", type=int, default=2, help="resumes of a run that failed (shared machine)")
