@@ -437,6 +437,10 @@ class CurriculumConfig:
     # Pass-rate table (JSONL) from a prefilter run, to seed the store. Unset: the table of a
     # prefilter stage that ran earlier in the same pipeline, if any.
     pass_rate_table: str | None = None
+    # Keep the run's pass rates in a Ray actor the stages and other drivers share
+    # (rlplat.runtime.pass_rates): the prefilter's table goes there, GRPO seeds from it and adds
+    # every group it scores. The files stay the durable record.
+    shared_store: bool = False
 
 
 @dataclass(frozen=True)

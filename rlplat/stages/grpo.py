@@ -49,6 +49,7 @@ from rlplat.report.document import load_run, write_report
 from rlplat.rollout.group import RolloutRestartLimit
 from rlplat.runtime.evaluation import HeldOutEval
 from rlplat.runtime.lookahead import Lookahead, groups_from_state, sync_due
+from rlplat.runtime.pass_rates import shared_store
 from rlplat.runtime.precision import MismatchGuardStop, PrecisionGuard, fp8_rollouts
 from rlplat.runtime.prompts import PromptSet, load_prompt_sets
 from rlplat.runtime.scorer import RewardRestartLimit
@@ -84,7 +85,8 @@ class GRPOStage:
         table = cfg.curriculum.pass_rate_table or ctx.artifact(PASS_RATE_TABLE)
         tokenizer = AutoTokenizer.from_pretrained(ctx.model_path)
         train, held_out = load_prompt_sets(cfg, tokenizer, keep_uids)
-        curriculum = make_curriculum(cfg, train.uids, table)
+        shared = shared_store(ctx.run_dir.name) if cfg.curriculum.shared_store else None
+        curriculum = make_curriculum(cfg, train.uids, table, shared)
         fault_log = restored_fault_log(ctx)
         fault_log.dropped_prompts += [u for u in train.dropped if u not in fault_log.dropped_prompts]
         final = ctx.run_dir / "final_model"
@@ -93,7 +95,7 @@ class GRPOStage:
                 StopRequested() as stop:
             (ctx.run_dir / "placement.json").write_text(json.dumps(actors.placement(), indent=2))
             evaluation = HeldOutEval(cfg, held_out)
-            GRPOLoop(ctx, actors, train, evaluation, curriculum, stop).run()
+            GRPOLoop(ctx, actors, train, evaluation, curriculum, stop, shared).run()
             metrics = {}
             if cfg.grpo.toggle_eval and evaluation.items:
                 # The engines hold the last step's weights (every step ends with a sync).
@@ -130,10 +132,17 @@ def restored_fault_log(ctx: StageContext) -> FaultLog:
     return fault_log
 
 
-def make_curriculum(cfg: Config, uids: Sequence[str], pass_rate_table: str | None) -> Curriculum:
-    """The configured curriculum over ``uids``, its store seeded from a pass-rate table if given."""
+def make_curriculum(cfg: Config, uids: Sequence[str], pass_rate_table: str | None, shared: Any = None) -> Curriculum:
+    """The configured curriculum over ``uids``, its store seeded from the shared store actor when
+    it holds rows (``curriculum.shared_store``), else from a pass-rate table if given."""
+    import ray
+
     c = cfg.curriculum
-    store = PassRateStore.from_table(pass_rate_table) if pass_rate_table else None
+    rows = ray.get(shared.table_rows.remote(), timeout=cfg.timeouts.actor_start_s) if shared is not None else []
+    if rows:
+        log.info("curriculum: store seeded from the shared store (%d prompts)", len(rows))
+    store = (PassRateStore.from_rows(rows, source="shared store") if rows else
+             PassRateStore.from_table(pass_rate_table) if pass_rate_table else None)
     return build_curriculum(c.name, uids=list(uids), seed=cfg.seed, total_steps=cfg.grpo.total_steps,
                             store=store, **c.options)
 
@@ -143,8 +152,8 @@ class GRPOLoop:
     learners hold (with the weights version) and what a checkpoint of that step contains."""
 
     def __init__(self, ctx: StageContext, actors: StageActors, prompts: PromptSet, evaluation: HeldOutEval,
-                 curriculum: Curriculum, stop: StopRequested) -> None:
-        self.cfg, self.run_dir, self.stop = ctx.cfg, ctx.run_dir, stop
+                 curriculum: Curriculum, stop: StopRequested, shared: Any = None) -> None:
+        self.cfg, self.run_dir, self.stop, self.shared = ctx.cfg, ctx.run_dir, stop, shared
         self.learners, self.rollouts, self.scorer = actors.learner_group, actors.rollout_group, actors.reward_scorer
         self.prompts, self.evaluation, self.curriculum = prompts, evaluation, curriculum
         self.fault_log, self.faults = actors.fault_log, parse_faults(self.cfg.faults.inject)
@@ -198,6 +207,8 @@ class GRPOLoop:
             groups, seen, refilled = self.refill(groups, step, timer)
             dynamic.update(refilled)
         self.curriculum.observe([group.outcome() for group in seen])
+        if self.shared is not None:  # fire and forget: other drivers read it, this loop never waits
+            self.shared.update.remote([(g.uid, g.n, g.successes) for g in (group.outcome() for group in seen)])
         reward_counters = self.scorer.stats(cfg.timeouts.reward_s)
         seqs = train_sequences(groups, advantages(groups, g.advantage))
         if g.async_.max_staleness and step < g.total_steps and not self.stop:

@@ -26,6 +26,7 @@ from typing import Any
 
 from rlbase import to_plain
 from rlplat.config.schema import Config
+from rlplat.runtime.pass_rates import release
 from rlplat.stages import STAGES
 from rlplat.stages.base import StageContext, StageManifest, read_manifest, stage_dir, write_manifest
 
@@ -72,7 +73,15 @@ def up_to_date(manifest: StageManifest | None, config_hash: str) -> bool:
 
 def run_pipeline(cfg: Config, run_dir: Path, resume: bool, dashboard_url: str | None = None) -> str:
     """Run every stage of ``cfg.stages`` (as Ray jobs when ``dashboard_url`` is given); returns the
-    last model directory."""
+    last model directory. The run's shared pass-rate store, if any, ends with it."""
+    try:
+        return _run_stages(cfg, run_dir, resume, dashboard_url)
+    finally:
+        if cfg.curriculum.shared_store:
+            release(run_dir.name)  # the files are the durable record (rlplat.runtime.pass_rates)
+
+
+def _run_stages(cfg: Config, run_dir: Path, resume: bool, dashboard_url: str | None) -> str:
     model_path, upstream = initial_model(cfg, run_dir), ""
     for name in cfg.stages:
         config_hash = stage_hash(cfg, name, model_path, upstream)

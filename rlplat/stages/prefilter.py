@@ -35,6 +35,7 @@ from rlbase import append_line, atomic_write, write_jsonl
 from rlplat.config.schema import Config
 from rlplat.faults import inject, parse_faults
 from rlplat.progress import Progress
+from rlplat.runtime.pass_rates import shared_store
 from rlplat.runtime.prompts import PromptSet, load_prompt_sets
 from rlplat.runtime.stage_actors import StageActors
 from rlplat.stages.base import KEPT_UIDS, PASS_RATE_TABLE, StageContext, StageManifest
@@ -130,6 +131,10 @@ class PrefilterStage:
             store = _sample_and_score(cfg, actors, prompts, scored)
         result = prefilter(store, drop_at_or_above=p.drop_at_or_above, drop_zero=p.drop_zero)
         out = _write_outputs(ctx, reference, prompts, store, result)
+        if cfg.curriculum.shared_store:
+            import ray
+
+            ray.get(shared_store(ctx.run_dir.name).reset.remote(store.table_rows()), timeout=cfg.timeouts.actor_start_s)
         log.info("prefilter: %s", result.summary())
         return StageManifest(self.name, ctx.model_path, ctx.model_path,
                              {PASS_RATE_TABLE: str(out.table), KEPT_UIDS: str(out.kept_uids)})
