@@ -112,7 +112,6 @@ class MetricsLogger:
         if self.wandb is not None:
             self.wandb.finish()
 
-
     def __enter__(self) -> Self:
         return self
 
