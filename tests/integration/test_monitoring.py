@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from launch_helpers import FAST, launch, log_path, plugin_env
+from launch_helpers import FAST, finish, log_path, plugin_env
+from launch_helpers import start as start_launcher
 from rlplat.metrics import read_metrics
 
 pytestmark = [pytest.mark.slow,
@@ -73,14 +74,34 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def monitored_run(prometheus: int, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float, float]:
-    """The run's directory and the Unix times it started and ended."""
+def monitored_run(prometheus: int, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float, float, str]:
+    """The run's directory, the Unix times it started and ended, and what the Ray dashboard's
+    Prometheus health check answered while the run was on (the launcher sets
+    ``RAY_PROMETHEUS_HOST``, which Ray's dashboard reads for its Metrics view)."""
     run_dir = tmp_path_factory.mktemp("monitored") / "mon_run"
-    start = time.time()
+    t0 = time.time()
     fast = [a for a in FAST if not a.startswith("cluster.dashboard=")]
-    rc, out = launch(run_dir, *fast, *RUN, fast=False, env=plugin_env())
+    env = {**plugin_env(), "RAY_PROMETHEUS_HOST": f"http://127.0.0.1:{prometheus}"}
+    proc = start_launcher(run_dir, *fast, *RUN, fast=False, env=env)
+    health = ""
+    while proc.poll() is None and "prometheus running" not in health:
+        health = _dashboard_health()
+        time.sleep(1)
+    rc, out = finish(proc, run_dir)
     assert rc == 0, out[-3000:]
-    return run_dir, start, time.time()
+    return run_dir, t0, time.time(), health
+
+
+def _dashboard_health() -> str:
+    """The body of the dashboard's ``/api/prometheus_health`` with Ray's auth token, or the error."""
+    token = (Path.home() / ".ray" / "auth_token").read_text().strip()
+    req = urllib.request.Request("http://127.0.0.1:8265/api/prometheus_health",
+                                 headers={"authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.read().decode()
+    except OSError as err:
+        return str(err)
 
 
 def _range(port: int, expr: str, start: float, end: float) -> list[dict[str, Any]]:
@@ -89,8 +110,8 @@ def _range(port: int, expr: str, start: float, end: float) -> list[dict[str, Any
 
 
 def test_tagged_series_reach_prometheus_with_the_logged_values(prometheus: int,
-                                                              monitored_run: tuple[Path, float, float]) -> None:
-    run_dir, start, end = monitored_run
+                                                              monitored_run: tuple[Path, float, float, str]) -> None:
+    run_dir, start, end, _ = monitored_run
     rows = read_metrics(run_dir / "metrics.jsonl")
     series = _range(prometheus, 'ray_rlplat_weights_version{run="mon_run"}', start, end)
     assert series, "no ray_rlplat_weights_version series for this run"
@@ -110,8 +131,8 @@ def test_tagged_series_reach_prometheus_with_the_logged_values(prometheus: int,
     assert max(float(v) for _, v in latency[0]["values"]) > 0
 
 
-def test_every_grafana_panel_query_returns_data(prometheus: int, monitored_run: tuple[Path, float, float]) -> None:
-    _, start, end = monitored_run
+def test_every_grafana_panel_query_returns_data(prometheus: int, monitored_run: tuple[Path, float, float, str]) -> None:
+    _, start, end, _ = monitored_run
     dashboard = json.loads(DASHBOARD.read_text())
     names = {v["name"] for v in dashboard["templating"]["list"]}
     assert {"run", "stage"} <= names
@@ -125,12 +146,17 @@ def test_every_grafana_panel_query_returns_data(prometheus: int, monitored_run: 
     assert len(dashboard["panels"]) >= 12
 
 
-def test_stage_progress_reaches_the_console_through_the_job_logs(monitored_run: tuple[Path, float, float]) -> None:
+def test_stage_progress_reaches_the_console_through_the_job_logs(monitored_run: tuple[Path, float, float, str]) -> None:
     """Each stage runs as a Ray job, whose output is not a terminal: plain lines, no bar redraws."""
-    run_dir, _, _ = monitored_run
+    run_dir, _, _, _ = monitored_run
     for stage, unit in (("grpo", "step"), ("prefilter", "prompt")):
         job_log = (run_dir / "stages" / stage / "job.log").read_text()
         done = [line for line in job_log.splitlines() if line.startswith(f"[{stage}] {unit} ") and "(100%)" in line]
         assert "\r" not in job_log and done, job_log[-2000:]
     console = log_path(run_dir).read_text()
     assert sum(line.startswith("[grpo] step ") for line in console.splitlines()) == 4
+
+
+def test_the_ray_dashboard_reaches_prometheus(monitored_run: tuple[Path, float, float, str]) -> None:
+    """``RAY_PROMETHEUS_HOST`` hooks the dashboard's Metrics view to the Prometheus of ``make monitor``."""
+    assert "prometheus running" in monitored_run[3], monitored_run[3]
