@@ -4,7 +4,8 @@ query of every Grafana panel (``monitoring/grafana/rlplat_dashboard.json``) retu
 
 The run is ``prefilter -> grpo`` with a progressive curriculum and the TIS mismatch correction, so
 that the curriculum and mismatch panels have something to show, and with the dashboard on (Ray
-writes the service-discovery file only then; the stages run as Ray jobs).
+writes the service-discovery file only then; the stages run as Ray jobs). Its pass rates go
+through the shared store actor (``curriculum.shared_store``), whose hand-off is checked here too.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "monitoring" / "grafana" / "rlplat_dashboard.json"
 RUN = ["stages=[prefilter,grpo]", "curriculum.name=progressive", "prefilter.samples=4", "grpo.eval_every=2",
        "grpo.eval_prompts=8", "grpo.eval_samples=2", "reward.components={coin_flip: 1.0}", "reward.modules=[coin_rewards]",
-       "grpo.mismatch.mode=tis", "grpo.old_logprobs=learner", "cluster.dashboard=true"]
+       "grpo.mismatch.mode=tis", "grpo.old_logprobs=learner", "cluster.dashboard=true", "curriculum.shared_store=true"]
 
 
 def _free_port() -> int:
@@ -160,3 +161,12 @@ def test_stage_progress_reaches_the_console_through_the_job_logs(monitored_run: 
 def test_the_ray_dashboard_reaches_prometheus(monitored_run: tuple[Path, float, float, str]) -> None:
     """``RAY_PROMETHEUS_HOST`` hooks the dashboard's Metrics view to the Prometheus of ``make monitor``."""
     assert "prometheus running" in monitored_run[3], monitored_run[3]
+
+
+def test_grpo_seeds_its_curriculum_from_the_prefilters_shared_store(monitored_run: tuple[Path, float, float, str]) -> None:
+    """``curriculum.shared_store``: the prefilter's job put its table in the run's store actor, and
+    the GRPO job (another driver) seeded its curriculum from it."""
+    run_dir = monitored_run[0]
+    table = (run_dir / "prefilter" / "pass_rates.jsonl").read_text().splitlines()
+    grpo_log = (run_dir / "stages" / "grpo" / "job.log").read_text()
+    assert f"curriculum: store seeded from the shared store ({len(table)} prompts)" in grpo_log
