@@ -126,8 +126,8 @@ class PrefilterStage:
         prompts, _ = load_prompt_sets(cfg, AutoTokenizer.from_pretrained(reference))
         # No learners: this stage only generates and scores.
         tags = run_tags(ctx.run_dir, cfg.experiment, self.name)
-        scored = ScoredLog.open(PrefilterOutputs.in_run(ctx.run_dir).scored, ctx.config_hash, ctx.resume)
-        with StageActors(cfg, reference, cfg.learner.lr, learners=False, tags=tags) as actors, scored:
+        with ScoredLog.open(PrefilterOutputs.in_run(ctx.run_dir).scored, ctx.config_hash, ctx.resume) as scored, \
+                StageActors(cfg, reference, cfg.learner.lr, learners=False, tags=tags) as actors:
             store = _sample_and_score(cfg, actors, prompts, scored)
         result = prefilter(store, drop_at_or_above=p.drop_at_or_above, drop_zero=p.drop_zero)
         out = _write_outputs(ctx, reference, prompts, store, result)
@@ -148,13 +148,12 @@ def _sample_and_score(cfg: Config, actors: StageActors, prompts: PromptSet, scor
     p, t, faults = cfg.prefilter, cfg.timeouts, parse_faults(cfg.faults.inject)
     rollouts, scorer = actors.rollout_group, actors.reward_scorer
     store = scored.store()
-    done = {start: len(groups) for start, groups in scored.calls.items()}
-    if done:
-        log.info("prefilter: continuing after %d logged calls (%s)", len(done), scored.path)
     starts = range(0, len(prompts), p.prompts_per_call)
-    with Progress("prefilter", len(prompts), unit="prompt", enabled=cfg.progress, min_interval_s=5.0) as bar:
-        bar.done = sum(min(p.prompts_per_call, len(prompts) - s) for s in starts if s in done)
-        for start in (s for s in starts if s not in done):
+    if scored.calls:
+        log.info("prefilter: continuing after %d logged calls (%s)", len(scored.calls), scored.path)
+    logged = sum(min(p.prompts_per_call, len(prompts) - s) for s in starts if s in scored.calls)
+    with Progress("prefilter", len(prompts), logged, unit="prompt", enabled=cfg.progress, min_interval_s=5.0) as bar:
+        for start in (s for s in starts if s not in scored.calls):
             idx = range(start, min(start + p.prompts_per_call, len(prompts)))
             call = start // p.prompts_per_call + 1  # faults.inject's "step" of a prefilter call
             inject(faults.take("driver", "generate", call, []).get(0), f"prefilter call {call}")
