@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -101,3 +104,22 @@ def placement(run_dir: Path) -> dict[str, Any]:
     import json
 
     return dict(json.loads((run_dir / "placement.json").read_text()))
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_serving(url: str, proc: subprocess.Popen[Any], timeout_s: float, what: str) -> None:
+    """Poll ``url`` until it answers; fail (with ``what``) if ``proc`` exits or the deadline passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            return
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, what
+            time.sleep(0.5)

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from launch_helpers import FAST, finish, plugin_env
+from launch_helpers import FAST, finish, free_port, plugin_env, wait_until_serving
 from launch_helpers import start as start_launcher
 
 pytestmark = [pytest.mark.slow,
@@ -41,11 +40,6 @@ DASHBOARD = "http://127.0.0.1:8265"
 STAGES = ("prefilter", "grpo")
 _CALL_IDS = itertools.count(1)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _artifacts() -> Path:
@@ -143,7 +137,7 @@ def test_chromium_finds_the_runs_stages_on_the_jobs_page(running_run: Path) -> N
     wanted = sorted(k for k in _jobs() if k.startswith(f"rlplat-{running_run.name}-"))
     assert [w.split("-")[2] for w in wanted] == sorted(STAGES), wanted
     token = _token()
-    port, profile = _free_port(), tempfile.mkdtemp(prefix="rlplat-chromium-")
+    port, profile = free_port(), tempfile.mkdtemp(prefix="rlplat-chromium-")
     browser = subprocess.Popen(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
                                 f"--user-data-dir={profile}", f"--remote-debugging-port={port}",
@@ -151,14 +145,7 @@ def test_chromium_finds_the_runs_stages_on_the_jobs_page(running_run: Path) -> N
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     png = _artifacts() / "ray_dashboard_jobs.png"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/json/version", timeout=2)
-                break
-            except OSError:
-                assert browser.poll() is None and time.monotonic() < deadline, "chromium did not start"
-                time.sleep(0.5)
+        wait_until_serving(f"http://127.0.0.1:{port}/json/version", browser, 60, "chromium did not start")
         text = asyncio.run(_jobs_page_text(port, token, wanted, png))
     finally:
         os.killpg(browser.pid, signal.SIGKILL)

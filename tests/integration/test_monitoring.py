@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -24,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from launch_helpers import FAST, finish, log_path, plugin_env
+from launch_helpers import FAST, finish, free_port, log_path, plugin_env, wait_until_serving
 from launch_helpers import start as start_launcher
 from rlplat.metrics import read_metrics
 
@@ -38,11 +37,6 @@ RUN = ["stages=[prefilter,grpo]", "curriculum.name=progressive", "prefilter.samp
        "grpo.mismatch.mode=tis", "grpo.old_logprobs=learner", "cluster.dashboard=true", "curriculum.shared_store=true"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def _api(port: int, path: str, **params: Any) -> Any:
     url = f"http://127.0.0.1:{port}/api/v1/{path}?{urllib.parse.urlencode(params)}"
@@ -55,19 +49,12 @@ def _api(port: int, path: str, **params: Any) -> Any:
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """``scripts/monitor.sh`` on a free loopback port, scraping every second."""
-    port, data = _free_port(), tmp_path_factory.mktemp("prometheus")
+    port, data = free_port(), tmp_path_factory.mktemp("prometheus")
     env = {**os.environ, "PROM_PORT": str(port), "PROM_DATA": str(data), "SCRAPE_INTERVAL": "1s"}
     proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "monitor.sh")], env=env, stdout=subprocess.DEVNULL,
                             stderr=open(data / "prometheus.log", "w"), start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5)
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, (data / "prometheus.log").read_text()
-                time.sleep(0.5)
+        wait_until_serving(f"http://127.0.0.1:{port}/-/ready", proc, 60, "prometheus did not start (prometheus.log)")
         yield port
     finally:
         proc.terminate()

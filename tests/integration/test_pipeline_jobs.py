@@ -5,23 +5,17 @@ stopping the pipeline with its log path."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from launch_helpers import finish, plugin_env, resume, start
+from launch_helpers import finish, free_port, plugin_env, resume, start
 
 pytestmark = pytest.mark.slow
 PASS_ON = "pipeline_stages:PassOnStage"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _manifest(run: Path, stage: str) -> dict[str, Any]:
@@ -51,7 +45,7 @@ def _jobs_seen_while_running(proc: Any, port: int, run: Path) -> dict[str, dict[
 
 
 def test_stages_run_as_ray_jobs_listed_by_the_dashboard_and_a_rerun_skips_them(tmp_path: Path) -> None:
-    run, port = tmp_path / "run", _free_port()
+    run, port = tmp_path / "run", free_port()
     proc = start(run, f"stages=[warmstart,{PASS_ON}]", "cluster.dashboard=true", f"cluster.dashboard_port={port}",
                  env=plugin_env())
     seen = _jobs_seen_while_running(proc, port, run)
@@ -73,7 +67,7 @@ def test_stages_run_as_ray_jobs_listed_by_the_dashboard_and_a_rerun_skips_them(t
 
 
 def test_a_failing_stage_stops_the_pipeline_with_its_log_path(tmp_path: Path) -> None:
-    run, port = tmp_path / "run", _free_port()
+    run, port = tmp_path / "run", free_port()
     rc, out = finish(start(run, "stages=[pipeline_stages:FailingStage,grpo]", "cluster.dashboard=true",
                            f"cluster.dashboard_port={port}", env=plugin_env()), run)
     assert rc == 1, out[-3000:]
