@@ -15,7 +15,7 @@ from typing import Any
 from rlbase import atomic_write
 from rlplat.metrics import read_metrics
 from rlplat.report.plots import Plot, Rows, plots_for, save_plot
-from rlplat.report.summary import TIME_KEYS, phase_name, summarize
+from rlplat.report.summary import summarize, time_split
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,7 @@ def summary_table(runs: Sequence[RunData]) -> list[str]:
     add("reward (first 3 steps → last 3)", "reward/start", "reward/end")
     add("held-out pass rate (first → last evaluation)", "eval/pass_rate/first", "eval/pass_rate/last")
     rows.append(("GRPO wall time", [f"{s['time/total_s']:.0f} s" if "time/total_s" in s else "–" for s in sums]))
-    rows.append(("time split", [", ".join(f"{phase_name(k)} {s[k + '_share']:.0%}" for k in TIME_KEYS)
-                                if "time/total_s" in s else "–" for s in sums]))
+    rows.append(("time split", [time_split(s) if "time/total_s" in s else "–" for s in sums]))
     for stage in sorted({st for r in runs for st in r.stage_rows}):
         rows.append((f"{stage} steps", [str(len(r.stage_rows.get(stage, ()))) for r in runs]))
     header = "| | " + " | ".join(r.name for r in runs) + " |"

@@ -45,11 +45,16 @@ def write_summary(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> dict[str,
     return summary
 
 
+def time_split(summary: Mapping[str, Any]) -> str:
+    """``rollout 40%, reward 5%, ...``: each phase's share of the GRPO steps' time."""
+    return ", ".join(f"{phase_name(k)} {summary[k + '_share']:.0%}" for k in TIME_KEYS)
+
+
 def format_report(summary: dict[str, Any]) -> str:
     """A short human summary of ``summarize`` output."""
     if not summary.get("steps"):
         return f"no GRPO steps recorded; run directory: {summary.get('run_dir')}"
-    split = ", ".join(f"{phase_name(k)} {summary[k + '_share']:.0%}" for k in TIME_KEYS)
+    split = time_split(summary)
     return (f"GRPO: {summary['steps']} steps in {summary['time/total_s']:.0f} s; pass rate "
             f"{summary['pass_rate/start']:.3f} (first 3 steps) -> {summary['pass_rate/end']:.3f} (last 3); "
             f"time split: {split}.\nRun directory: {summary['run_dir']}")
