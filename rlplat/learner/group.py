@@ -16,6 +16,7 @@ from typing import Any
 
 import ray
 from ray.util.placement_group import PlacementGroup
+from typing_extensions import Self
 
 from rlplat.config.schema import DistillConfig
 from rlplat.distributed.placement import PlacementPlan
@@ -55,9 +56,16 @@ class LearnerGroup:
                               scheduling_strategy=in_bundle(pg, b)).remote(spec, rank)
             for rank, b in enumerate(plan.learner_bundles)
         ]
+        self.start_timeout_s = start_timeout_s
+        self.infos: list[dict[str, Any]] = []
+        self._setup = calls([w.setup.remote() for w in self.workers], self.workers, self.names)
+
+    def wait_started(self) -> Self:
+        """Wait until every rank has loaded the model and joined the group (the constructor only
+        starts them, so that other actors can start meanwhile); returns the group."""
         # No heartbeats while starting: an actor answers nothing until its constructor returns.
-        self.infos = wait_all(calls([w.setup.remote() for w in self.workers], self.workers, self.names),
-                              "actor_start", start_timeout_s)
+        self.infos = wait_all(self._setup, "actor_start", self.start_timeout_s)
+        return self
 
     @property
     def names(self) -> list[str]:

@@ -21,6 +21,7 @@ from typing import Any
 import ray
 import torch
 from ray.util.placement_group import PlacementGroup
+from typing_extensions import Self
 
 from rlplat.algo.distill import TeacherBatch, token_cross_entropy
 from rlplat.algo.logprobs import token_logprobs
@@ -102,8 +103,15 @@ class TeacherGroup:
         self.workers = [actor_cls.options(num_cpus=1, num_gpus=plan.engine_gpus, max_restarts=0,
                                           scheduling_strategy=in_bundle(pg, bundles[0])).remote(spec)
                         for bundles in plan.engine_bundles]
-        self.infos = wait_all(calls([w.setup.remote() for w in self.workers], self.workers, self.names),
-                              "actor_start", start_timeout_s)
+        self.start_timeout_s = start_timeout_s
+        self.infos: list[dict[str, Any]] = []
+        self._setup = calls([w.setup.remote() for w in self.workers], self.workers, self.names)
+
+    def wait_started(self) -> Self:
+        """Wait until every teacher has loaded its model (the constructor only starts them);
+        returns the group."""
+        self.infos = wait_all(self._setup, "actor_start", self.start_timeout_s)
+        return self
 
     @property
     def names(self) -> list[str]:

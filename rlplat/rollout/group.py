@@ -18,6 +18,7 @@ from typing import Any
 
 import ray
 from ray.util.placement_group import PlacementGroup
+from typing_extensions import Self
 
 from rlplat.config.schema import FaultsConfig, SamplingConfig
 from rlplat.distributed.placement import PlacementPlan
@@ -57,9 +58,23 @@ class RolloutGroup:
         self.fault_log = fault_log
         self.budget = PromptBudget(faults.prompt_retries, fault_log.dropped_prompts)
         self.manifest: SyncManifest | None = None
+        # The engines' processes start (and import vLLM) now, beside the other actors' start;
+        # ``wait_started`` then builds the engines.
         self.workers = [self._spawn(i) for i in range(plan.num_engines)]
-        self.infos = wait_all(calls([w.info.remote() for w in self.workers], self.workers, self.names),
-                              "actor_start", start_timeout_s)
+        self.infos: list[dict[str, Any]] = []
+
+    def wait_started(self) -> Self:
+        """Build every engine and wait until each is ready; returns the group. Call it once the
+        learners have started: vLLM sizes its KV cache from the device memory it finds free, which
+        must already exclude what colocated learners hold."""
+        self.infos = self._start(list(range(len(self.workers))))
+        return self
+
+    def _start(self, ranks: Sequence[int]) -> list[dict[str, Any]]:
+        """Build the engines of workers ``ranks``; returns their ``info``."""
+        workers = [self.workers[i] for i in ranks]
+        return wait_all(calls([w.start.remote() for w in workers], workers, [self.names[i] for i in ranks]),
+                        "actor_start", self.start_timeout_s)
 
     @property
     def names(self) -> list[str]:
@@ -83,8 +98,7 @@ class RolloutGroup:
         self.fault_log.record(failure.phase, self.names[i], str(failure), detect_s, "replaced")
         ray.kill(self.workers[i], no_restart=True)
         self.workers[i] = self._spawn(i)
-        self.infos[i] = wait_all(calls([self.workers[i].info.remote()], self.workers[i:i + 1], self.names[i:i + 1]),
-                                 "actor_start", self.start_timeout_s)[0]
+        self.infos[i] = self._start([i])[0]
         if self.manifest is not None:
             wait_all(calls([self.workers[i].load_weights.remote(self.manifest)], self.workers[i:i + 1],
                            self.names[i:i + 1]), "sync", self.start_timeout_s, self.cfg.heartbeat_s)

@@ -81,16 +81,22 @@ class RolloutWorker:
     """Owns a vLLM ``LLM``; created as a Ray actor by ``RolloutGroup``."""
 
     def __init__(self, spec: EngineSpec, rank: int) -> None:
+        """Import vLLM (the heavy import stays inside the actor process); ``start`` builds the engine."""
         os.environ.update(_engine_env(spec))
         import ray
-        from vllm import LLM  # heavy import stays inside the actor process
+        import vllm  # noqa: F401 - imported while other actors start, used by ``start``
 
         self.rank = rank
         self.spec = spec
         self.version = 0
         self.sleeping = False
         self.node_id = ray.get_runtime_context().get_node_id()
-        r = spec.rollout
+
+    def start(self) -> dict[str, Any]:
+        """Build the vLLM engine; returns ``info``."""
+        from vllm import LLM
+
+        spec, r = self.spec, self.spec.rollout
         self.llm = LLM(
             model=spec.model_path,
             # A DeciLM child's config class is the directory's own configuration_decilm.py (local
@@ -114,6 +120,7 @@ class RolloutWorker:
             worker_extension_cls="rlplat.rollout.extension.WeightReceiver",
             distributed_executor_backend="ray" if r.tensor_parallel_size > 1 else None,
         )
+        return self.info()
 
     def info(self) -> dict[str, Any]:
         """Node id, pid and current weight version (for placement checks and health)."""

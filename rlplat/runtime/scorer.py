@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import ray
+from typing_extensions import Self
 
 from rewards import RewardInput, RewardOutput
 from rlplat.config.schema import FaultsConfig, RewardConfig
@@ -92,13 +93,16 @@ class Scorer:
         self.actor = self._spawn()
 
     def _spawn(self) -> Any:
-        """A started scorer actor. Its first answer is awaited without heartbeats (an actor answers
-        nothing until its constructor, which starts the pool's processes, returns): on a loaded
-        machine that takes longer than ``faults.heartbeat_s``, and a scorer still starting is not frozen."""
-        actor = ray.remote(concurrency_groups=HEALTH_GROUPS)(RewardScorer).options(num_cpus=0, max_restarts=0).remote(
+        """A new scorer actor, starting (``wait_started`` waits for it)."""
+        return ray.remote(concurrency_groups=HEALTH_GROUPS)(RewardScorer).options(num_cpus=0, max_restarts=0).remote(
             self.cfg, self.tags)
-        wait_all(calls([actor.heartbeat.remote()], [actor], [_NAME]), "actor_start", self.start_timeout_s)
-        return actor
+
+    def wait_started(self) -> Self:
+        """Wait for the actor's first answer, without heartbeats (an actor answers nothing until its
+        constructor, which starts the pool's processes, returns): on a loaded machine that takes
+        longer than ``faults.heartbeat_s``, and a scorer still starting is not frozen. Returns self."""
+        wait_all(calls([self.actor.heartbeat.remote()], [self.actor], [_NAME]), "actor_start", self.start_timeout_s)
+        return self
 
     def score(self, prompts: Sequence[PromptItem], requests: Sequence[GenerationRequest],
               groups: Sequence[Sequence[Sample]], timeout_s: float, fault: FaultKind | None = None,
@@ -131,6 +135,7 @@ class Scorer:
         log.warning("replacing the reward scorer: %s", failure)
         ray.kill(self.actor, no_restart=True)
         self.actor = self._spawn()
+        self.wait_started()
 
     def stats(self, timeout_s: float) -> dict[str, float]:
         """The pool's counters since the last call: every sample scored in between, whichever call

@@ -64,6 +64,11 @@ class StageActors:
         self.scorer: Scorer | None = None
         self.teachers: TeacherGroup | None = None
         try:
+            # Every actor process starts at once, so that their imports and model loads overlap;
+            # the engines are built last, once the learners hold their memory
+            # (``RolloutGroup.wait_started``).
+            if scorer:
+                self.scorer = Scorer(cfg.reward, cfg.faults, self.fault_log, t.actor_start_s, tags)
             if teacher is not None:
                 self.teachers = TeacherGroup(teacher, self.plan, pg, t.actor_start_s, cfg.faults.heartbeat_s)
             if learners:
@@ -76,8 +81,9 @@ class StageActors:
                 binds = cpu_binds(self.plan, os.cpu_count() or 1, cfg.cluster.devices_per_node)
                 self.rollouts = RolloutGroup(spec, self.plan, pg, binds, t.actor_start_s, cfg.faults,
                                              self.fault_log)
-            if scorer:
-                self.scorer = Scorer(cfg.reward, cfg.faults, self.fault_log, t.actor_start_s, tags)
+            for part in (self.teachers, self.learners, self.rollouts, self.scorer):
+                if part is not None:
+                    part.wait_started()
         except BaseException:
             self.close()
             raise

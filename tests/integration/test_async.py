@@ -19,14 +19,20 @@ from rlplat.metrics import read_metrics
 
 pytestmark = pytest.mark.slow
 
-ASYNC = ["grpo.async.max_staleness=2", "cluster.colocate=false", "cluster.rollout_devices=1",
+ASYNC = ["stages=[grpo]", "grpo.async.max_staleness=2", "cluster.colocate=false", "cluster.rollout_devices=1",
          "grpo.mismatch.mode=tis", "grpo.old_logprobs=learner"]
 
 
 @pytest.fixture(scope="module")
-def async_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def warm(reference_run: Path) -> str:
+    """GRPO starts from the reference run's warm-started model (one warm start for the session)."""
+    return f"model.path={reference_run / 'warmstart_model'}"
+
+
+@pytest.fixture(scope="module")
+def async_run(warm: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("async") / "run"
-    rc, out = launch(run_dir, *ASYNC)
+    rc, out = launch(run_dir, warm, *ASYNC)
     assert rc == 0, out[-3000:]
     return run_dir
 
@@ -48,11 +54,11 @@ def test_samples_lag_by_at_most_max_staleness_and_syncs_are_skipped(async_run: P
         assert r["time/train/forward_backward_s"] > 0 and parts == pytest.approx(r["time/train_s"])
 
 
-def test_a_killed_async_run_resumes_from_the_batch_in_flight(async_run: Path, tmp_path: Path) -> None:
+def test_a_killed_async_run_resumes_from_the_batch_in_flight(async_run: Path, warm: str, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     # Killed as step 3 starts training: step 4's batch is then in flight, step 3's came from the
     # step-2 checkpoint.
-    killed_after(run_dir, 2, *ASYNC, phase="train")
+    killed_after(run_dir, 2, warm, *ASYNC, phase="train")
     rc, out = resume(run_dir, "faults.inject=[]")
     assert rc == 0, out[-3000:]
     assert_reproduces(async_run, run_dir, keys=("weights/staleness", "weights/engine_version",

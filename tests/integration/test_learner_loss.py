@@ -45,7 +45,7 @@ def one_rank(ray_local: None, tiny_model: str) -> Iterator[object]:
     def group(loss_agg: str, **learner: int) -> LearnerGroup:
         cfg = Config(cluster=cluster, grpo=GRPOConfig(loss_agg=loss_agg),  # type: ignore[arg-type]
                      learner=LearnerConfig(lr=1e-6, warmup_steps=0, reference_model=False, **learner))
-        return LearnerGroup(learner_spec(cfg, tiny_model, cfg.learner.lr), plan, pg, 300)
+        return LearnerGroup(learner_spec(cfg, tiny_model, cfg.learner.lr), plan, pg, 300).wait_started()
 
     yield group
     remove_placement_group(pg)

@@ -20,8 +20,9 @@ from rlplat.metrics import read_metrics
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def two_nodes() -> Iterator[str]:
+    """Two simulated 2-CPU nodes and a head without CPUs, shared by this file's tests; their address."""
     from ray.cluster_utils import Cluster
 
     from rlplat.distributed.cluster import LOOPBACK, keep_loopback_node_address

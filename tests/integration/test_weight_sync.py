@@ -51,7 +51,7 @@ def _engines(model_path: str, count: int) -> tuple[RolloutGroup, object]:
     pg = create_placement_group(plan, 60)
     group = RolloutGroup(EngineSpec(model_path, "float32", "cpu", cfg.rollout, seed=0), plan, pg,
                          cpu_binds(plan, os.cpu_count() or 1, count), start_timeout_s=300,
-                         faults=FaultsConfig(max_rollout_restarts=2), fault_log=FaultLog())
+                         faults=FaultsConfig(max_rollout_restarts=2), fault_log=FaultLog()).wait_started()
     return group, pg
 
 
@@ -74,7 +74,7 @@ def _learners(model_path: str, zero_stage: int, reference_model: bool = False,
     plan = plan_placement(cfg.cluster, cfg.rollout)
     plan = replace(plan, engine_bundles=())
     pg = create_placement_group(plan, 60)
-    return LearnerGroup(learner_spec(cfg, model_path, cfg.learner.lr), plan, pg, 300), pg
+    return LearnerGroup(learner_spec(cfg, model_path, cfg.learner.lr), plan, pg, 300).wait_started(), pg
 
 
 def _update_and_sync(learners: LearnerGroup, rollouts: RolloutGroup, tag: str,
