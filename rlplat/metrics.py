@@ -110,7 +110,12 @@ class MetricsLogger:
         if self.tensorboard is not None:
             self.tensorboard.close()
         if self.wandb is not None:
+            import wandb
+
             self.wandb.finish()
+            # finish() can return before wandb's service process has written the run's log;
+            # teardown waits for that process, so the offline run is complete when the stage ends.
+            wandb.teardown()
 
     def __enter__(self) -> Self:
         return self

@@ -312,8 +312,9 @@ def measure_throughput(cfg: Config, parent_path: str, child_path: str, prompts: 
     engines = {name: worker.remote(EngineSpec(path, cfg.model.dtype, cfg.cluster.device, cfg.rollout, cfg.seed), 0)
                for name, path in (("parent", parent_path), ("child", child_path))}
     try:
+        ray.get([engine.start.remote() for engine in engines.values()])
         for engine in engines.values():
-            ray.get(engine.greedy.remote(batch[:2], 4))  # start-up and warm-up, not timed
+            ray.get(engine.greedy.remote(batch[:2], 4))  # warm-up, not timed
         seconds: dict[str, list[float]] = {name: [] for name in engines}
         for _ in range(n.throughput_repeats):
             for name, engine in engines.items():
