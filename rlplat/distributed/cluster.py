@@ -28,13 +28,17 @@ def actor_env(cluster: ClusterConfig) -> dict[str, str]:
         "VLLM_NO_USAGE_STATS": "1",
         "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"),
         "DS_ACCELERATOR": "cpu" if cluster.device == "cpu" else os.environ.get("DS_ACCELERATOR", "cuda"),
-        # DeepSpeed's JIT-built ops (its CPU shared-memory collective) cached per environment:
-        # in the shared ~/.cache, two virtual environments' sources differ, so each rebuilt the
-        # other's op, and a process killed while building left the lock every later learner
-        # waited on forever.
-        "TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR", os.path.join(sys.prefix, "torch_extensions")),
+        "TORCH_EXTENSIONS_DIR": torch_extensions_dir(),
     }
     return env
+
+
+def torch_extensions_dir() -> str:
+    """Where DeepSpeed's JIT-built ops (its CPU shared-memory collective) are cached: per virtual
+    environment unless ``TORCH_EXTENSIONS_DIR`` says otherwise. In the shared ~/.cache, two virtual
+    environments' sources differ, so each rebuilt the other's op, and a process killed while
+    building left the lock every later learner waited on forever."""
+    return os.environ.get("TORCH_EXTENSIONS_DIR", os.path.join(sys.prefix, "torch_extensions"))
 
 
 def start_ray(cluster: ClusterConfig, log_to_driver: bool | None = None) -> str | None:

@@ -32,6 +32,7 @@ class PlacementPlan:
             workers hold the GPUs).
         engine_worker_gpus: GPU share of each of vLLM's TP workers (TP > 1 only).
         nodes: Number of nodes the plan needs.
+        colocated: Whether every bundle holds a learner rank and (a share of) an engine.
     """
 
     bundles: tuple[dict[str, float], ...]
@@ -42,6 +43,7 @@ class PlacementPlan:
     engine_gpus: float
     engine_worker_gpus: float
     nodes: int
+    colocated: bool
 
     @property
     def num_learners(self) -> int:
@@ -65,14 +67,15 @@ def plan_placement(cluster: ClusterConfig, rollout: RolloutConfig) -> PlacementP
         share = GPU_SHARE_COLOCATED if gpu else 0.0
         return PlacementPlan(tuple(dict(bundle) for _ in range(total)), cluster.placement_strategy,
                              tuple(range(total)), engines, share, 0.0 if tp > 1 else share, share,
-                             cluster.num_nodes)
+                             cluster.num_nodes, colocated=True)
     n_roll = cluster.rollout_devices
     bundle = {"CPU": CPU_PER_ACTOR, **({"GPU": 1.0} if gpu else {})}
     learners = tuple(range(total - n_roll))
     engines = tuple(tuple(range(i, i + tp)) for i in range(total - n_roll, total, tp))
     gpus = 1.0 if gpu else 0.0
     return PlacementPlan(tuple(dict(bundle) for _ in range(total)), cluster.placement_strategy,
-                         learners, engines, gpus, 0.0 if tp > 1 else gpus, gpus, cluster.num_nodes)
+                         learners, engines, gpus, 0.0 if tp > 1 else gpus, gpus, cluster.num_nodes,
+                         colocated=False)
 
 
 def cpu_binds(plan: PlacementPlan, cores_per_node: int, devices_per_node: int) -> list[str]:
@@ -84,7 +87,7 @@ def cpu_binds(plan: PlacementPlan, cores_per_node: int, devices_per_node: int) -
     holds an engine; separate (``cluster.colocate=false``), learners keep their bundles' cores, so an
     engine generating while they train (``grpo.async``) does not take them.
     """
-    slots = max(1, min(devices_per_node, plan.num_engines) if _colocated(plan) else devices_per_node)
+    slots = max(1, min(devices_per_node, plan.num_engines) if plan.colocated else devices_per_node)
     per = max(1, cores_per_node // slots)
     binds = []
     for bundles in plan.engine_bundles:
@@ -94,7 +97,3 @@ def cpu_binds(plan: PlacementPlan, cores_per_node: int, devices_per_node: int) -
         binds.append(f"{lo}-{hi}" if hi > lo else str(lo))
     return binds
 
-
-def _colocated(plan: PlacementPlan) -> bool:
-    """Whether engines share their bundles with learners."""
-    return bool(set(plan.learner_bundles) & {b for e in plan.engine_bundles for b in e})

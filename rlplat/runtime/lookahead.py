@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from rlbase import from_mapping, to_plain
+from rlplat.runtime.timing import PhaseTimer
 from rlplat.types import ScoredGroup
 
 
@@ -39,17 +40,20 @@ class Lookahead:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlplat-lookahead")
         self._step: int | None = None
         self._future: Future[list[ScoredGroup]] | None = None
+        self._timer = PhaseTimer()  # the phases of the batch in flight
 
-    def submit(self, step: int, work: Callable[[], list[ScoredGroup]]) -> None:
-        """Start ``work`` (step ``step``'s generation and scoring) in the background."""
+    def submit(self, step: int, work: Callable[[PhaseTimer], list[ScoredGroup]]) -> None:
+        """Start ``work`` (step ``step``'s generation and scoring, timing its phases on the timer it
+        is given) in the background."""
         assert self._future is None, "one step in flight at most"
-        self._step, self._future = step, self._pool.submit(work)
+        self._timer = PhaseTimer()
+        self._step, self._future = step, self._pool.submit(work, self._timer)
 
     def preload(self, step: int, groups: Sequence[ScoredGroup]) -> None:
-        """Step ``step``'s finished batch, restored from a checkpoint."""
+        """Step ``step``'s finished batch, restored from a checkpoint (its phases cost this run nothing)."""
         future: Future[list[ScoredGroup]] = Future()
         future.set_result(list(groups))
-        self._step, self._future = step, future
+        self._step, self._future, self._timer = step, future, PhaseTimer()
 
     def wait(self) -> None:
         """Block until the batch in flight is generated and scored (the engines are then idle);
@@ -62,12 +66,16 @@ class Lookahead:
             self._step, self._future = None, None
             raise
 
-    def take(self, step: int) -> list[ScoredGroup] | None:
-        """The batch generated for ``step`` (waiting for it), or None when none was submitted."""
+    def take(self, step: int, timer: PhaseTimer | None = None) -> list[ScoredGroup] | None:
+        """The batch generated for ``step`` (waiting for it), or None when none was submitted; its
+        phase seconds are added to ``timer``."""
         if self._future is None or self._step != step:
             return None
         future, self._step, self._future = self._future, None, None
-        return future.result()
+        groups = future.result()
+        if timer is not None:
+            timer.add(self._timer)
+        return groups
 
     def state(self) -> list[dict[str, Any]]:
         """The finished batch in flight as plain data, for a checkpoint (``[]``: none)."""

@@ -20,8 +20,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +54,7 @@ from rlplat.runtime.prompts import PromptSet, load_prompt_sets
 from rlplat.runtime.scorer import RewardRestartLimit
 from rlplat.runtime.signals import Preempted, StopRequested
 from rlplat.runtime.stage_actors import StageActors
+from rlplat.runtime.timing import PhaseTimer
 from rlplat.runtime.toggle_eval import both_modes, toggle_metrics
 from rlplat.runtime.weight_sync import SyncReport, WeightSync
 from rlplat.stages.base import KEPT_UIDS, PASS_RATE_TABLE, StageContext, StageManifest
@@ -90,7 +90,7 @@ class GRPOStage:
         fault_log = restored_fault_log(ctx)
         fault_log.dropped_prompts += [u for u in train.dropped if u not in fault_log.dropped_prompts]
         final = ctx.run_dir / "final_model"
-        tags = run_tags(ctx.run_dir, cfg.experiment, "grpo")
+        tags = run_tags(ctx.run_dir, cfg.experiment, self.name)
         with StageActors(cfg, ctx.model_path, cfg.learner.lr, fault_log=fault_log, tags=tags) as actors, \
                 StopRequested() as stop:
             (ctx.run_dir / "placement.json").write_text(json.dumps(actors.placement(), indent=2))
@@ -160,11 +160,11 @@ class GRPOLoop:
         self.weight_sync = WeightSync(self.cfg.sync, self.learners, self.rollouts, tag=run_tag(ctx.run_dir),
                                       fp8=fp8_rollouts(self.cfg, self.fault_log))
         self.precision = PrecisionGuard(self.cfg, self.weight_sync, self.fault_log)
-        self.ahead, self.ahead_timer = Lookahead(), PhaseTimer()
+        self.ahead = Lookahead()
         self.state = self._restore() if ctx.resume else self._fresh_state()
         self.saved_step = self.state.step  # the newest step with a complete checkpoint (0: none)
         self.learners_ahead = False  # True while the learners hold weights newer than ``state``
-        self.metrics = MetricsLogger(self.run_dir, "grpo", self.cfg.grpo.total_steps, self.state.step,
+        self.metrics = MetricsLogger(self.run_dir, GRPOStage.name, self.cfg.grpo.total_steps, self.state.step,
                                      settings=self.cfg.metrics, progress=self.cfg.progress, tags=actors.tags,
                                      config=asdict(self.cfg))
 
@@ -234,17 +234,15 @@ class GRPOLoop:
 
     def submit_ahead(self, step: int) -> None:
         """Draw ``step``'s prompts now and generate and score them in the background (``grpo.async``)."""
-        idx, timer = self.curriculum.next_batch(self.cfg.grpo.prompts_per_step), PhaseTimer()
-        self.ahead_timer = timer
-        self.ahead.submit(step, lambda: self.generate_and_score(idx, step, 0, timer, refill=False))
+        idx = self.curriculum.next_batch(self.cfg.grpo.prompts_per_step)
+        self.ahead.submit(step, lambda timer: self.generate_and_score(idx, step, 0, timer, refill=False))
 
     def take_ahead(self, step: int, timer: PhaseTimer) -> list[ScoredGroup] | None:
         """The batch generated ahead for ``step`` (None: none), its rollout and reward seconds added to
         ``timer``, and prompts dropped in flight replaced by fresh draws generated now."""
-        groups = self.ahead.take(step)
+        groups = self.ahead.take(step, timer)
         if groups is None:
             return None
-        timer.add(self.ahead_timer)
         missing = self.cfg.grpo.prompts_per_step - len(groups)
         if missing:
             groups += self.generate_and_score(self.curriculum.next_batch(missing, refill=True), step,
@@ -411,35 +409,6 @@ class GRPOLoop:
             log.warning("%s; saved checkpoint %s before stopping", err, self.checkpoint())
         except Exception as save_err:  # noqa: BLE001 - report the original failure, not this one
             log.warning("could not checkpoint after the failure: %s", save_err)
-
-
-class PhaseTimer:
-    """Wall time per phase of a step, summed over repeats (dynamic sampling generates more than once)."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-        self.total = 0.0
-        # "rollout/engine": the engines' own share of "rollout" (``Generation.engine_s``).
-        self.seconds: dict[str, float] = {"rollout": 0.0, "rollout/engine": 0.0, "reward": 0.0, "train": 0.0,
-                                          "rollout_wait": 0.0, "sync": 0.0}
-
-    def add(self, other: PhaseTimer) -> None:
-        """Add ``other``'s phase seconds (a batch generated ahead, overlapping the previous step)."""
-        for name, seconds in other.seconds.items():
-            self.seconds[name] += seconds
-
-    def stop(self) -> None:
-        """Fix the step's total time (``time/step_s``)."""
-        self.total = time.perf_counter() - self.start
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        """Time the block as ``name``."""
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] += time.perf_counter() - t0
 
 
 def step_line(step: int, groups: Sequence[ScoredGroup], timer: PhaseTimer, train: dict[str, float],

@@ -152,7 +152,7 @@ def _sample_and_score(cfg: Config, actors: StageActors, prompts: PromptSet, scor
     if scored.calls:
         log.info("prefilter: continuing after %d logged calls (%s)", len(scored.calls), scored.path)
     logged = sum(min(p.prompts_per_call, len(prompts) - s) for s in starts if s in scored.calls)
-    with Progress("prefilter", len(prompts), logged, unit="prompt", enabled=cfg.progress, min_interval_s=5.0) as bar:
+    with Progress(PrefilterStage.name, len(prompts), logged, unit="prompt", enabled=cfg.progress, min_interval_s=5.0) as bar:
         for start in (s for s in starts if s not in scored.calls):
             idx = range(start, min(start + p.prompts_per_call, len(prompts)))
             call = start // p.prompts_per_call + 1  # faults.inject's "step" of a prefilter call

@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from rlplat.runtime.lookahead import Lookahead, groups_from_state, sync_due
+from rlplat.runtime.timing import PhaseTimer
 from rlplat.types import PromptItem, Sample, ScoredGroup, ScoredSample
 
 
@@ -54,7 +55,7 @@ def _groups(version: int) -> list[ScoredGroup]:
 
 def test_a_batch_in_flight_survives_a_checkpoint_exactly() -> None:
     ahead = Lookahead()
-    ahead.submit(5, lambda: _groups(4))
+    ahead.submit(5, lambda _: _groups(4))
     ahead.wait()
     saved = json.loads(json.dumps(ahead.state()))  # as RunState is written and read
     restored = Lookahead()
@@ -66,7 +67,7 @@ def test_a_batch_in_flight_survives_a_checkpoint_exactly() -> None:
 
 def test_the_batch_runs_in_the_background_and_is_taken_only_for_its_step() -> None:
     ahead, release = Lookahead(), threading.Event()
-    ahead.submit(3, lambda: (release.wait(30), _groups(2))[1])
+    ahead.submit(3, lambda _: (release.wait(30), _groups(2))[1])
     assert ahead.state() == []  # not finished: nothing to checkpoint yet
     assert ahead.take(4) is None
     release.set()
@@ -77,7 +78,7 @@ def test_the_batch_runs_in_the_background_and_is_taken_only_for_its_step() -> No
 def test_a_failure_in_flight_reaches_the_driver_and_drops_the_batch() -> None:
     ahead = Lookahead()
 
-    def fail() -> list[ScoredGroup]:
+    def fail(_: PhaseTimer) -> list[ScoredGroup]:
         raise RuntimeError("engine lost")
 
     ahead.submit(2, fail)
@@ -85,3 +86,21 @@ def test_a_failure_in_flight_reaches_the_driver_and_drops_the_batch() -> None:
         ahead.wait()
     assert ahead.take(2) is None and ahead.state() == []
     ahead.close()
+
+
+def test_the_phases_of_the_batch_in_flight_count_for_the_step_that_takes_it() -> None:
+    ahead, restored = Lookahead(), Lookahead()
+
+    def work(timer: PhaseTimer) -> list[ScoredGroup]:
+        timer.seconds["rollout"] += 1.5  # what ``timer.phase("rollout")`` adds around generation
+        timer.seconds["reward"] += 0.25
+        return _groups(1)
+
+    ahead.submit(2, work)
+    taking = PhaseTimer()
+    assert ahead.take(2, taking) == _groups(1)
+    assert (taking.seconds["rollout"], taking.seconds["reward"], taking.seconds["train"]) == (1.5, 0.25, 0.0)
+    restored.preload(2, _groups(1))  # generated before the restart: no seconds in this run
+    resumed = PhaseTimer()
+    assert restored.take(2, resumed) == _groups(1) and sum(resumed.seconds.values()) == 0.0
+    ahead.close(), restored.close()

@@ -9,13 +9,14 @@ def test_colocated_plan_has_one_bundle_per_device_and_tp_engines() -> None:
                           RolloutConfig(tensor_parallel_size=8))
     assert len(plan.bundles) == 16 and plan.bundles[0] == {"CPU": 2.0, "GPU": 1.0}
     assert plan.num_learners == 16 and plan.num_engines == 2
-    assert plan.engine_bundles[1] == tuple(range(8, 16))
+    assert plan.engine_bundles[1] == tuple(range(8, 16)) and plan.colocated
 
 
 def test_separate_plan_splits_devices() -> None:
     plan = plan_placement(ClusterConfig(device="gpu", devices_per_node=8, colocate=False, rollout_devices=2),
                           RolloutConfig())
     assert plan.learner_bundles == tuple(range(6)) and plan.engine_bundles == ((6,), (7,))
+    assert not plan.colocated
 
 
 def test_cpu_binds_split_cores_between_engines() -> None:
