@@ -1,8 +1,8 @@
 """Build DeepSpeed's JIT-compiled CPU op ahead of the first run: ``python -m rlplat.learner.prebuild``.
 
 DeepSpeed compiles its shared-memory collective (``deepspeed_shm_comm``) the first time a CPU
-learner starts, which costs the first run about a minute of C++ on a 2-core machine, inside
-the learners' start deadline. ``scripts/setup.sh`` calls this once, so the op is there before any
+learner starts: 24 s of C++ on an idle 2-core machine, 54 s on a busy one, inside the learners'
+start deadline. ``scripts/setup.sh`` calls this once, so the op is there before any
 run: in the directory the learners read (``rlplat.distributed.cluster.torch_extensions_dir``).
 A GPU set-up needs nothing (DeepSpeed's CUDA collectives are NCCL's).
 """
