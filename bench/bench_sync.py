@@ -85,34 +85,38 @@ class PairedCopy:
 
 
 def full_syncs(actors: Any, cfg: Any, bucket_mb: int, repeats: int, copy: PairedCopy, version: int,
-               precision: str = "full", stream: bool = True) -> tuple[dict[str, Any], Any]:
+               precision: str = "full", stream: bool = True) -> tuple[dict[str, Any], Any, int]:
     """Median of ``WeightSync.sync`` (the production path) at ``bucket_mb`` and ``precision``
     (``fp8``: FP8 linear weights, quantized by the learners, dequantized by the engines), streamed
-    or not (``sync.stream``), after one warm-up, each sync paired with a memory copy; returns the
-    results and the ``WeightSync`` (whose version must keep increasing: start it after ``version``)."""
+    or not (``sync.stream``), after one warm-up, each sync paired with a memory copy; the versions
+    sent follow ``version`` (the engines' current one). Returns the results, the ``WeightSync`` and
+    the version the engines now hold."""
     from rlplat.runtime.weight_sync import WeightSync
     from rlplat.sync.plan import plan_export
 
     sync = WeightSync(replace(cfg.sync, bucket_mb=bucket_mb, stream=stream), actors.learners, actors.rollouts,
-                      tag=f"bench{os.getpid()}", version=version, fp8=precision == "fp8")
-    sync.sync(TIMEOUT_S)
+                      tag=f"bench{os.getpid()}", fp8=precision == "fp8")
+    version += 1
+    sync.sync(version)
     reports, copies = [], []
     for _ in range(repeats):
-        reports.append(sync.sync(TIMEOUT_S))
+        version += 1
+        reports.append(sync.sync(version))
         copies.append(copy.gbps())
     nbytes = reports[0].nbytes
     buckets = len(actors.learners.export_layout(plan_export(sync.cfg, actors.learners.node_ids(),
-                                                            actors.rollouts.node_ids(), 0, sync.tag), TIMEOUT_S))
+                                                            actors.rollouts.node_ids(), 0, sync.tag)))
     secs = summary([r.seconds for r in reports])
-    ratios = [nbytes / r.seconds / 1e9 / c for r, c in zip(reports, copies)]
+    ratios = [nbytes / r.seconds / 1e9 / c for r, c in zip(reports, copies, strict=True)]
     row = {"bucket_mb": bucket_mb, "precision": precision, "stream": stream, "buckets": buckets, "nbytes": nbytes, "seconds": secs, "gbps": nbytes / secs["median"] / 1e9,
            "paired_memcpy_gbps": summary(copies), "sync_over_memcpy": summary(ratios),
            "shm_engines": reports[0].shm_engines}
-    return row, sync
+    return row, sync, version
 
 
-def phase_syncs(actors: Any, sync: Any, repeats: int) -> dict[str, Any]:
-    """The steps of ``WeightSync.sync``, timed one by one (export, then each engine's load)."""
+def phase_syncs(actors: Any, sync: Any, repeats: int, version: int) -> tuple[dict[str, Any], int]:
+    """The steps of ``WeightSync.sync``, timed one by one (export, then each engine's load), for
+    the versions after ``version``; returns them and the version the engines then hold."""
     import ray
 
     from rlplat.sync.plan import plan_export
@@ -120,20 +124,19 @@ def phase_syncs(actors: Any, sync: Any, repeats: int) -> dict[str, Any]:
     learners, rollouts = actors.learners, actors.rollouts
     export, load_rt, load_engine = [], [], []
     for _ in range(repeats):
-        version = sync.version + 1
+        version += 1
         plan = plan_export(sync.cfg, learners.node_ids(), rollouts.node_ids(), version, sync.tag)
         shm_nodes = frozenset(learners.node_ids()[r] for r in plan.shm_writer_ranks)
         t0 = time.perf_counter()
-        manifest = replace(learners.export_weights(plan, TIMEOUT_S), shm_nodes=shm_nodes)
+        manifest = replace(learners.export_weights(plan), shm_nodes=shm_nodes)
         t1 = time.perf_counter()
         loads = ray.get([w.load_weights.remote(manifest) for w in rollouts.workers], timeout=TIMEOUT_S)
         t2 = time.perf_counter()
-        sync.version = version
         export.append(t1 - t0)
         load_rt.append(t2 - t1)
         load_engine.append(max(r.seconds for r in loads))
     return {"export_s": summary(export), "load_roundtrip_s": summary(load_rt),
-            "load_in_engine_s": summary(load_engine)}
+            "load_in_engine_s": summary(load_engine)}, version
 
 
 def torch_pieces(model_dir: Path, bucket_mb: int, repeats: int) -> dict[str, Any]:
@@ -193,14 +196,14 @@ def bench_model(name: str, root: Path, bucket_sizes: list[int], repeats: int,
     copy = PairedCopy()
     with StageActors(cfg, str(model_dir), cfg.learner.lr, scorer=False) as actors:
         rows = []
-        version = actors.rollouts.infos[0]["version"]
+        version = actors.rollout_group.infos[0]["version"]
         for mb in bucket_sizes:
             for precision in precisions:
                 for stream in streams:
-                    row, sync = full_syncs(actors, cfg, mb, repeats, copy, version, precision, stream)
+                    row, sync, version = full_syncs(actors, cfg, mb, repeats, copy, version, precision, stream)
                     if precision == "full" and not stream:  # the phase split runs export, then load
-                        row.update(phase_syncs(actors, sync, repeats))
-                    version = sync.version
+                        phases, version = phase_syncs(actors, sync, repeats, version)
+                        row.update(phases)
                     rows.append(row)
         out["syncs"] = rows
     out["torch_pieces"] = {mb: torch_pieces(model_dir, mb, repeats) for mb in bucket_sizes}

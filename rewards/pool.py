@@ -10,8 +10,9 @@ that dies (segfault, OOM kill, a sandbox escape attempt that hit it) costs only 
 Only the reward *config* (plain data) crosses to workers, which start from a fork server
 preloaded with math-verify (or by ``spawn``): never a fork of the caller, so no inherited threads,
 locks or CUDA state. Each worker builds its own reward and warms up before it takes work; forking
-from the warm server makes replacing a killed worker take milliseconds, not seconds. Counters and latencies accumulate until
-``stats_and_reset()``, which the training loop logs per step.
+from the warm server makes replacing a killed worker take milliseconds, not seconds. Counters and latencies
+accumulate per tally (``score_batch(..., tally=...)``, "default" unless named) until ``stats_and_reset(tally)``:
+the training loop logs its tally per step, and an evaluation that scores in between counts in a tally of its own.
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ class _Worker:
     started: float = 0.0  # when the sample at the head of ``assigned`` started
 
 
+DEFAULT_TALLY = "default"
+
+
 @dataclass
 class _Stats:
     samples: int = 0
@@ -152,7 +156,8 @@ class RewardPool:
         self.startup_timeout_s, self.worker_memory_mb = startup_timeout_s, worker_memory_mb
         self._ctx = _mp_context(mp_context)
         self._lock = threading.Lock()
-        self._stats = _Stats()
+        self._tallies: dict[str, _Stats] = {}
+        self._stats = self._tally(DEFAULT_TALLY)  # the tally of the batch being scored
         # Called with each sample's verifier seconds as it is scored (a metrics histogram, say).
         self._on_latency = on_latency
         self._closed = False
@@ -167,11 +172,13 @@ class RewardPool:
         """Score one sample (see ``score_batch``)."""
         return self.score_batch([inp])[0]
 
-    def score_batch(self, inps: Sequence[RewardInput]) -> list[RewardOutput]:
-        """Score samples in parallel; same order; never raises because of model output."""
+    def score_batch(self, inps: Sequence[RewardInput], *, tally: str = DEFAULT_TALLY) -> list[RewardOutput]:
+        """Score samples in parallel; same order; never raises because of model output. What the
+        call counts (samples, timeouts, errors, restarts, latencies) goes to ``tally``."""
         with self._lock:
             if self._closed:
                 raise RewardError("RewardPool is closed")
+            self._stats = self._tally(tally)
             results: Results = [None] * len(inps)
             pending = deque(range(len(inps)))
             while pending or any(w.assigned for w in self._workers):
@@ -183,9 +190,13 @@ class RewardPool:
             self._record(outs)
             return outs
 
-    def stats_and_reset(self) -> dict[str, float]:
-        """Counters since the last call, as flat step metrics (``reward/...``)."""
-        s, self._stats = self._stats, _Stats()
+    def stats_and_reset(self, tally: str = DEFAULT_TALLY) -> dict[str, float]:
+        """``tally``'s counters since its last reset, as flat step metrics (``reward/...``); other
+        tallies keep theirs."""
+        with self._lock:
+            s = self._tallies.pop(tally, _Stats())
+            if self._stats is s:
+                self._stats = self._tally(DEFAULT_TALLY)
         lat = sorted(s.latencies)
         metrics = {
             "reward/samples": float(s.samples),
@@ -270,6 +281,9 @@ class RewardPool:
                 results[idx] = out
                 self._latency(latency)
                 w.started = time.monotonic()
+
+    def _tally(self, name: str) -> _Stats:
+        return self._tallies.setdefault(name, _Stats())
 
     def _latency(self, seconds: float) -> None:
         self._stats.latencies.append(seconds)

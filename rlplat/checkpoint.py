@@ -36,6 +36,7 @@ class RunState:
             restart bounds count per run, across resumes).
         lookahead: Asynchronous GRPO only: the next step's scored groups, generated while this
             step trained (``rlplat.runtime.lookahead``), as plain data; empty otherwise.
+        precision: ``PrecisionState.state()``: the FP8 mismatch guardrail's streak and fallbacks.
     """
 
     step: int
@@ -43,6 +44,7 @@ class RunState:
     curriculum: dict[str, Any]
     faults: dict[str, Any] = field(default_factory=dict)
     lookahead: list[dict[str, Any]] = field(default_factory=list)
+    precision: dict[str, Any] = field(default_factory=dict)
 
 
 class CheckpointError(RuntimeError):

@@ -2,9 +2,7 @@
 
 Injection (``faults.inject``, off by default) makes a named actor fail in a named way at a named
 phase and step, so that a test provokes exactly the failure it is about instead of racing a signal
-against the run. The driver owns the plan: it passes the fault to the one call it applies to, so a
-replaced actor does not fail again and a resumed run does not replay a fault that already fired.
-Specs::
+against the run. Specs::
 
     engine0:freeze@generate:2     rollout worker 0 stops (SIGSTOP) at the start of step 2's generation
     engine1:exit@sync:3           rollout worker 1 exits while loading step 3's weights
@@ -20,6 +18,15 @@ Kinds: ``exit`` (the process dies), ``freeze`` (SIGSTOP: alive, answering nothin
 call blocks in native code holding the GIL, as a deadlock does, so heartbeats stop too), ``raise``
 (the call raises); for the driver only, ``sigterm`` (preemption) and ``kill`` (the machine is lost:
 nothing runs a handler, as when the test harness SIGKILLs the run).
+
+Who injects: nobody's call signature carries a fault. The run's ``FaultInjector`` sits beside the
+loop; each actor group consults it when its own phase starts (``FaultInjector.at``), which fires the
+driver's faults of that phase and names the group's actors to fail; the group arms those actors
+(``ArmedFaults``, held by each actor), and an armed actor suffers the fault at the start of its next
+call of that phase. A fault fires once per run (``FaultLog.fired`` is checkpointed), so a replaced
+actor does not fail again and a resumed run does not replay it. The step a fault names is the step
+the calling thread works for (``FaultLog.begin``): the asynchronous lookahead thread generates the
+next step while the main thread trains this one.
 """
 
 from __future__ import annotations
@@ -27,9 +34,10 @@ from __future__ import annotations
 import os
 import re
 import signal
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 FaultKind = Literal["exit", "freeze", "hang", "raise", "sigterm", "kill"]
 DRIVER_KINDS = ("sigterm", "kill")
@@ -83,12 +91,12 @@ def parse_faults(specs: Iterable[str]) -> FaultPlan:
     prompts: dict[str, FaultKind] = {}
     for text in specs:
         if m := _PROMPT_SPEC.match(text):
-            prompts[m["uid"]] = m["kind"]  # type: ignore[assignment]  # the regex admits only FaultKinds
+            prompts[m["uid"]] = cast(FaultKind, m["kind"])  # the regex admits only FaultKinds
         elif m := _ACTOR_SPEC.match(text):
             if (m["target"] == "driver") != (m["kind"] in DRIVER_KINDS):
                 raise ValueError(f"fault {text!r}: the driver's faults are sigterm and kill, and only the "
                                  "driver's")
-            actor.append(FaultSpec(m["target"], m["kind"], m["phase"], int(m["step"])))  # type: ignore[arg-type]
+            actor.append(FaultSpec(m["target"], cast(FaultKind, m["kind"]), m["phase"], int(m["step"])))
         else:
             raise ValueError(f"fault {text!r} is not TARGET:KIND@PHASE:STEP (TARGET engineN, learnerN, reward or "
                              "driver; KIND exit, freeze, hang, raise, or sigterm and kill for the driver; PHASE generate, sync, train, score) "
@@ -123,25 +131,30 @@ class FaultLog:
     the restart bounds mean "per run" across resumes.
 
     Attributes:
-        step: The step in progress (set by the stage's loop; recorded with each event).
         rollout_restarts: Engine restarts charged against ``faults.max_rollout_restarts``.
         reward_restarts: Reward-scorer restarts charged against ``faults.max_reward_restarts``.
         dropped_prompts: Uids of prompts dropped for crashing engines or the tokenizer.
         fired: Injected faults (``faults.inject`` specs) that already happened.
-        fp8_fallbacks: Times the mismatch guardrail switched FP8 engines back to full precision.
-        kl_streak: Consecutive steps with ``mismatch/kl`` above ``grpo.mismatch.guard_kl``.
         history: One record per event: step, phase, actor, what happened, seconds to notice it,
             and the action taken.
     """
 
-    step: int = 0
     rollout_restarts: int = 0
     reward_restarts: int = 0
     dropped_prompts: list[str] = field(default_factory=list)
     fired: list[str] = field(default_factory=list)
     history: list[dict[str, object]] = field(default_factory=list)
-    fp8_fallbacks: int = 0
-    kl_streak: int = 0
+    _thread: threading.local = field(default_factory=threading.local, repr=False, compare=False)
+
+    @property
+    def step(self) -> int:
+        """The step the calling thread works for (0 before ``begin``)."""
+        return int(getattr(self._thread, "step", 0))
+
+    def begin(self, step: int) -> None:
+        """The calling thread works for ``step`` from now on: its events are recorded with it, and
+        the injected faults that fire on it are those of ``step``."""
+        self._thread.step = step
 
     def record(self, phase: str, actor: str, what: str, detect_s: float, action: str) -> None:
         """Add an event to the history."""
@@ -153,25 +166,73 @@ class FaultLog:
         return {"faults/rollout_restarts": float(self.rollout_restarts),
                 "faults/reward_restarts": float(self.reward_restarts),
                 "faults/dropped_prompts": float(len(self.dropped_prompts)),
-                "faults/events": float(len(self.history)),
-                "faults/fp8_fallbacks": float(self.fp8_fallbacks)}
+                "faults/events": float(len(self.history))}
 
     def state(self) -> dict[str, object]:
         """JSON-serialisable state (what a checkpoint holds)."""
         return {"rollout_restarts": self.rollout_restarts, "reward_restarts": self.reward_restarts,
                 "dropped_prompts": list(self.dropped_prompts), "fired": list(self.fired),
-                "history": [dict(h) for h in self.history], "fp8_fallbacks": self.fp8_fallbacks,
-                "kl_streak": self.kl_streak}
+                "history": [dict(h) for h in self.history]}
 
-    def load_state(self, state: dict[str, object]) -> None:
+    def load_state(self, state: Mapping[str, object]) -> None:
         """Restore ``state()`` output."""
-        self.rollout_restarts = int(state.get("rollout_restarts", 0))  # type: ignore[call-overload]
-        self.reward_restarts = int(state.get("reward_restarts", 0))  # type: ignore[call-overload]
-        self.dropped_prompts = [str(u) for u in state.get("dropped_prompts", [])]  # type: ignore[attr-defined]
-        self.fired = [str(f) for f in state.get("fired", [])]  # type: ignore[attr-defined]
-        self.history = [dict(h) for h in state.get("history", [])]  # type: ignore[attr-defined]
-        self.fp8_fallbacks = int(state.get("fp8_fallbacks", 0))  # type: ignore[call-overload]
-        self.kl_streak = int(state.get("kl_streak", 0))  # type: ignore[call-overload]
+        self.rollout_restarts = _int(state, "rollout_restarts")
+        self.reward_restarts = _int(state, "reward_restarts")
+        self.dropped_prompts = [str(u) for u in _list(state, "dropped_prompts")]
+        self.fired = [str(f) for f in _list(state, "fired")]
+        self.history = [dict(cast(Mapping[str, object], h)) for h in _list(state, "history")]
+
+
+def _int(state: Mapping[str, object], key: str) -> int:
+    value = state.get(key, 0)
+    if not isinstance(value, (int, float, str)):
+        raise ValueError(f"fault log state: {key} is {value!r}, not a number")
+    return int(value)
+
+
+def _list(state: Mapping[str, object], key: str) -> list[object]:
+    value = state.get(key, [])
+    if not isinstance(value, list):
+        raise ValueError(f"fault log state: {key} is {value!r}, not a list")
+    return value
+
+
+class FaultInjector:
+    """The run's injection plan beside the loop, consulted by the actor groups for their phases.
+
+    ``at(phase, role)`` is called by a group as its phase starts, on the thread that works for the
+    step (``FaultLog.begin``): it first suffers the driver's own faults of that phase (a preemption,
+    a lost machine), then returns the faults of the group's actors by index, for the group to arm.
+    An empty plan (the default, production) does nothing.
+    """
+
+    def __init__(self, plan: FaultPlan, log: FaultLog) -> None:
+        self.plan, self.log = plan, log
+
+    def at(self, phase: str, role: str | None = None) -> dict[int, FaultKind]:
+        """Fire the driver's faults of ``phase`` now; return ``role``'s (by actor index)."""
+        if not self.plan.actor_faults:
+            return {}
+        step = self.log.step
+        for kind in self.plan.take("driver", phase, step, self.log.fired).values():
+            inject(kind, f"driver at {phase} of step {step}")
+        return self.plan.take(role, phase, step, self.log.fired) if role else {}
+
+
+class ArmedFaults:
+    """Actor side: faults the driver armed for this actor's next call of a phase."""
+
+    def __init__(self, who: str) -> None:
+        self.who = who
+        self._armed: dict[str, FaultKind] = {}
+
+    def arm(self, phase: str, kind: FaultKind) -> None:
+        """Fail with ``kind`` at the start of the next call of ``phase``."""
+        self._armed[phase] = kind
+
+    def fire(self, phase: str) -> None:
+        """Suffer the fault armed for ``phase``, if any (once)."""
+        inject(self._armed.pop(phase, None), f"{self.who} {phase}")
 
 
 class PromptBudget:

@@ -11,14 +11,15 @@ failure). A call can end four ways besides its result:
 * the phase deadline passed (``timeouts.<phase>_s``): ``PhaseTimeout``, the outer bound;
 * the caller's ``interrupt()`` said stop (preemption): ``Interrupted``.
 
-This replaces the infinite waits users of the peers report (anchors.md (d) 2 and 8), and the
-minutes a frozen actor used to cost before its phase deadline passed.
+This replaces the infinite waits that users of other RL frameworks report (weight syncs and
+collectives with no timeout, a lost rollout worker waited on forever), and the minutes a frozen
+actor used to cost before its phase deadline passed.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,3 +195,15 @@ def in_bundle(pg: PlacementGroup, bundle: int) -> PlacementGroupSchedulingStrate
     """Scheduling strategy that pins an actor to one bundle of ``pg``."""
     return PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=bundle,
                                             placement_group_capture_child_tasks=True)
+
+
+def arm_faults(actors: Sequence[Any], names: Sequence[str], faults: Mapping[int, str], phase: str,
+               timeout_s: float) -> None:
+    """Testing aid (``faults.inject``): arm ``actors[i]`` to fail with ``faults[i]`` at the start of
+    its next ``phase`` call (``rlplat.faults.ArmedFaults``). Waits for every answer, so the arming
+    is in place before the caller sends that call; does nothing for no faults (production)."""
+    if not faults:
+        return
+    idx = sorted(faults)
+    wait_all(calls([actors[i].arm_fault.remote(phase, faults[i]) for i in idx], [actors[i] for i in idx],
+                   [names[i] for i in idx]), phase, timeout_s)

@@ -26,6 +26,7 @@ from typing_extensions import Self
 from rlplat.algo.distill import TeacherBatch, token_cross_entropy
 from rlplat.algo.logprobs import token_logprobs
 from rlplat.algo.microbatches import MicroBatching, micro_batches
+from rlplat.config.schema import TimeoutsConfig
 from rlplat.distributed.placement import PlacementPlan
 from rlplat.distributed.waits import HEALTH_GROUPS, Call, calls, in_bundle, wait_all
 from rlplat.models.hf import load_causal_lm
@@ -96,21 +97,21 @@ class TeacherWorker:
 class TeacherGroup:
     """The teachers of a stage, one per rollout slot of the placement plan."""
 
-    def __init__(self, spec: TeacherSpec, plan: PlacementPlan, pg: PlacementGroup, start_timeout_s: float,
+    def __init__(self, spec: TeacherSpec, plan: PlacementPlan, pg: PlacementGroup, timeouts: TimeoutsConfig,
                  heartbeat_s: float | None) -> None:
         actor_cls = ray.remote(concurrency_groups=HEALTH_GROUPS)(TeacherWorker)
         self.heartbeat_s = heartbeat_s
         self.workers = [actor_cls.options(num_cpus=1, num_gpus=plan.engine_gpus, max_restarts=0,
                                           scheduling_strategy=in_bundle(pg, bundles[0])).remote(spec)
                         for bundles in plan.engine_bundles]
-        self.start_timeout_s = start_timeout_s
+        self.timeouts = timeouts
         self.infos: list[dict[str, Any]] = []
         self._setup = calls([w.setup.remote() for w in self.workers], self.workers, self.names)
 
     def wait_started(self) -> Self:
         """Wait until every teacher has loaded its model (the constructor only starts them);
         returns the group."""
-        self.infos = wait_all(self._setup, "actor_start", self.start_timeout_s)
+        self.infos = wait_all(self._setup, "actor_start", self.timeouts.actor_start_s)
         return self
 
     @property
@@ -122,14 +123,14 @@ class TeacherGroup:
         """Start the teachers on ``shards``: the references of the batches (hand them to the
         learners) and the acknowledgements to wait on (``wait_all``)."""
         workers, names = self._serving(len(shards))
-        refs = [w.forward.options(num_returns=2).remote(s) for w, s in zip(workers, shards)]
+        refs = [w.forward.options(num_returns=2).remote(s) for w, s in zip(workers, shards, strict=True)]
         return [batches for batches, _ in refs], calls([ack for _, ack in refs], workers, names)
 
-    def lm_loss(self, shards: list[TrainShard], timeout_s: float) -> float:
+    def lm_loss(self, shards: list[TrainShard]) -> float:
         """The teacher's cross-entropy on the loss tokens of ``shards`` (one optimizer step's)."""
         workers, names = self._serving(len(shards))
-        refs = [w.lm_loss.remote(s) for w, s in zip(workers, shards)]
-        return float(sum(wait_all(calls(refs, workers, names), "train", timeout_s, self.heartbeat_s)))
+        refs = [w.lm_loss.remote(s) for w, s in zip(workers, shards, strict=True)]
+        return float(sum(wait_all(calls(refs, workers, names), "train", self.timeouts.train_s, self.heartbeat_s)))
 
     def _serving(self, num_shards: int) -> tuple[list[Any], list[str]]:
         """The teacher of each shard and its name (shard ``r`` to teacher ``r mod n``)."""

@@ -24,7 +24,7 @@ from rlplat.algo.distill import TeacherBatch, forward_kl, hidden_cosine, token_c
 from rlplat.algo.microbatches import MicroBatching, collate_micro_batch, micro_batches, plan_micro_batches
 from rlplat.algo.mismatch import mismatch_weights
 from rlplat.config.schema import DistillConfig, GRPOConfig, LearnerConfig
-from rlplat.faults import FaultKind, inject
+from rlplat.faults import ArmedFaults, FaultKind
 from rlplat.models.decilm import HeteroLlamaForCausalLM, greedy_decode
 from rlplat.models.hf import load_causal_lm, save_causal_lm
 from rlplat.sync.buckets import pack, plan_buckets
@@ -67,6 +67,7 @@ class LearnerWorker:
         self.rank = rank
         self.node_id = ray.get_runtime_context().get_node_id()
         self._written: tuple[str, ...] = ()
+        self.faults = ArmedFaults(f"learner rank {rank}")
         if spec.device == "cpu":
             os.environ["DS_ACCELERATOR"] = "cpu"
             torch.set_num_threads(spec.learner.cpu_threads)
@@ -151,11 +152,14 @@ class LearnerWorker:
 
     # ----------------------------------------------------------------------------- training
 
-    def train_step(self, shard: TrainShard, fault: FaultKind | None = None) -> RankStepStats:
+    def arm_fault(self, phase: str, kind: FaultKind) -> None:
+        """Testing aid (``faults.inject``): fail with ``kind`` at the start of the next ``phase`` call."""
+        self.faults.arm(phase, kind)
+
+    def train_step(self, shard: TrainShard) -> RankStepStats:
         """One GRPO optimizer step over this rank's shard; returns each micro-batch's statistics
-        (reduced with every other rank's by ``rlplat.algo.stats``). ``fault``: an injected fault
-        to suffer first (testing aid)."""
-        inject(fault, f"learner rank {self.rank} train_step")
+        (reduced with every other rank's by ``rlplat.algo.stats``)."""
+        self.faults.fire("train")
         start = time.perf_counter()
         self.engine.train()
         batches = self._micro_batches(shard.sequences, self._grpo_batching())
@@ -344,7 +348,7 @@ class LearnerWorker:
         params = dict(self.engine.module.named_parameters())
         writer = self.rank in plan.shm_writer_ranks
         refs = []
-        for spec, path in zip(specs, paths):
+        for spec, path in zip(specs, paths, strict=True):
             # The parameters behind the bucket's entries (an FP8 weight's scale entry names its weight).
             names = list(dict.fromkeys(e.name.removesuffix(SCALE_SUFFIX) for e in spec.entries))
             with _gathered(self.engine, [params[n] for n in names]):

@@ -3,16 +3,20 @@
 A worker that dies, stops answering heartbeats (``faults.heartbeat_s``) or misses the phase
 deadline is killed, replaced in the same bundle, given the current weights, and its share of the
 prompts is generated again with the same seeds; so a lost engine costs one re-generation, never the
-step (anchors.md (d) 8). Restarts are bounded by ``faults.max_rollout_restarts`` for the run.
+step. Restarts are bounded by ``faults.max_rollout_restarts`` for the run.
 A prompt that keeps crashing engines is dropped instead (``faults.PromptBudget``), and the
 restarts it caused are not charged to the bound.
+
+The group owns its deadlines (``timeouts.generate_s`` for generation, ``timeouts.sync_s`` for
+loading weights and sleeping, ``timeouts.actor_start_s`` for starting and replacing engines) and
+consults the run's ``FaultInjector`` as its phases start (a testing aid).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,10 +24,20 @@ import ray
 from ray.util.placement_group import PlacementGroup
 from typing_extensions import Self
 
-from rlplat.config.schema import FaultsConfig, SamplingConfig
+from rlplat.config.schema import FaultsConfig, SamplingConfig, TimeoutsConfig
 from rlplat.distributed.placement import PlacementPlan
-from rlplat.distributed.waits import HEALTH_GROUPS, ActorFailure, Call, PhaseTimeout, calls, in_bundle, wait_all, watch
-from rlplat.faults import FaultKind, FaultLog, PromptBudget
+from rlplat.distributed.waits import (
+    HEALTH_GROUPS,
+    ActorFailure,
+    Call,
+    PhaseTimeout,
+    arm_faults,
+    calls,
+    in_bundle,
+    wait_all,
+    watch,
+)
+from rlplat.faults import FaultInjector, FaultLog, FaultPlan, PromptBudget
 from rlplat.rollout.worker import EngineSpec, RolloutWorker
 from rlplat.types import Generation, GenerationRequest, Sample, SyncManifest
 
@@ -48,14 +62,16 @@ class RolloutGroup:
     """Owns the rollout actors; every call has a deadline and heartbeats."""
 
     def __init__(self, spec: EngineSpec, plan: PlacementPlan, pg: PlacementGroup, cpu_binds: Sequence[str],
-                 start_timeout_s: float, faults: FaultsConfig, fault_log: FaultLog) -> None:
+                 timeouts: TimeoutsConfig, faults: FaultsConfig, fault_log: FaultLog,
+                 injector: FaultInjector | None = None) -> None:
         self.spec = spec
         self.plan = plan
         self.pg = pg
         self.binds = list(cpu_binds)
-        self.start_timeout_s = start_timeout_s
+        self.timeouts = timeouts
         self.cfg = faults
         self.fault_log = fault_log
+        self.injector = injector or FaultInjector(FaultPlan(), fault_log)
         self.budget = PromptBudget(faults.prompt_retries, fault_log.dropped_prompts)
         self.manifest: SyncManifest | None = None
         # The engines' processes start (and import vLLM) now, beside the other actors' start;
@@ -74,7 +90,7 @@ class RolloutGroup:
         """Build the engines of workers ``ranks``; returns their ``info``."""
         workers = [self.workers[i] for i in ranks]
         return wait_all(calls([w.start.remote() for w in workers], workers, [self.names[i] for i in ranks]),
-                        "actor_start", self.start_timeout_s)
+                        "actor_start", self.timeouts.actor_start_s)
 
     @property
     def names(self) -> list[str]:
@@ -101,7 +117,7 @@ class RolloutGroup:
         self.infos[i] = self._start([i])[0]
         if self.manifest is not None:
             wait_all(calls([self.workers[i].load_weights.remote(self.manifest)], self.workers[i:i + 1],
-                           self.names[i:i + 1]), "sync", self.start_timeout_s, self.cfg.heartbeat_s)
+                           self.names[i:i + 1]), "sync", self.timeouts.actor_start_s, self.cfg.heartbeat_s)
 
     def _charge(self, restarts: int, reason: str) -> None:
         """Count ``restarts`` against ``faults.max_rollout_restarts``; raises past the bound."""
@@ -111,30 +127,28 @@ class RolloutGroup:
                 f"{reason}, and the run has now restarted rollout workers {self.fault_log.rollout_restarts} "
                 f"times (faults.max_rollout_restarts={self.cfg.max_rollout_restarts})")
 
-    def generate(self, requests: Sequence[GenerationRequest], n: int, sampling: SamplingConfig, timeout_s: float,
-                 faults: Mapping[int, FaultKind] | None = None,
+    def generate(self, requests: Sequence[GenerationRequest], n: int, sampling: SamplingConfig,
                  interrupt: Callable[[], bool] | None = None) -> Generation:
         """Samples for every request, in order; None for a request whose prompt was dropped.
 
-        ``faults`` injects a fault into worker ``i``'s first call (a testing aid); ``interrupt``
-        aborts the wait (``Interrupted``) when it returns True.
+        ``interrupt`` aborts the wait (``Interrupted``) when it returns True.
         """
-        pending_faults = dict(faults or {})
+        self._arm("generate")
         results: list[list[Sample] | None] = [None] * len(requests)
         live = [i for i, r in enumerate(requests) if r.uid not in self.budget.dropped]
         queue = deque(_Chunk(tuple(c)) for c in _split(live, len(self.workers)) if c)
         engine_s = 0.0
         while queue:
             batch = [queue.popleft() for _ in range(min(len(queue), len(self.workers)))]
-            refs = [self.workers[w].generate.remote([requests[i] for i in c.idx], n, sampling, pending_faults.pop(w, None))
+            refs = [self.workers[w].generate.remote([requests[i] for i in c.idx], n, sampling)
                     for w, c in enumerate(batch)]
-            outcomes = watch(calls(refs, self.workers[:len(batch)], self.names[:len(batch)]), "generate", timeout_s,
-                             self.cfg.heartbeat_s, interrupt)
+            outcomes = watch(calls(refs, self.workers[:len(batch)], self.names[:len(batch)]), "generate",
+                             self.timeouts.generate_s, self.cfg.heartbeat_s, interrupt)
             engine_s += max((o.engine_s for o in outcomes if isinstance(o, Generation)), default=0.0)
-            for w, (chunk, out) in enumerate(zip(batch, outcomes)):
+            for w, (chunk, out) in enumerate(zip(batch, outcomes, strict=True)):
                 uids = [requests[i].uid for i in chunk.idx]
                 if isinstance(out, Generation):
-                    for i, samples in zip(chunk.idx, out.samples):
+                    for i, samples in zip(chunk.idx, out.samples, strict=True):
                         results[i] = samples
                     self.budget.succeeded(uids)
                     continue
@@ -160,22 +174,21 @@ class RolloutGroup:
         self.fault_log.record("generate", f"prompt {uids[0]}", "crashed rollout workers", 0.0, "dropped")
         return []
 
-    def load_weights(self, manifest: SyncManifest, timeout_s: float,
-                     faults: Mapping[int, FaultKind] | None = None) -> None:
-        """Load ``manifest`` into every engine within ``timeout_s``; an engine that fails is replaced
-        (the replacement loads the same manifest) and charged to the restart bound."""
-        self.finish_load(manifest, self.start_load(manifest, faults), timeout_s)
+    def load_weights(self, manifest: SyncManifest) -> None:
+        """Load ``manifest`` into every engine within ``timeouts.sync_s``; an engine that fails is
+        replaced (the replacement loads the same manifest) and charged to the restart bound."""
+        self.finish_load(manifest, self.start_load(manifest))
 
-    def start_load(self, manifest: SyncManifest, faults: Mapping[int, FaultKind] | None = None) -> list[Call]:
+    def start_load(self, manifest: SyncManifest) -> list[Call]:
         """Start loading ``manifest`` into every engine and return the calls for ``finish_load``.
         A streamed manifest may be started before the learners have written it."""
-        return calls([w.load_weights.remote(manifest, (faults or {}).get(i)) for i, w in enumerate(self.workers)],
-                     self.workers, self.names)
+        self._arm("sync")
+        return calls([w.load_weights.remote(manifest) for w in self.workers], self.workers, self.names)
 
-    def finish_load(self, manifest: SyncManifest, loading: Sequence[Call], timeout_s: float) -> None:
-        """Wait for ``start_load``'s calls within ``timeout_s``; replace the engines that failed."""
+    def finish_load(self, manifest: SyncManifest, loading: Sequence[Call]) -> None:
+        """Wait for ``start_load``'s calls within ``timeouts.sync_s``; replace the engines that failed."""
         self.manifest = manifest
-        outcomes = watch(loading, "sync", timeout_s, self.cfg.heartbeat_s)
+        outcomes = watch(loading, "sync", self.timeouts.sync_s, self.cfg.heartbeat_s)
         for i, out in enumerate(outcomes):
             if isinstance(out, (ActorFailure, PhaseTimeout)):
                 self._replace(i, out)
@@ -189,16 +202,21 @@ class RolloutGroup:
         watch(calls(marks, self.workers, self.names), "sync", _ABORT_WAIT_S)
         watch(loading, "sync", _ABORT_WAIT_S)
 
-    def sleep(self, timeout_s: float) -> None:
+    def sleep(self) -> None:
         """GPU colocation: let engines free their memory while learners train."""
-        wait_all(calls([w.sleep.remote() for w in self.workers], self.workers, self.names), "sleep", timeout_s,
-                 self.cfg.heartbeat_s)
+        wait_all(calls([w.sleep.remote() for w in self.workers], self.workers, self.names), "sleep",
+                 self.timeouts.sync_s, self.cfg.heartbeat_s)
 
-    def greedy(self, prompts: list[list[int]], max_tokens: int, timeout_s: float) -> list[list[int]]:
+    def greedy(self, prompts: list[list[int]], max_tokens: int) -> list[list[int]]:
         """Greedy completions from worker 0 (weight-sync checks)."""
         out: list[list[int]] = wait_all(calls([self.workers[0].greedy.remote(prompts, max_tokens)], self.workers[:1],
-                                              self.names[:1]), "generate", timeout_s, self.cfg.heartbeat_s)[0]
+                                              self.names[:1]), "generate", self.timeouts.generate_s,
+                                        self.cfg.heartbeat_s)[0]
         return out
+
+    def _arm(self, phase: str) -> None:
+        """Arm the engines the run's injected faults name for ``phase`` of this step (testing aid)."""
+        arm_faults(self.workers, self.names, self.injector.at(phase, "engine"), phase, self.timeouts.actor_start_s)
 
     def node_ids(self) -> list[str]:
         """Node id of each engine."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlplat.config.schema import RolloutConfig, SamplingConfig
-from rlplat.faults import FaultKind, inject
+from rlplat.faults import ArmedFaults, FaultKind, inject
 from rlplat.models.decilm_format import is_decilm
 from rlplat.sync.transport import bucket_paths, mark_aborted, remove_files, write_bucket
 from rlplat.telemetry import LENGTH_BOUNDARIES, MetricTags, count, observe
@@ -91,6 +91,7 @@ class RolloutWorker:
         self.version = 0
         self.sleeping = False
         self.node_id = ray.get_runtime_context().get_node_id()
+        self.faults = ArmedFaults(f"rollout worker {rank}")
 
     def start(self) -> dict[str, Any]:
         """Build the vLLM engine; returns ``info``."""
@@ -130,15 +131,15 @@ class RolloutWorker:
         """Liveness: answered from the actor's ``health`` concurrency group, beside any long call."""
         return time.time()
 
-    def generate(self, requests: list[GenerationRequest], n: int, sampling: SamplingConfig,
-                 fault: FaultKind | None = None) -> Generation:
-        """Sample ``n`` completions per request: one list of samples per request, in order.
+    def arm_fault(self, phase: str, kind: FaultKind) -> None:
+        """Testing aid (``faults.inject``): fail with ``kind`` at the start of the next ``phase`` call."""
+        self.faults.arm(phase, kind)
 
-        ``fault``: an injected fault to suffer first (``rlplat.faults``; testing aid).
-        """
+    def generate(self, requests: list[GenerationRequest], n: int, sampling: SamplingConfig) -> Generation:
+        """Sample ``n`` completions per request: one list of samples per request, in order."""
         from vllm import SamplingParams
 
-        inject(fault, f"rollout worker {self.rank} generate")
+        self.faults.fire("generate")
         for req in requests:
             inject(self.spec.crash_prompts.get(req.uid), f"rollout worker {self.rank} on prompt {req.uid}")
         self._ensure_awake()
@@ -163,7 +164,7 @@ class RolloutWorker:
         samples = []
         for comp in out.outputs:
             # Each logprobs entry maps the sampled token id to its Logprob (logprobs=0).
-            lps = tuple(float(d[t].logprob) for t, d in zip(comp.token_ids, comp.logprobs))
+            lps = tuple(float(d[t].logprob) for t, d in zip(comp.token_ids, comp.logprobs, strict=True))
             samples.append(Sample(token_ids=tuple(comp.token_ids), text=comp.text, logprobs=lps,
                                   weights_version=self.version, finish_reason=str(comp.finish_reason)))
         return samples
@@ -178,10 +179,9 @@ class RolloutWorker:
                                  use_tqdm=False)
         return [list(o.outputs[0].token_ids) for o in outs]
 
-    def load_weights(self, manifest: SyncManifest, fault: FaultKind | None = None) -> LoadReport:
-        """Load weights version ``manifest.version`` from /dev/shm or the object store (``fault``:
-        an injected fault to suffer first)."""
-        inject(fault, f"rollout worker {self.rank} load_weights")
+    def load_weights(self, manifest: SyncManifest) -> LoadReport:
+        """Load weights version ``manifest.version`` from /dev/shm or the object store."""
+        self.faults.fire("sync")
         start = time.perf_counter()
         paths, own_copy = self._local_paths(manifest)
         try:
@@ -215,7 +215,7 @@ class RolloutWorker:
 
         shm_dir = os.path.dirname(manifest.shm_paths[0]) if manifest.shm_paths else "/dev/shm"
         paths = bucket_paths(shm_dir, f"recv{os.getpid()}", manifest.version, len(manifest.specs))
-        for path, ref in zip(paths, manifest.refs):
+        for path, ref in zip(paths, manifest.refs, strict=True):
             write_bucket(path, ray.get(ref))
         return paths, True
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from types import TracebackType
+from typing import TypeVar
 
 from ray.util.placement_group import PlacementGroup, remove_placement_group
 from typing_extensions import Self
@@ -16,16 +17,19 @@ from typing_extensions import Self
 from rlplat.config.schema import Config
 from rlplat.distributed.cluster import check_resources, create_placement_group
 from rlplat.distributed.placement import cpu_binds, plan_placement
-from rlplat.faults import FaultLog, parse_faults
+from rlplat.faults import FaultInjector, FaultLog, parse_faults
 from rlplat.learner.group import LearnerGroup
 from rlplat.learner.teacher import TeacherGroup, TeacherSpec
 from rlplat.learner.worker import LearnerSpec
 from rlplat.rollout.group import RolloutGroup
 from rlplat.rollout.worker import EngineSpec
+from rlplat.runtime.protocols import LoopParts
 from rlplat.runtime.scorer import Scorer
+from rlplat.runtime.weight_sync import WeightSync
 from rlplat.telemetry import MetricTags
 
 log = logging.getLogger(__name__)
+_Part = TypeVar("_Part")
 
 
 def learner_spec(cfg: Config, model_path: str, lr: float) -> LearnerSpec:
@@ -52,8 +56,11 @@ class StageActors:
             raise ValueError("teachers take the rollout engines' slots: start them with rollout=False")
         self.cfg = cfg
         self.tags = tags
-        # What fails is recorded here (and checkpointed by the stage that owns the log).
+        # What fails is recorded here (and checkpointed by the stage that owns the log); the
+        # groups consult the injection plan (``faults.inject``, a testing aid) for their phases.
         self.fault_log = fault_log or FaultLog()
+        plan = parse_faults(cfg.faults.inject)
+        injector = FaultInjector(plan, self.fault_log)
         self.plan = plan_placement(cfg.cluster, cfg.rollout)
         check_resources(self.plan)
         t = cfg.timeouts
@@ -68,19 +75,17 @@ class StageActors:
             # the engines are built last, once the learners hold their memory
             # (``RolloutGroup.wait_started``).
             if scorer:
-                self.scorer = Scorer(cfg.reward, cfg.faults, self.fault_log, t.actor_start_s, tags)
+                self.scorer = Scorer(cfg.reward, cfg.faults, self.fault_log, t, tags, injector)
             if teacher is not None:
-                self.teachers = TeacherGroup(teacher, self.plan, pg, t.actor_start_s, cfg.faults.heartbeat_s)
+                self.teachers = TeacherGroup(teacher, self.plan, pg, t, cfg.faults.heartbeat_s)
             if learners:
-                self.learners = LearnerGroup(learner_spec(cfg, model_path, lr), self.plan, pg, t.actor_start_s,
-                                             cfg.faults.heartbeat_s)
+                self.learners = LearnerGroup(learner_spec(cfg, model_path, lr), self.plan, pg, t,
+                                             cfg.faults.heartbeat_s, injector)
             if rollout:
-                crash = parse_faults(cfg.faults.inject).crash_prompts
                 spec = EngineSpec(model_path, cfg.model.dtype, cfg.cluster.device, cfg.rollout, cfg.seed,
-                                  crash_prompts=crash, metric_tags=tags)
+                                  crash_prompts=plan.crash_prompts, metric_tags=tags)
                 binds = cpu_binds(self.plan, os.cpu_count() or 1, cfg.cluster.devices_per_node)
-                self.rollouts = RolloutGroup(spec, self.plan, pg, binds, t.actor_start_s, cfg.faults,
-                                             self.fault_log)
+                self.rollouts = RolloutGroup(spec, self.plan, pg, binds, t, cfg.faults, self.fault_log, injector)
             for part in (self.teachers, self.learners, self.rollouts, self.scorer):
                 if part is not None:
                     part.wait_started()
@@ -91,30 +96,24 @@ class StageActors:
     @property
     def learner_group(self) -> LearnerGroup:
         """The learners (raises if this stage started none)."""
-        if self.learners is None:
-            raise RuntimeError("this stage started no learners (StageActors(learners=False))")
-        return self.learners
+        return _started(self.learners, "learners", "learners=False")
 
     @property
     def rollout_group(self) -> RolloutGroup:
         """The rollout engines (raises if this stage started none)."""
-        if self.rollouts is None:
-            raise RuntimeError("this stage started no rollout engines (StageActors(rollout=False))")
-        return self.rollouts
-
-    @property
-    def teacher_group(self) -> TeacherGroup:
-        """The teachers (raises if this stage started none)."""
-        if self.teachers is None:
-            raise RuntimeError("this stage started no teachers (StageActors(teacher=None))")
-        return self.teachers
+        return _started(self.rollouts, "rollout engines", "rollout=False")
 
     @property
     def reward_scorer(self) -> Scorer:
         """The reward scorer (raises if this stage started none)."""
-        if self.scorer is None:
-            raise RuntimeError("this stage started no reward scorer (StageActors(scorer=False))")
-        return self.scorer
+        return _started(self.scorer, "reward scorer", "scorer=False")
+
+    def loop_parts(self, tag: str, fp8: bool) -> LoopParts:
+        """The learners, engines and scorer as a GRPO loop's parts, with a weight sync between
+        them (``tag``: the run's /dev/shm file tag; ``fp8``: send FP8 weights)."""
+        learners, rollouts = self.learner_group, self.rollout_group
+        return LoopParts(learners, rollouts, self.reward_scorer,
+                         WeightSync(self.cfg.sync, learners, rollouts, tag=tag, fp8=fp8))
 
     def placement(self) -> dict[str, list[dict[str, object]]]:
         """Which actor runs where (node id, pid): written to ``placement.json`` by stages."""
@@ -140,3 +139,10 @@ class StageActors:
         if self.pg is not None:
             remove_placement_group(self.pg)
             self.pg = None
+
+
+def _started(part: _Part | None, what: str, flag: str) -> _Part:
+    """``part``, or an error naming the ``StageActors`` flag that left it out."""
+    if part is None:
+        raise RuntimeError(f"this stage started no {what} (StageActors({flag}))")
+    return part

@@ -37,9 +37,9 @@ def train_supervised(cfg: Config, model_path: str, seqs: Sequence[TrainSequence]
             lr = decayed_lr(s.lr, step, s.steps)
             batch = rng.sample(list(seqs), min(s.batch_size, len(seqs)))
             stats = reduce_optimizer_step(learners.sft_step(split_for_ranks(batch, learners.world_size), lr,
-                                                            cfg.timeouts.train_s, s.pack_tokens))
+                                                            s.pack_tokens))
             losses.append(stats["loss/sft"])
             metrics.log({"step": step + 1, "sft/loss": losses[-1], "sft/lr": lr})
-        learners.save_hf(str(out), cfg.timeouts.checkpoint_s)
+        learners.save_hf(str(out))
     copy_tokenizer(Path(model_path), out)
     return {"sft/loss_first": losses[0], "sft/loss_last": losses[-1]} if losses else {}

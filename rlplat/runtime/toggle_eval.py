@@ -21,8 +21,8 @@ from typing import Any
 from rlplat.config.schema import Config
 from rlplat.data.chat import THINKING_OFF, THINKING_ON, build_messages, encode, render_prompt, system_prompt
 from rlplat.data.sft import SFTExample, Toggle, final_answer, render_sft_prompt, think_blocks_ok
-from rlplat.rollout.group import RolloutGroup
-from rlplat.runtime.scorer import Scorer
+from rlplat.runtime.evaluation import EVAL_TALLY
+from rlplat.runtime.protocols import Rollouts, Scoring
 from rlplat.runtime.stage_actors import StageActors
 from rlplat.types import GenerationRequest, PromptItem
 
@@ -66,20 +66,20 @@ def both_modes(items: Sequence[PromptItem], tokenizer: Any) -> list[ToggleProbe]
     return probes
 
 
-def toggle_metrics(cfg: Config, rollouts: RolloutGroup, scorer: Scorer, probes: Sequence[ToggleProbe],
+def toggle_metrics(cfg: Config, rollouts: Rollouts, scorer: Scoring, probes: Sequence[ToggleProbe],
                    tokenizer: Any) -> dict[str, float]:
     """Compliance and pass rate per mode of the engines' greedy answers to ``probes``."""
     requests = [GenerationRequest(p.item.uid, encode(tokenizer, p.item.text), i) for i, p in enumerate(probes)]
     greedy = replace(cfg.rollout.sampling, temperature=0.0)
-    answers = rollouts.generate(requests, 1, greedy, cfg.timeouts.generate_s).samples
+    answers = rollouts.generate(requests, 1, greedy).samples
     # A prompt dropped for crashing engines has no answer.
     kept = {i: s for i, s in enumerate(answers) if s is not None}
     out = compliance([(probes[i].mode, s[0].text) for i, s in kept.items()])
     scored = scorer.score([probes[i].item for i in kept], [requests[i] for i in kept], list(kept.values()),
-                          cfg.timeouts.reward_s)
-    scorer.stats(cfg.timeouts.reward_s)  # drop the pool's counters: they describe training samples
+                          tally=EVAL_TALLY)
+    scorer.stats_and_reset(EVAL_TALLY)  # an evaluation's counts are no training step's
     for mode in ("on", "off"):
-        mine = [g.samples[0].correct for i, g in zip(kept, scored) if probes[i].mode == mode]
+        mine = [g.samples[0].correct for i, g in zip(kept, scored, strict=True) if probes[i].mode == mode]
         if mine:
             out[f"toggle/{mode}_pass_rate"] = sum(mine) / len(mine)
     return out

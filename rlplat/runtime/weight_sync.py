@@ -1,85 +1,74 @@
-"""WeightSync: one versioned learner -> engines sync, with a deadline, run by the driver."""
+"""WeightSync: one versioned learner -> engines sync, run by the driver.
+
+Version 0 is the weights the engines started from (the stage's input model directory, which the
+learners loaded too), so a fresh full-precision run needs no sync before its first step. The caller
+names each version (the loop's ``StepLedger`` says which the learners hold); the groups' own
+deadlines (``timeouts.sync_s``) bound every phase.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from rlplat.config.schema import SyncConfig
-from rlplat.faults import FaultKind
 from rlplat.learner.group import LearnerGroup
 from rlplat.rollout.group import RolloutGroup
+from rlplat.runtime.protocols import SyncReport
 from rlplat.sync.plan import plan_export
 from rlplat.sync.transport import bucket_paths
 from rlplat.types import ExportPlan, SyncManifest
 
-
-@dataclass(frozen=True)
-class SyncReport:
-    """What one sync did."""
-
-    version: int
-    seconds: float
-    nbytes: int
-    shm_engines: int
-    object_store_engines: int
+__all__ = ["SyncReport", "WeightSync"]
 
 
 class WeightSync:
-    """Publishes learner weights to every engine; ``version`` increases by one per sync.
-
-    Version 0 is the weights the engines started from (the stage's input model directory, which
-    the learners loaded too), so a fresh full-precision run needs no sync before its first step.
+    """Publishes learner weights to every engine (``rlplat.runtime.protocols.Publisher``).
 
     ``fp8``: send linear weights as FP8 (``rollout.precision=fp8``; the mismatch guardrail may turn
     it off); ``engines_fp8``: whether the engines hold FP8 weights now (after the last sync).
     """
 
     def __init__(self, cfg: SyncConfig, learners: LearnerGroup, rollouts: RolloutGroup, tag: str,
-                 version: int = 0, fp8: bool = False) -> None:
+                 fp8: bool = False) -> None:
         self.cfg = cfg
         self.fp8 = fp8
         self.engines_fp8 = False
         self.learners = learners
         self.rollouts = rollouts
         self.tag = tag
-        self.version = version
         # Bytes of the last export (known even when loading it into the engines then failed).
         self.last_nbytes = 0
 
-    def sync(self, timeout_s: float, version: int | None = None,
-             faults: Mapping[int, FaultKind] | None = None) -> SyncReport:
-        """Export, transfer and load the next version (or ``version``, when resuming) within
-        ``timeout_s`` per phase (``faults``: injected into engine ``i``'s load; testing aid)."""
+    def sync(self, version: int) -> SyncReport:
+        """Export, transfer and load ``version`` of the learners' weights into every engine."""
         start = time.perf_counter()
-        version = self.version + 1 if version is None else version
         engine_nodes = self.rollouts.node_ids()
         learner_nodes = self.learners.node_ids()
         plan = plan_export(self.cfg, learner_nodes, engine_nodes, version, self.tag, self.fp8)
         shm_nodes = frozenset(learner_nodes[r] for r in plan.shm_writer_ranks)
         if self.cfg.stream and not plan.object_store:
-            self._streamed(plan, shm_nodes, timeout_s, faults)
+            self._streamed(plan, shm_nodes)
         else:
-            manifest = replace(self.learners.export_weights(plan, timeout_s), shm_nodes=shm_nodes)
+            manifest = replace(self.learners.export_weights(plan), shm_nodes=shm_nodes)
             self.last_nbytes = manifest.nbytes
-            self.rollouts.load_weights(manifest, timeout_s, faults)
-        self.version, self.engines_fp8 = version, plan.fp8
+            self.rollouts.load_weights(manifest)
+        self.engines_fp8 = plan.fp8
         n_shm = sum(n in shm_nodes for n in engine_nodes)
         return SyncReport(version, time.perf_counter() - start, self.last_nbytes, n_shm, len(engine_nodes) - n_shm)
 
-    def _streamed(self, plan: ExportPlan, shm_nodes: frozenset[str], timeout_s: float,
-                  faults: Mapping[int, FaultKind] | None) -> None:
+    def _streamed(self, plan: ExportPlan, shm_nodes: frozenset[str]) -> None:
         """Export and load at once (``sync.stream``): the engines start first, with the bucket
         layout, and load each bucket file as soon as the learners have renamed it into place."""
-        specs = self.learners.export_layout(plan, timeout_s)
+        specs = self.learners.export_layout(plan)
         paths = bucket_paths(plan.shm_dir, plan.tag, plan.version, len(specs))
-        manifest = SyncManifest(plan.version, specs, paths, shm_nodes, stream_wait_s=timeout_s)
+        manifest = SyncManifest(plan.version, specs, paths, shm_nodes,
+                                stream_wait_s=self.learners.timeouts.sync_s)
         self.last_nbytes = manifest.nbytes
-        loading = self.rollouts.start_load(manifest, faults)
+        loading = self.rollouts.start_load(manifest)
         try:
-            self.learners.export_weights(plan, timeout_s)
+            self.learners.export_weights(plan)
         except BaseException:
             self.rollouts.abandon_load(manifest, loading)
             raise
-        self.rollouts.finish_load(manifest, loading, timeout_s)
+        self.rollouts.finish_load(manifest, loading)

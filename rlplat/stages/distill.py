@@ -40,6 +40,36 @@ class DistillStage:
     name = "distill"
     config_sections = ("seed", "model", "learner", "cluster", "distill", "data.synthetic")
 
+    def preflight(self, cfg: Config) -> None:
+        """Before Ray (``rlplat.stages.checks``): teacher and student directories, their shared
+        vocabulary where both are known, the text file, and a new student's head size."""
+        from rlplat.data.datasets import DataError
+        from rlplat.data.text import check_text_file
+        from rlplat.stages.checks import check_cpu_head_sizes, check_model_dir
+
+        d = cfg.distill
+        check_model_dir("distill.teacher_path", d.teacher_path, "point it at the teacher's model directory, or "
+                        "set it to null to distil from the stage's input model.")
+        if d.student not in ("input", "new"):
+            check_model_dir("distill.student", d.student, "use input, new, or a model directory.")
+        if d.student == "new":
+            student = None  # built from the teacher's vocabulary when the stage starts
+        elif d.student == "input":
+            # Known before Ray only when distillation is the first stage and starts from model.path.
+            student = cfg.model.path if cfg.stages[0] == self.name else None
+        else:
+            student = d.student
+        if d.teacher_path and student:
+            check_same_vocabulary(d.teacher_path, student)
+        if d.data is not None:
+            try:
+                check_text_file(d.data, d.text_field, d.eval_rows)
+            except DataError as err:
+                raise ConfigError("distill.data", str(err), f"correct the file: every row needs a non-empty "
+                                  f"'{d.text_field}' string (distill.text_field).") from err
+        if d.student == "new":
+            check_cpu_head_sizes(cfg, [("distill.student_shape", d.student_shape)])
+
     def run(self, ctx: StageContext) -> StageManifest:
         from transformers import AutoTokenizer
 
@@ -62,14 +92,13 @@ class DistillStage:
                 lr = decayed_lr(d.lr, step, d.steps)
                 shards = split_for_ranks(rng.sample(train, min(d.batch_size, len(train))), learners.world_size)
                 refs, acks = teachers.forward(shards) if teachers and d.kl_weight + d.cosine_weight > 0 else (None, [])
-                stats = reduce_optimizer_step(learners.distill_step(shards, refs, lr, d, cfg.timeouts.train_s,
-                                                                    also_wait=acks))
+                stats = reduce_optimizer_step(learners.distill_step(shards, refs, lr, d, also_wait=acks))
                 losses.append(stats["loss/distill"])
                 steps.log({"step": step + 1, "distill/loss": losses[-1], "distill/lr": lr})
             metrics = {"distill/loss_first": losses[0], "distill/loss_last": losses[-1]} if losses else {}
             if held_out:
                 metrics.update(held_out_metrics(cfg, actors, held_out))
-            learners.save_hf(str(out), cfg.timeouts.checkpoint_s)
+            learners.save_hf(str(out))
         copy_tokenizer(Path(student_path), out)
         artifacts = {TEACHER: teacher_path} if use_teacher else {}
         return StageManifest(self.name, str(out), ctx.model_path, artifacts=artifacts, metrics=metrics)
@@ -131,10 +160,10 @@ def held_out_metrics(cfg: Config, actors: StageActors, held_out: list[TrainSeque
         return {}
     shards = split_for_ranks(seqs, learners.world_size)
     refs, acks = teachers.forward(shards) if teachers else (None, [])
-    stats = reduce_optimizer_step(learners.distill_step(shards, refs, 0.0, cfg.distill, cfg.timeouts.train_s,
-                                                        train=False, also_wait=acks))
+    stats = reduce_optimizer_step(learners.distill_step(shards, refs, 0.0, cfg.distill, train=False,
+                                                        also_wait=acks))
     out = {"distill/heldout_lm_loss": stats["loss/lm"]}
     if teachers is not None:
         out["distill/heldout_kl"] = stats["loss/kl"]
-        out["distill/teacher_heldout_lm_loss"] = teachers.lm_loss(shards, cfg.timeouts.train_s)
+        out["distill/teacher_heldout_lm_loss"] = teachers.lm_loss(shards)
     return out

@@ -37,28 +37,28 @@ from curricula import (
 from rlplat.algo.batching import split_for_ranks
 from rlplat.algo.grpo import advantages, minibatches, rollout_metrics, staleness, train_sequences
 from rlplat.algo.stats import reduce_train_step
-from rlplat.checkpoint import RunState, latest_checkpoint, load_run_state, save_checkpoint
+from rlplat.checkpoint import latest_checkpoint, load_run_state, save_checkpoint
 from rlplat.config.schema import Config
 from rlplat.distributed.waits import ActorFailure, Interrupted, PhaseTimeout
-from rlplat.faults import FaultKind, FaultLog, inject, parse_faults
 from rlplat.metrics import MetricsLogger, read_metrics, truncate_after
 from rlplat.models.hf import copy_tokenizer
 from rlplat.report import write_summary
 from rlplat.report.document import load_run, write_report
 from rlplat.rollout.group import RolloutRestartLimit
 from rlplat.runtime.evaluation import HeldOutEval
-from rlplat.runtime.lookahead import Lookahead, groups_from_state, sync_due
+from rlplat.runtime.ledger import RunRecords, StepLedger
+from rlplat.runtime.lookahead import Lookahead, groups_from_state
 from rlplat.runtime.pass_rates import shared_store
 from rlplat.runtime.precision import MismatchGuardStop, PrecisionGuard, fp8_rollouts
 from rlplat.runtime.prompts import PromptSet, load_prompt_sets
+from rlplat.runtime.protocols import LoopParts, SyncReport
 from rlplat.runtime.scorer import RewardRestartLimit
 from rlplat.runtime.signals import Preempted, StopRequested
 from rlplat.runtime.stage_actors import StageActors
 from rlplat.runtime.timing import PhaseTimer
 from rlplat.runtime.toggle_eval import both_modes, toggle_metrics
-from rlplat.runtime.weight_sync import SyncReport, WeightSync
 from rlplat.stages.base import KEPT_UIDS, PASS_RATE_TABLE, StageContext, StageManifest
-from rlplat.telemetry import run_tags
+from rlplat.telemetry import MetricTags, run_tags
 from rlplat.types import ScoredGroup, TrainSequence, TrainShard
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ class GRPOStage:
     name = "grpo"
     config_sections = ("seed", "model", "learner", "cluster", "rollout", "reward", "grpo", "data", "curriculum",
                        "sync", "checkpoint")
+    starts_engines = True  # it samples with the rollout engines (rlplat.stages.checks)
 
     def run(self, ctx: StageContext) -> StageManifest:
         from transformers import AutoTokenizer
@@ -87,21 +88,23 @@ class GRPOStage:
         train, held_out = load_prompt_sets(cfg, tokenizer, keep_uids)
         shared = shared_store(ctx.run_dir.name) if cfg.curriculum.shared_store else None
         curriculum = make_curriculum(cfg, train.uids, table, shared)
-        fault_log = restored_fault_log(ctx)
-        fault_log.dropped_prompts += [u for u in train.dropped if u not in fault_log.dropped_prompts]
+        records = RunRecords.restored(ctx.run_dir, ctx.resume)
+        faults = records.faults
+        faults.dropped_prompts += [u for u in train.dropped if u not in faults.dropped_prompts]
         final = ctx.run_dir / "final_model"
         tags = run_tags(ctx.run_dir, cfg.experiment, self.name)
-        with StageActors(cfg, ctx.model_path, cfg.learner.lr, fault_log=fault_log, tags=tags) as actors, \
+        with StageActors(cfg, ctx.model_path, cfg.learner.lr, fault_log=faults, tags=tags) as actors, \
                 StopRequested() as stop:
             (ctx.run_dir / "placement.json").write_text(json.dumps(actors.placement(), indent=2))
             evaluation = HeldOutEval(cfg, held_out)
-            GRPOLoop(ctx, actors, train, evaluation, curriculum, stop, shared).run()
+            parts = actors.loop_parts(run_tag(ctx.run_dir), fp8_rollouts(cfg, records.precision))
+            GRPOLoop(ctx, parts, train, evaluation, curriculum, stop, records, shared, tags).run()
             metrics = {}
             if cfg.grpo.toggle_eval and evaluation.items:
                 # The engines hold the last step's weights (every step ends with a sync).
                 metrics = toggle_metrics(cfg, actors.rollout_group, actors.reward_scorer,
                                          both_modes(evaluation.items, tokenizer), tokenizer)
-            actors.learner_group.save_hf(str(final), cfg.timeouts.checkpoint_s)
+            actors.learner_group.save_hf(str(final))
         copy_tokenizer(Path(ctx.model_path), final)
         rows = read_metrics(ctx.run_dir / "metrics.jsonl")
         write_summary(ctx.run_dir, rows)
@@ -122,16 +125,6 @@ def zero_advantage_frac(groups: Sequence[ScoredGroup]) -> float:
     return dynamic_dropped_frac(kept, dropped)
 
 
-def restored_fault_log(ctx: StageContext) -> FaultLog:
-    """The fault log of the checkpoint a resume continues from (empty for a new run): restart
-    counts, dropped prompts and fired injections carry over, so bounds and faults are per run."""
-    fault_log = FaultLog()
-    found = latest_checkpoint(ctx.run_dir) if ctx.resume else None
-    if found is not None:
-        fault_log.load_state(load_run_state(found[1]).faults)
-    return fault_log
-
-
 def make_curriculum(cfg: Config, uids: Sequence[str], pass_rate_table: str | None, shared: Any = None) -> Curriculum:
     """The configured curriculum over ``uids``, its store seeded from the shared store actor when
     it holds rows (``curriculum.shared_store``), else from a pass-rate table if given."""
@@ -148,38 +141,37 @@ def make_curriculum(cfg: Config, uids: Sequence[str], pass_rate_table: str | Non
 
 
 class GRPOLoop:
-    """GRPO over live actors. ``state`` is the ``RunState`` after the last finished step: what the
-    learners hold (with the weights version) and what a checkpoint of that step contains."""
+    """GRPO over the parts it is given (``LoopParts``: Ray actor groups in production, in-process
+    fakes in ``tests/loop``). ``ledger`` says where the run stands after the last finished step."""
 
-    def __init__(self, ctx: StageContext, actors: StageActors, prompts: PromptSet, evaluation: HeldOutEval,
-                 curriculum: Curriculum, stop: StopRequested, shared: Any = None) -> None:
+    def __init__(self, ctx: StageContext, parts: LoopParts, prompts: PromptSet, evaluation: HeldOutEval,
+                 curriculum: Curriculum, stop: StopRequested, records: RunRecords, shared: Any = None,
+                 tags: MetricTags | None = None) -> None:
         self.cfg, self.run_dir, self.stop, self.shared = ctx.cfg, ctx.run_dir, stop, shared
-        self.learners, self.rollouts, self.scorer = actors.learner_group, actors.rollout_group, actors.reward_scorer
+        self.learners, self.rollouts, self.scorer = parts.learners, parts.rollouts, parts.scorer
+        self.weight_sync = parts.weight_sync
         self.prompts, self.evaluation, self.curriculum = prompts, evaluation, curriculum
-        self.fault_log, self.faults = actors.fault_log, parse_faults(self.cfg.faults.inject)
-        self.weight_sync = WeightSync(self.cfg.sync, self.learners, self.rollouts, tag=run_tag(ctx.run_dir),
-                                      fp8=fp8_rollouts(self.cfg, self.fault_log))
-        self.precision = PrecisionGuard(self.cfg, self.weight_sync, self.fault_log)
+        self.fault_log = records.faults
+        self.precision = PrecisionGuard(self.cfg, self.weight_sync, records.precision, records.faults)
         self.ahead = Lookahead()
-        self.state = self._restore() if ctx.resume else self._fresh_state()
-        self.saved_step = self.state.step  # the newest step with a complete checkpoint (0: none)
-        self.learners_ahead = False  # True while the learners hold weights newer than ``state``
-        self.metrics = MetricsLogger(self.run_dir, GRPOStage.name, self.cfg.grpo.total_steps, self.state.step,
-                                     settings=self.cfg.metrics, progress=self.cfg.progress, tags=actors.tags,
+        self.ledger = self._restore() if ctx.resume else self._fresh()
+        self.metrics = MetricsLogger(self.run_dir, GRPOStage.name, self.cfg.grpo.total_steps, self.ledger.step,
+                                     settings=self.cfg.metrics, progress=self.cfg.progress, tags=tags,
                                      config=asdict(self.cfg))
 
-    def _fresh_state(self) -> RunState:
-        """A new run's state; FP8 engines get the initial weights FP8-rounded (version 0 again)."""
+    def _fresh(self) -> StepLedger:
+        """A new run's ledger; FP8 engines get the initial weights FP8-rounded (version 0 again)."""
+        ledger = StepLedger.fresh(self.curriculum.state_dict())
         if self.weight_sync.fp8:
-            self.weight_sync.sync(self.cfg.timeouts.sync_s, version=0)
-        return RunState(0, 0, self.curriculum.state_dict())
+            ledger.synced(self.weight_sync.sync(0).version)
+        return ledger
 
     def run(self) -> None:
-        """Steps ``state.step + 1 .. total_steps``; checkpoints every ``checkpoint.every`` and on a signal."""
+        """Steps ``ledger.step + 1 .. total_steps``; checkpoints every ``checkpoint.every`` and on a signal."""
         cfg = self.cfg
         try:
-            for step in range(self.state.step + 1, cfg.grpo.total_steps + 1):
-                self.state = self.step(step)
+            for step in range(self.ledger.step + 1, cfg.grpo.total_steps + 1):
+                self.step(step)
                 if step % cfg.checkpoint.every == 0 or step == cfg.grpo.total_steps or self.stop:
                     self.checkpoint()
                 if self.stop:
@@ -194,10 +186,10 @@ class GRPOLoop:
             self.ahead.close()
             self.metrics.close()
 
-    def step(self, step: int) -> RunState:
-        """One GRPO step; returns the state after it."""
+    def step(self, step: int) -> None:
+        """One GRPO step: generate, score, refill, observe, train, sync, evaluate, log."""
         cfg, g, timer = self.cfg, self.cfg.grpo, PhaseTimer()
-        self.fault_log.step = step
+        self.fault_log.begin(step)
         groups = self.take_ahead(step, timer) or self.generate_and_score(
             self.curriculum.next_batch(g.prompts_per_step), step, 0, timer)
         # The share of the drawn prompts whose group carries no signal (every sample rewarded alike),
@@ -209,17 +201,14 @@ class GRPOLoop:
         self.curriculum.observe([group.outcome() for group in seen])
         if self.shared is not None:  # fire and forget: other drivers read it, this loop never waits
             self.shared.update.remote([(g.uid, g.n, g.successes) for g in (group.outcome() for group in seen)])
-        reward_counters = self.scorer.stats(cfg.timeouts.reward_s)
+        reward_counters = self.scorer.stats_and_reset()
         seqs = train_sequences(groups, advantages(groups, g.advantage))
         if g.async_.max_staleness and step < g.total_steps and not self.stop:
             self.submit_ahead(step + 1)  # generated and scored while the learners train below
-        trained = self.state.weights_version
-        self.learners_ahead = True
+        trained = self.ledger.start_update()
         with timer.phase("train"):
             train = self.train(seqs, step, staleness(groups, trained))
-        # The learners now hold the next version: from here a checkpoint of this state loses nothing.
-        self.state = RunState(step, trained + 1, self.curriculum.state_dict())
-        self.learners_ahead = False
+        self.ledger.finish_update(step, self.curriculum.state_dict())
         with timer.phase("rollout_wait"):
             self.ahead.wait()  # the engines must be idle before they load weights
         extra = {**reward_counters, **dynamic, **self.curriculum.metrics(), **self.precision.metrics()}
@@ -230,12 +219,16 @@ class GRPOLoop:
         self.metrics.log(step_line(step, groups, timer, train, sync, trained,
                                    {**extra, **self.fault_log.metrics(), **evaluation}))
         self.precision.after_step(train)
-        return self.state
 
     def submit_ahead(self, step: int) -> None:
         """Draw ``step``'s prompts now and generate and score them in the background (``grpo.async``)."""
         idx = self.curriculum.next_batch(self.cfg.grpo.prompts_per_step)
-        self.ahead.submit(step, lambda timer: self.generate_and_score(idx, step, 0, timer, refill=False))
+
+        def work(timer: PhaseTimer) -> list[ScoredGroup]:
+            self.fault_log.begin(step)  # the lookahead thread works for the next step
+            return self.generate_and_score(idx, step, 0, timer, refill=False)
+
+        self.ahead.submit(step, work)
 
     def take_ahead(self, step: int, timer: PhaseTimer) -> list[ScoredGroup] | None:
         """The batch generated ahead for ``step`` (None: none), its rollout and reward seconds added to
@@ -250,33 +243,31 @@ class GRPOLoop:
         return groups
 
     def sync_due(self, step: int) -> bool:
-        """Whether this step ends with a sync: ``lookahead.sync_due``, and always before a
+        """Whether this step ends with a sync: ``StepLedger.sync_due``, and always before a
         checkpoint (a resume loads the learners' weights into the engines), a held-out evaluation
         and the end of the run (both read the engines' weights as the step's policy)."""
         cfg = self.cfg
         forced = step % cfg.checkpoint.every == 0 or step == cfg.grpo.total_steps or self.evaluation.due(step)
-        return forced or bool(self.stop) or sync_due(cfg.grpo.async_.max_staleness, self.state.weights_version,
-                                                     self.weight_sync.version)
+        return forced or bool(self.stop) or self.ledger.sync_due(cfg.grpo.async_.max_staleness)
 
     def no_sync(self) -> SyncReport:
         """The report of a step that kept the engines' weights (``grpo.async.max_staleness > 1``)."""
-        return SyncReport(self.weight_sync.version, 0.0, 0, 0, 0)
+        return SyncReport(self.ledger.engine_version, 0.0, 0, 0, 0)
 
     def generate_and_score(self, idx: Sequence[int], step: int, attempt: int, timer: PhaseTimer,
                            refill: bool = True) -> list[ScoredGroup]:
         """``grpo.samples_per_prompt`` scored samples for each prompt at ``idx``; with ``refill``,
-        prompts dropped for crashing engines are replaced by fresh draws of the curriculum."""
+        prompts dropped for crashing engines are replaced by fresh draws of the curriculum, at most
+        ``_MAX_DRAWS`` attempts deep."""
         cfg, stop = self.cfg, self.stop.requested
         items, requests = self.prompts.requests(idx, cfg.seed, step, attempt)
-        self._drive("generate", step)
         with timer.phase("rollout"):
-            generation = self.rollouts.generate(requests, cfg.grpo.samples_per_prompt, cfg.rollout.sampling,
-                                                cfg.timeouts.generate_s, self._take("engine", "generate", step), stop)
+            generation = self.rollouts.generate(requests, cfg.grpo.samples_per_prompt, cfg.rollout.sampling, stop)
         timer.seconds["rollout/engine"] += generation.engine_s
-        kept = [(item, req, s) for item, req, s in zip(items, requests, generation.samples) if s is not None]
+        kept = [(item, req, s) for item, req, s in zip(items, requests, generation.samples, strict=True)
+                if s is not None]
         with timer.phase("reward"):
-            groups = self.scorer.score([k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept],
-                                       cfg.timeouts.reward_s, self._take("reward", "score", step).get(0), stop)
+            groups = self.scorer.score([k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept], stop)
         missing = len(idx) - len(kept)
         if refill and missing and attempt < _MAX_DRAWS:
             more = self.curriculum.next_batch(missing, refill=True)
@@ -311,15 +302,14 @@ class GRPOLoop:
         ones, and every one of samples generated ``lag`` versions ago, need them recomputed first
         when the ratio (``grpo.old_logprobs=learner``) or the mismatch correction uses them."""
         cfg, learners = self.cfg, self.learners
-        self._drive("train", step)
         if cfg.cluster.device == "gpu" and cfg.rollout.sleep_between_phases:
-            self.rollouts.sleep(cfg.timeouts.sync_s)
-        faults, overdue = self._take("learner", "train", step), self.stop.overdue(cfg.faults.preempt_grace_s)
+            self.rollouts.sleep()
+        overdue = self.stop.overdue(cfg.faults.preempt_grace_s)
         batches = minibatches(seqs, cfg.grpo.global_batch, cfg.seed, step)
         if (len(batches) > 1 or lag) and (cfg.old_logprobs == "learner" or cfg.grpo.mismatch.needs_learner_logprobs):
             batches = minibatches(self.with_learner_logprobs(seqs, overdue), cfg.grpo.global_batch, cfg.seed, step)
         reports = [learners.train_step(split_for_ranks(batch, learners.world_size, on_policy=k == 0 and not lag),
-                                       cfg.timeouts.train_s, faults if k == 0 else None, overdue)
+                                       overdue)
                    for k, batch in enumerate(batches)]
         return reduce_train_step(reports)
 
@@ -329,7 +319,7 @@ class GRPOLoop:
         world = self.learners.world_size
         shards = [TrainShard(tuple(seqs[r::world]), 1, 1) for r in range(world)]
         out: list[TrainSequence] = list(seqs)
-        for r, shard in enumerate(self.learners.old_logprobs(shards, self.cfg.timeouts.train_s, overdue)):
+        for r, shard in enumerate(self.learners.old_logprobs(shards, overdue)):
             out[r::world] = shard.sequences
         return out
 
@@ -337,73 +327,64 @@ class GRPOLoop:
              extra: dict[str, float]) -> SyncReport:
         """Publish the trained weights to the engines. When the engines fail past the restart bound,
         the step's line is still logged (its state is checkpointed by ``run``): no finished step is lost."""
-        self._drive("sync", step)
-        start = time.perf_counter()
+        start, version = time.perf_counter(), self.ledger.state.weights_version
         try:
-            return self.weight_sync.sync(self.cfg.timeouts.sync_s, version=self.state.weights_version,
-                                         faults=self._take("engine", "sync", step))
+            report = self.weight_sync.sync(version)
         except RolloutRestartLimit:
-            failed = SyncReport(self.state.weights_version, time.perf_counter() - start, self.weight_sync.last_nbytes,
-                                0, 0)
+            failed = SyncReport(version, time.perf_counter() - start, self.weight_sync.last_nbytes, 0, 0)
             timer.stop()
-            self.metrics.log(step_line(step, groups, timer, train, failed, self.state.weights_version - 1,
+            self.metrics.log(step_line(step, groups, timer, train, failed, version - 1,
                                        {**extra, **self.fault_log.metrics()}))
             raise
+        self.ledger.synced(report.version)
+        return report
 
     # ------------------------------------------------------------------------- state
 
-    def _restore(self) -> RunState:
-        """The state of the latest complete checkpoint, loaded into learners, engines and curriculum."""
+    def _restore(self) -> StepLedger:
+        """The ledger of the latest complete checkpoint, loaded into learners, engines and curriculum."""
         found = latest_checkpoint(self.run_dir)
         if found is None:
-            return RunState(0, 0, self.curriculum.state_dict())
+            return self._fresh()
         step, path = found
         state = load_run_state(path)
-        t = self.cfg.timeouts
-        self.learners.load(str(path / "learner"), t.checkpoint_s)
+        self.learners.load(str(path / "learner"))
         self.curriculum.load_state_dict(state.curriculum)
-        self.weight_sync.sync(t.sync_s, version=state.weights_version)
+        ledger = StepLedger.resumed(state)
+        ledger.synced(self.weight_sync.sync(state.weights_version).version)
         if state.lookahead:
             self.ahead.preload(step + 1, groups_from_state(state.lookahead))
         truncate_after(self.run_dir / "metrics.jsonl", step)
         log.info("resumed from %s (step %d)", path, step)
-        return state
+        return ledger
 
     def checkpoint(self) -> Path:
-        """Checkpoint ``state`` (learners, optimizer, driver state, the fault log as it is now) atomically."""
-        learners, timeout = self.learners, self.cfg.timeouts.checkpoint_s
-        state = replace(self.state, faults=self.fault_log.state(), lookahead=self.ahead.state())
-        path = save_checkpoint(self.run_dir, state, lambda d: learners.save(d, timeout), self.cfg.checkpoint.keep)
-        self.saved_step = self.state.step
+        """Checkpoint the ledger's state (learners, optimizer, driver state, the fault log and the
+        precision record as they are now) atomically."""
+        state = replace(self.ledger.state, faults=self.fault_log.state(), lookahead=self.ahead.state(),
+                        precision=self.precision.state.state())
+        path = save_checkpoint(self.run_dir, state, self.learners.save, self.cfg.checkpoint.keep)
+        self.ledger.saved()
         return path
 
     def _preempted(self, err: Interrupted) -> Preempted:
         """A stop in the middle of a step: checkpoint the last consistent state when the learners
         still hold it (generation and scoring were abandoned), else keep the last checkpoint."""
         where = f"signal {self.stop.signal} during step {self.fault_log.step} ({err})"
-        if self.learners_ahead:
+        if self.ledger.updating:
             return Preempted(f"{where}: training did not finish within faults.preempt_grace_s, so the newest "
-                             f"complete checkpoint (step {self.saved_step}) is the resume point; continue with "
-                             f"resume={self.run_dir}")
-        if self.state.step > self.saved_step:
+                             f"complete checkpoint (step {self.ledger.saved_step}) is the resume point; continue "
+                             f"with resume={self.run_dir}")
+        if self.ledger.unsaved:
             self.checkpoint()
-        return Preempted(f"{where}: stopped with a checkpoint of step {self.state.step}; continue with "
+        return Preempted(f"{where}: stopped with a checkpoint of step {self.ledger.step}; continue with "
                          f"resume={self.run_dir}")
-
-    def _take(self, role: str, phase: str, step: int) -> dict[int, FaultKind]:
-        """Injected faults for ``role`` at ``phase`` of ``step`` (``faults.inject``; testing aid)."""
-        return self.faults.take(role, phase, step, self.fault_log.fired)
-
-    def _drive(self, phase: str, step: int) -> None:
-        """The driver's own injected fault at the start of ``phase`` (preemption or a lost machine)."""
-        for kind in self._take("driver", phase, step).values():
-            inject(kind, f"driver at {phase} of step {step}")
 
     def _checkpoint_after_failure(self, err: Exception) -> None:
         """After an engine or scorer failure, checkpoint the last consistent state (the previous
         step before training, this step after it) so that the run resumes without losing it;
         learner failures leave the learners mid-update, and the last periodic checkpoint stays."""
-        if self.learners_ahead or self.state.step <= self.saved_step:
+        if not self.ledger.unsaved:
             return
         try:
             log.warning("%s; saved checkpoint %s before stopping", err, self.checkpoint())
@@ -413,7 +394,7 @@ class GRPOLoop:
 
 def step_line(step: int, groups: Sequence[ScoredGroup], timer: PhaseTimer, train: dict[str, float],
               sync: SyncReport, trained: int, extra: dict[str, float]) -> dict[str, Any]:
-    """The metrics line of one step (DESIGN.md contract 3, plus stage keys in ``extra``); ``trained``:
+    """The metrics line of one step (docs/design.md, contract 3, plus stage keys in ``extra``); ``trained``:
     the version of the weights the step trained (the learners now hold ``trained + 1``)."""
     t = timer.seconds
     rollout = rollout_metrics(groups, trained)

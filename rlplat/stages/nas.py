@@ -40,6 +40,7 @@ import torch
 from rlbase import atomic_write
 from rlplat.algo.puzzle import Choice, Infeasible, SearchProblem, solve_greedy, solve_mip, solve_random
 from rlplat.config.schema import Config, NASConfig
+from rlplat.distributed.waits import PhaseTimeout
 from rlplat.models.bld import (
     NO_ATTENTION,
     NO_FFN,
@@ -91,7 +92,7 @@ class NASStage:
         torch.manual_seed(cfg.seed)
         parent = load_parent(ctx.model_path)
         calibration, held_out = calibration_rows(cfg, ctx.model_path)
-        results, latency = block_library(parent, calibration, held_out, n, cfg.seed)
+        results, latency = block_library(parent, calibration, held_out, n, cfg.seed, cfg.timeouts.train_s)
         problem, options = search_problem(parent, results, latency, n)
         choice = solve_mip(problem)
         child = assemble(parent, [options[i][v] for i, v in enumerate(choice)], [r.library for r in results])
@@ -126,9 +127,10 @@ class NASStage:
 
 
 def block_library(parent: HeteroLlamaForCausalLM, calibration: torch.Tensor, held_out: torch.Tensor, n: NASConfig,
-                  seed: int) -> tuple[list[LayerResult], dict[AttentionConfig | FFNConfig, float]]:
+                  seed: int, deadline_s: float) -> tuple[list[LayerResult], dict[AttentionConfig | FFNConfig, float]]:
     """Every layer's library and scores (one Ray task per layer, logged as each ends), then the
-    timed cost of every sub-block variant offered."""
+    timed cost of every sub-block variant offered. Each wait ends within ``deadline_s``
+    (``timeouts.train_s``): a task that does not finish in time raises ``PhaseTimeout``."""
     cal_states, held_states = block_inputs(parent, calibration), block_inputs(parent, held_out)
     blocks = parent.config.blocks
     c = parent.config
@@ -140,12 +142,15 @@ def block_library(parent: HeteroLlamaForCausalLM, calibration: torch.Tensor, hel
                for i, (attn, ffn) in enumerate(variants)}
     done: dict[int, LayerResult] = {}
     while len(done) < len(variants):
-        ready, _ = ray.wait([r for r in pending if pending[r] not in done], num_returns=1)
-        done[pending[ready[0]]] = ray.get(ready[0])
+        waiting = [r for r in pending if pending[r] not in done]
+        ready, _ = ray.wait(waiting, num_returns=1, timeout=deadline_s)
+        if not ready:
+            raise PhaseTimeout("train", [f"layer {pending[r]}" for r in waiting], deadline_s)
+        done[pending[ready[0]]] = ray.get(ready[0], timeout=deadline_s)
         log.info("nas: layer %d's library done (%d/%d)", pending[ready[0]], len(done), len(variants))
     results = [done[i] for i in range(len(variants))]
     offered = {v: None for r in results for v in (*r.library.attention, *r.library.ffn)}
-    return results, ray.get(_latency_task.remote(parent.config, list(offered), n))
+    return results, ray.get(_latency_task.remote(parent.config, list(offered), n), timeout=deadline_s)
 
 
 def load_parent(path: str) -> HeteroLlamaForCausalLM:
@@ -229,7 +234,7 @@ def search_problem(parent: HeteroLlamaForCausalLM, results: list[LayerResult],
     options = [sorted(r.scores, key=lambda b: (b != parent.config.blocks[i], str(b))) for i, r in enumerate(results)]
     scores = np.full((len(options), max(len(o) for o in options)), np.inf)
     costs = {name: np.zeros_like(scores) for name in ("latency", "params", "kv_bytes")}
-    for i, (opts, r) in enumerate(zip(options, results)):
+    for i, (opts, r) in enumerate(zip(options, results, strict=True)):
         for v, block in enumerate(opts):
             scores[i, v] = r.scores[block]
             analytic = block_cost(parent.config, block, 0)
@@ -312,14 +317,15 @@ def measure_throughput(cfg: Config, parent_path: str, child_path: str, prompts: 
     engines = {name: worker.remote(EngineSpec(path, cfg.model.dtype, cfg.cluster.device, cfg.rollout, cfg.seed), 0)
                for name, path in (("parent", parent_path), ("child", child_path))}
     try:
-        ray.get([engine.start.remote() for engine in engines.values()])
+        t = cfg.timeouts
+        ray.get([engine.start.remote() for engine in engines.values()], timeout=t.actor_start_s)
         for engine in engines.values():
-            ray.get(engine.greedy.remote(batch[:2], 4))  # warm-up, not timed
+            ray.get(engine.greedy.remote(batch[:2], 4), timeout=t.generate_s)  # warm-up, not timed
         seconds: dict[str, list[float]] = {name: [] for name in engines}
         for _ in range(n.throughput_repeats):
             for name, engine in engines.items():
                 start = time.perf_counter()
-                ray.get(engine.greedy.remote(batch, n.throughput_tokens))
+                ray.get(engine.greedy.remote(batch, n.throughput_tokens), timeout=t.generate_s)
                 seconds[name].append(time.perf_counter() - start)
     finally:
         for engine in engines.values():

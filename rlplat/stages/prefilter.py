@@ -33,7 +33,6 @@ from typing_extensions import Self
 from curricula import PassRateStore, PrefilterResult, prefilter, write_filtered_dataset, write_pass_rate_table
 from rlbase import append_line, atomic_write, write_jsonl
 from rlplat.config.schema import Config
-from rlplat.faults import inject, parse_faults
 from rlplat.progress import Progress
 from rlplat.runtime.pass_rates import shared_store
 from rlplat.runtime.prompts import PromptSet, load_prompt_sets
@@ -117,6 +116,14 @@ class PrefilterStage:
 
     name = "prefilter"
     config_sections = ("seed", "model", "learner", "cluster", "rollout", "reward", "prefilter", "data")
+    starts_engines = True  # it samples with the rollout engines (rlplat.stages.checks)
+
+    def preflight(self, cfg: Config) -> None:
+        """Before Ray (``rlplat.stages.checks``): the reference model directory, when one is named."""
+        from rlplat.stages.checks import check_model_dir
+
+        check_model_dir("prefilter.model_path", cfg.prefilter.model_path, "point it at the reference model, "
+                        "or set it to null to prefilter with the stage's input model.")
 
     def run(self, ctx: StageContext) -> StageManifest:
         from transformers import AutoTokenizer
@@ -145,7 +152,7 @@ def _sample_and_score(cfg: Config, actors: StageActors, prompts: PromptSet, scor
     prompts, after the calls ``scored`` already holds (each new one is appended to it); returns
     their counts as a store. Progress: a line at most every 5 s, and the share of prompts done as
     the gauge ``rlplat_prefilter_done`` (tagged, as the actors' metrics are)."""
-    p, t, faults = cfg.prefilter, cfg.timeouts, parse_faults(cfg.faults.inject)
+    p = cfg.prefilter
     rollouts, scorer = actors.rollout_group, actors.reward_scorer
     store = scored.store()
     starts = range(0, len(prompts), p.prompts_per_call)
@@ -155,20 +162,19 @@ def _sample_and_score(cfg: Config, actors: StageActors, prompts: PromptSet, scor
     with Progress(PrefilterStage.name, len(prompts), logged, unit="prompt", enabled=cfg.progress, min_interval_s=5.0) as bar:
         for start in (s for s in starts if s not in scored.calls):
             idx = range(start, min(start + p.prompts_per_call, len(prompts)))
-            call = start // p.prompts_per_call + 1  # faults.inject's "step" of a prefilter call
-            inject(faults.take("driver", "generate", call, []).get(0), f"prefilter call {call}")
+            actors.fault_log.begin(start // p.prompts_per_call + 1)  # faults.inject's "step" of a prefilter call
             items, requests = prompts.requests(idx, cfg.seed, _SEED_STEP, 0)
-            samples = rollouts.generate(requests, p.samples, cfg.rollout.sampling, t.generate_s).samples
+            samples = rollouts.generate(requests, p.samples, cfg.rollout.sampling).samples
             kept = [i for i, s in enumerate(samples) if s is not None]  # a prompt dropped for crashing engines
             groups = [g.outcome() for g in scorer.score([items[i] for i in kept], [requests[i] for i in kept],
-                                                        [s for s in samples if s is not None], t.reward_s)]
+                                                        [s for s in samples if s is not None])]
             store.update(groups)
             scored.append(start, [(g.uid, g.n, g.successes) for g in groups])
             bar.update(len(items), pass_rate=_mean_rate(store))
             if actors.tags is not None:
                 set_gauge("rlplat_prefilter_done", bar.done / max(len(prompts), 1), actors.tags,
                           "share of the prefilter's prompts scored")
-    scorer.stats(t.reward_s)  # reset the pool's counters: no step line reports them
+    scorer.stats_and_reset()  # no step line reports the pool's counters
     return store
 
 

@@ -9,13 +9,15 @@ token budget, or packed into rows (``learner.pack_tokens``).
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from ray.util.placement_group import remove_placement_group
 
 from rlplat.algo.batching import split_for_ranks
+from rlplat.algo.losses import AggregationMode
 from rlplat.algo.stats import reduce_optimizer_step
 from rlplat.config.schema import ClusterConfig, Config, GRPOConfig, LearnerConfig
 from rlplat.distributed.cluster import create_placement_group
@@ -37,15 +39,15 @@ def _sequences() -> list[TrainSequence]:
 
 
 @pytest.fixture()
-def one_rank(ray_local: None, tiny_model: str) -> Iterator[object]:
+def one_rank(ray_local: None, tiny_model: str) -> Iterator[Callable[..., LearnerGroup]]:
     cluster = ClusterConfig(devices_per_node=1)
     plan = replace(plan_placement(cluster, Config().rollout), engine_bundles=())
     pg = create_placement_group(plan, 60)
 
-    def group(loss_agg: str, **learner: int) -> LearnerGroup:
-        cfg = Config(cluster=cluster, grpo=GRPOConfig(loss_agg=loss_agg),  # type: ignore[arg-type]
+    def group(loss_agg: AggregationMode, **learner: Any) -> LearnerGroup:
+        cfg = Config(cluster=cluster, grpo=GRPOConfig(loss_agg=loss_agg),
                      learner=LearnerConfig(lr=1e-6, warmup_steps=0, reference_model=False, **learner))
-        return LearnerGroup(learner_spec(cfg, tiny_model, cfg.learner.lr), plan, pg, 300).wait_started()
+        return LearnerGroup(learner_spec(cfg, tiny_model, cfg.learner.lr), plan, pg, cfg.timeouts).wait_started()
 
     yield group
     remove_placement_group(pg)
@@ -58,13 +60,14 @@ _CUTS = {"one_each": {"micro_batch_size": 1}, "budget": {"max_tokens_per_micro_b
 
 @pytest.mark.parametrize(("loss_agg", "cut"), [("seq_mean_token_sum", "one_each"), ("token_mean", "one_each"),
                                                ("seq_mean_token_mean", "packed"), ("token_mean", "budget")])
-def test_micro_batches_add_up_to_the_whole_batch_gradient(one_rank, loss_agg: str, cut: str) -> None:  # type: ignore[no-untyped-def]
+def test_micro_batches_add_up_to_the_whole_batch_gradient(one_rank: Callable[..., LearnerGroup],
+                                                          loss_agg: AggregationMode, cut: str) -> None:
     shards = split_for_ranks(_sequences(), 1)
     results = []
     for learner in ({"micro_batch_size": 8}, _CUTS[cut]):  # the whole batch at once, then cut
         learners = one_rank(loss_agg, **learner)
         try:
-            results.append(reduce_optimizer_step(learners.train_step(shards, 120)))
+            results.append(reduce_optimizer_step(learners.train_step(shards)))
         finally:
             learners.shutdown()
     whole, split = results

@@ -26,6 +26,7 @@ from rlplat.config.schema import (
     RolloutConfig,
     SamplingConfig,
     SyncConfig,
+    TimeoutsConfig,
 )
 from rlplat.distributed.cluster import create_placement_group
 from rlplat.distributed.placement import cpu_binds, plan_placement
@@ -38,10 +39,11 @@ from rlplat.runtime.stage_actors import learner_spec
 from rlplat.runtime.weight_sync import WeightSync
 from rlplat.sync.plan import plan_export
 from rlplat.sync.transport import bucket_paths
-from rlplat.types import BucketSpec, GenerationRequest, SyncManifest, TensorEntry, TrainSequence
+from rlplat.types import BucketSpec, Generation, GenerationRequest, Sample, SyncManifest, TensorEntry, TrainSequence
 
 pytestmark = pytest.mark.slow
 PROMPTS = [[10, 11, 12, 13], [20, 21, 22], [30, 31, 32, 33, 34]]
+TIMEOUTS = TimeoutsConfig(actor_start_s=300, generate_s=120, train_s=120, sync_s=120, checkpoint_s=120)
 
 
 def _engines(model_path: str, count: int) -> tuple[RolloutGroup, object]:
@@ -50,7 +52,7 @@ def _engines(model_path: str, count: int) -> tuple[RolloutGroup, object]:
     plan = plan_placement(cfg.cluster, cfg.rollout)
     pg = create_placement_group(plan, 60)
     group = RolloutGroup(EngineSpec(model_path, "float32", "cpu", cfg.rollout, seed=0), plan, pg,
-                         cpu_binds(plan, os.cpu_count() or 1, count), start_timeout_s=300,
+                         cpu_binds(plan, os.cpu_count() or 1, count), timeouts=TIMEOUTS,
                          faults=FaultsConfig(max_rollout_restarts=2), fault_log=FaultLog()).wait_started()
     return group, pg
 
@@ -74,36 +76,43 @@ def _learners(model_path: str, zero_stage: int, reference_model: bool = False,
     plan = plan_placement(cfg.cluster, cfg.rollout)
     plan = replace(plan, engine_bundles=())
     pg = create_placement_group(plan, 60)
-    return LearnerGroup(learner_spec(cfg, model_path, cfg.learner.lr), plan, pg, 300).wait_started(), pg
+    return LearnerGroup(learner_spec(cfg, model_path, cfg.learner.lr), plan, pg, TIMEOUTS).wait_started(), pg
 
 
 def _update_and_sync(learners: LearnerGroup, rollouts: RolloutGroup, tag: str,
-                     sync: SyncConfig = SyncConfig()) -> list[list[int]]:
-    """One large-lr training step, then a sync; checks the versions and returns the engines' greedy
-    tokens after it, which must equal the learners'."""
+                     sync: SyncConfig | None = None) -> list[list[int]]:
+    """One large-lr training step, then a sync (``sync``: the default ``SyncConfig()`` when None);
+    checks the versions and returns the engines' greedy tokens after it, which must equal the learners'."""
     seqs = [TrainSequence(tuple(p), tuple(range(40, 56)), tuple([-4.0] * 16), adv)
             for p in PROMPTS for adv in (1.0, -1.0)] + [TrainSequence((5, 6), (7, 8), (-4.0, -4.0), 1.0)] * 2
-    learners.train_step(split_for_ranks(seqs, learners.world_size), 120)
+    learners.train_step(split_for_ranks(seqs, learners.world_size))
     start = ray.get(rollouts.workers[0].info.remote())["version"]
     restarts = rollouts.fault_log.rollout_restarts
-    report = WeightSync(sync, learners, rollouts, tag=tag, version=start).sync(120)
+    report = WeightSync(sync or SyncConfig(), learners, rollouts, tag=tag).sync(start + 1)
     assert rollouts.fault_log.rollout_restarts == restarts, "no engine may fail while loading"
     assert report.version == start + 1 and report.nbytes > 0 and report.shm_engines == len(rollouts.workers)
     assert [ray.get(w.info.remote())["version"] for w in rollouts.workers] == [report.version] * len(rollouts.workers)
-    after_engine = rollouts.greedy(PROMPTS, 16, 60)
-    assert after_engine == learners.greedy(PROMPTS, 16, 60)
+    after_engine = rollouts.greedy(PROMPTS, 16)
+    assert after_engine == learners.greedy(PROMPTS, 16)
     return after_engine
+
+
+def _every_group(generation: Generation) -> list[list[Sample]]:
+    """The samples of every request (a None group, a request whose engine failed, fails the test)."""
+    groups = [g for g in generation.samples if g is not None]
+    assert len(groups) == len(generation.samples), "a request got no samples"
+    return groups
 
 
 def test_generation_returns_tokens_logprobs_and_version(rollouts: RolloutGroup) -> None:
     reqs = [GenerationRequest(f"p{i}", tuple(p), seed=i) for i, p in enumerate(PROMPTS)]
-    groups = rollouts.generate(reqs, 3, SamplingConfig(max_new_tokens=12), timeout_s=120).samples
+    groups = _every_group(rollouts.generate(reqs, 3, SamplingConfig(max_new_tokens=12)))
     assert [len(g) for g in groups] == [3, 3, 3]
     for g in groups:
         for s in g:
             assert 0 < len(s.token_ids) <= 12 and len(s.logprobs) == len(s.token_ids)
             assert all(lp <= 0.0 for lp in s.logprobs) and s.weights_version == rollouts.infos[0]["version"]
-    again = rollouts.generate(reqs, 3, SamplingConfig(max_new_tokens=12), timeout_s=120).samples
+    again = _every_group(rollouts.generate(reqs, 3, SamplingConfig(max_new_tokens=12)))
     assert [s.token_ids for g in again for s in g] == [s.token_ids for g in groups for s in g], \
         "per-request seeds must make sampling reproducible"
 
@@ -116,8 +125,8 @@ def test_synced_engine_matches_learner_greedy(rollouts: RolloutGroup, tiny_model
     learners, pg = _learners(tiny_model, zero_stage)
     try:
         plan = plan_export(sync, learners.node_ids(), rollouts.node_ids(), 1, "layout")
-        assert len(learners.export_layout(plan, 60)) == (4 if sync.stream else 1)
-        before = learners.greedy(PROMPTS, 16, 60)  # the learner's own outputs before the update
+        assert len(learners.export_layout(plan)) == (4 if sync.stream else 1)
+        before = learners.greedy(PROMPTS, 16)  # the learner's own outputs before the update
         after = _update_and_sync(learners, rollouts, f"test{zero_stage}", sync)
         assert after != before, "the update should change greedy outputs (lr is large)"
     finally:
@@ -139,12 +148,12 @@ def test_decilm_child_trains_and_syncs_exactly(ray_local: None, decilm_child: tu
         remove_placement_group(engine_pg)
         raise
     try:
-        before = rollouts.greedy(PROMPTS, 16, 60)
-        assert before == learners.greedy(PROMPTS, 16, 60) == [greedy_decode(module, p, 16) for p in PROMPTS]
+        before = rollouts.greedy(PROMPTS, 16)
+        assert before == learners.greedy(PROMPTS, 16) == [greedy_decode(module, p, 16) for p in PROMPTS]
         after = _update_and_sync(learners, rollouts, "decilm")
         assert after != before, "the update should change greedy outputs (lr is large)"
         out = path.parent / "saved"
-        learners.save_hf(str(out), 120)
+        learners.save_hf(str(out))
         saved = load_decilm(out)
         assert saved.config == module.config
         assert [greedy_decode(saved, p, 16) for p in PROMPTS] == after
@@ -201,7 +210,7 @@ def test_a_local_run_listens_on_loopback_only(rollouts: RolloutGroup, tiny_model
     learners, pg = _learners(tiny_model, 1)
     try:
         learners.train_step(split_for_ranks([TrainSequence((5, 6), (7, 8), (-4.0, -4.0), 1.0)] * 2,
-                                            learners.world_size), 120)
+                                            learners.world_size))
         me = psutil.Process(os.getpid())
         pids = {me.pid, *(p.pid for p in me.children(recursive=True))}
         sockets = _listening(pids)

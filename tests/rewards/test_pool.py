@@ -37,6 +37,19 @@ def test_pool_matches_in_process_scores_in_order(math_pool: RewardPool) -> None:
     assert math_pool.stats_and_reset()["reward/samples"] == 0  # reset
 
 
+def test_each_tally_keeps_its_own_counts(math_pool: RewardPool) -> None:
+    """An evaluation scored into its own tally between a training batch and the training step's
+    read of the counters changes neither: resetting one tally leaves the other's counts."""
+    math_pool.stats_and_reset()
+    math_pool.score_batch([inp("\\boxed{1}", "1")] * 3)
+    math_pool.score_batch([inp("\\boxed{2}", "1")] * 5, tally="eval")
+    assert math_pool.stats_and_reset("eval")["reward/samples"] == 5
+    math_pool.score_batch([inp("\\boxed{1}", "1")] * 2)
+    train = math_pool.stats_and_reset()
+    assert train["reward/samples"] == 5 and train["reward/math/mean"] == 1.0
+    assert math_pool.stats_and_reset("eval")["reward/samples"] == 0
+
+
 def test_pool_empty_batch_and_single_score(math_pool: RewardPool) -> None:
     assert math_pool.score_batch([]) == []
     assert math_pool.score(inp("<think>a</think>\\boxed{2}", "2")).correct
@@ -72,7 +85,7 @@ def test_hanging_reward_is_bounded_by_the_timeout(reward: str) -> None:
         # The hanging sample would take 1000 s (t_sleep) or hours (t_c_hang) without the 1 s timeout.
         assert time.monotonic() - start < 300
         assert [o.timed_out for o in outs] == [i == 3 for i in range(10)]
-        assert outs[3].score == 0.0 and "timed out" in outs[3].error
+        assert outs[3].score == 0.0 and "timed out" in (outs[3].error or "")
         assert all(o.score == 1.0 for i, o in enumerate(outs) if i != 3)
         stats = pool.stats_and_reset()
         assert stats["reward/timeouts"] == 1 and stats["reward/worker_restarts"] >= 1
@@ -100,7 +113,7 @@ def test_worker_death_costs_only_its_sample() -> None:
     with RewardPool(config, num_workers=2, timeout_s=5.0) as pool:
         outs = pool.score_batch([inp("fine"), inp("die"), inp("fine"), inp("die"), inp("fine")])
         assert [o.score for o in outs] == [1.0, 0.0, 1.0, 0.0, 1.0]
-        assert "worker died" in outs[1].error and not outs[1].timed_out
+        assert "worker died" in (outs[1].error or "") and not outs[1].timed_out
         stats = pool.stats_and_reset()
         assert stats["reward/errors"] == 2 and stats["reward/worker_restarts"] == 2
 
@@ -109,7 +122,7 @@ def test_user_errors_follow_the_policy() -> None:
     config = {"components": {"t_raise": 1.0, "t_len": 1.0}, "modules": MODULES}
     with RewardPool(config, num_workers=1, timeout_s=5.0, on_error=-1.0) as pool:
         out = pool.score(inp("abcd"))
-        assert out.score == pytest.approx(-1.0 + 0.04) and "exploded" in out.error
+        assert out.score == pytest.approx(-1.0 + 0.04) and "exploded" in (out.error or "")
         assert pool.stats_and_reset()["reward/errors"] == 1
     with RewardPool(config, num_workers=1, timeout_s=5.0, on_error="raise") as pool, \
             pytest.raises(RewardError, match="exploded"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlplat.faults import FaultLog, FaultSpec, PromptBudget, parse_faults
+from rlplat.faults import ArmedFaults, FaultInjector, FaultLog, FaultSpec, InjectedFault, PromptBudget, parse_faults
 
 
 def test_specs_parse_and_fire_once_per_run() -> None:
@@ -32,7 +32,8 @@ def test_a_malformed_spec_names_itself(bad: str) -> None:
 
 
 def test_the_fault_log_round_trips_through_its_state() -> None:
-    log = FaultLog(step=3)
+    log = FaultLog()
+    log.begin(3)
     log.rollout_restarts, log.fired = 2, ["engine0:exit@sync:3"]
     log.record("sync", "rollout worker 0", "died", 0.5, "replaced")
     log.dropped_prompts.append("p7")
@@ -40,7 +41,8 @@ def test_the_fault_log_round_trips_through_its_state() -> None:
     restored.load_state(log.state())
     assert restored.state() == log.state()
     assert restored.metrics() == {"faults/rollout_restarts": 2.0, "faults/reward_restarts": 0.0,
-                                  "faults/dropped_prompts": 1.0, "faults/events": 1.0, "faults/fp8_fallbacks": 0.0}
+                                  "faults/dropped_prompts": 1.0, "faults/events": 1.0}
+    assert log.history[0]["step"] == 3
 
 
 def test_a_bad_prompt_is_dropped_and_its_failures_are_not_charged() -> None:
@@ -61,3 +63,47 @@ def test_an_engine_fault_is_charged_once_its_prompts_succeed() -> None:
     assert not budget.drop_if_spent("a")  # one failure, within the budget
     budget.succeeded(["a", "b"])
     assert budget.take_charged() == 1 and budget.take_charged() == 0
+
+
+def test_the_injector_fires_the_driver_s_faults_and_names_the_group_s_actors_once() -> None:
+    """A group consults the injector as its phase starts, on the thread that works for the step."""
+    log = FaultLog()
+    injector = FaultInjector(parse_faults(["engine1:freeze@generate:2", "learner0:exit@train:2"]), log)
+    log.begin(1)
+    assert injector.at("generate", "engine") == {}
+    log.begin(2)
+    assert injector.at("generate", "engine") == {1: "freeze"}
+    assert injector.at("generate", "engine") == {}  # fired: a replaced engine is spared
+    assert injector.at("train", "learner") == {0: "exit"}
+    assert log.fired == ["engine1:freeze@generate:2", "learner0:exit@train:2"]
+
+
+def test_each_thread_works_for_its_own_step() -> None:
+    """The asynchronous lookahead generates step k + 1 on its thread while the main one trains step
+    k: each thread's faults and events are those of its own step."""
+    import threading
+
+    log = FaultLog()
+    injector = FaultInjector(parse_faults(["engine0:raise@generate:3"]), log)
+    log.begin(2)
+    seen: dict[str, object] = {}
+
+    def lookahead() -> None:
+        log.begin(3)
+        seen["faults"] = injector.at("generate", "engine")
+        log.record("generate", "rollout worker 0", "died", 0.0, "replaced")
+
+    thread = threading.Thread(target=lookahead)
+    thread.start()
+    thread.join()
+    assert seen["faults"] == {0: "raise"} and log.history[0]["step"] == 3 and log.step == 2
+
+
+def test_an_armed_actor_fails_once_at_its_phase() -> None:
+    armed = ArmedFaults("rollout worker 0")
+    armed.fire("generate")  # nothing armed: nothing happens
+    armed.arm("generate", "raise")
+    armed.fire("sync")  # another phase
+    with pytest.raises(InjectedFault, match="rollout worker 0 generate"):
+        armed.fire("generate")
+    armed.fire("generate")  # once

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from rlplat.algo.grpo import advantages, make_requests, minibatches, request_seed, rollout_metrics, train_sequences
@@ -18,8 +22,19 @@ def _group(uid: str, prompt: tuple[int, ...], rewards: list[float], version: int
     return ScoredGroup(item, prompt, samples)
 
 
-def test_request_seeds_are_stable_and_distinct() -> None:
-    assert request_seed(0, 1, "a", 0) == request_seed(0, 1, "a", 0)
+def _seed_in_a_new_process(hash_seed: str) -> int:
+    """``request_seed(0, 1, "a", 0)`` computed by a fresh interpreter with Python's string hashing
+    salted by ``hash_seed`` (what a resumed run or another Ray worker has)."""
+    code = "from rlplat.algo.grpo import request_seed; print(request_seed(0, 1, 'a', 0))"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": hash_seed},
+                         capture_output=True, text=True, check=True, timeout=120)
+    return int(out.stdout)
+
+
+def test_request_seeds_are_stable_across_processes_and_distinct() -> None:
+    # Two interpreters with different string-hash salts agree with this one: a seed must not depend
+    # on ``hash`` (salted per process), or a resumed run would sample differently.
+    assert _seed_in_a_new_process("1") == _seed_in_a_new_process("2") == request_seed(0, 1, "a", 0)
     seeds = {request_seed(s, t, u, a) for s in (0, 1) for t in (1, 2) for u in ("a", "b") for a in (0, 1)}
     assert len(seeds) == 16 and all(0 <= x < 2**31 for x in seeds)
     items = [PromptItem(uid=u, index=i, question=u, text=u, reference="") for i, u in enumerate("ab")]

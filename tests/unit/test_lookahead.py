@@ -62,7 +62,8 @@ def test_a_batch_in_flight_survives_a_checkpoint_exactly() -> None:
     restored.preload(5, groups_from_state(saved))
     assert restored.take(5) == _groups(4) == ahead.take(5)
     assert ahead.state() == [] and ahead.take(5) is None
-    ahead.close(), restored.close()
+    ahead.close()
+    restored.close()
 
 
 def test_the_batch_runs_in_the_background_and_is_taken_only_for_its_step() -> None:
@@ -103,4 +104,5 @@ def test_the_phases_of_the_batch_in_flight_count_for_the_step_that_takes_it() ->
     restored.preload(2, _groups(1))  # generated before the restart: no seconds in this run
     resumed = PhaseTimer()
     assert restored.take(2, resumed) == _groups(1) and sum(resumed.seconds.values()) == 0.0
-    ahead.close(), restored.close()
+    ahead.close()
+    restored.close()
