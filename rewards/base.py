@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 logger = logging.getLogger("rewards")
@@ -206,8 +206,3 @@ class Reward:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
-
-
-def with_details(out: RewardOutput, **details: Any) -> RewardOutput:
-    """Return ``out`` with extra ``details`` merged in (outputs are frozen)."""
-    return replace(out, details={**out.details, **details})

@@ -2,15 +2,15 @@
 
 ``rlplat.config.validate`` checks the config alone; ``preflight`` then resolves every component the
 config names (stages, advantage estimator, reward components and their options, the curriculum and
-its options), reads the model and dataset files, and compares the plan with the local machine.
-Every problem is a ``ConfigError`` (exit code 2). A dry run checks the components only: its model
-and data paths usually name another machine's files.
+its options), reads the model and dataset files, runs the checks each stage declares for what it
+reads (its ``preflight`` method: ``rlplat.stages.checks``), and compares the plan with the local
+machine. Every problem is a ``ConfigError`` (exit code 2). A dry run checks the components only:
+its model and data paths usually name another machine's files.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import TypeVar
 from rlbase import FieldError
 from rlplat.config.errors import ConfigError
 from rlplat.config.schema import Config
-from rlplat.models.decilm_format import is_decilm, read_decilm_config
+from rlplat.stages.checks import check_cpu_head_sizes, check_model_dir, stage_preflight
 
 T = TypeVar("T")
 
@@ -69,14 +69,11 @@ def _check_components(cfg: Config) -> None:
 
 
 def _check_paths(cfg: Config) -> None:
-    _check_model_dir("model.path", cfg.model.path, "point model.path at a local directory with config.json, "
-                     "weights and tokenizer.")
-    if "distill" in cfg.stages:
-        _check_distill_paths(cfg)
-    _check_cpu_head_sizes(cfg)
-    if "prefilter" in cfg.stages:
-        _check_model_dir("prefilter.model_path", cfg.prefilter.model_path, "point it at the reference model, "
-                         "or set it to null to prefilter with the stage's input model.")
+    check_model_dir("model.path", cfg.model.path, "point model.path at a local directory with config.json, "
+                    "weights and tokenizer.")
+    stage_preflight(cfg)  # each stage's own files (its ``preflight`` method)
+    if not cfg.model.path:
+        check_cpu_head_sizes(cfg, [("model.tiny", cfg.model.tiny)])
     if cfg.data.source == "file":
         from rlplat.data.datasets import DataError, validate_dataset_file
 
@@ -84,78 +81,11 @@ def _check_paths(cfg: Config) -> None:
             validate_dataset_file(cfg.data.file)
         except DataError as err:
             raise ConfigError("data.file", str(err), "correct the file or the data.file field mapping.") from err
-    if "sft" in cfg.stages and cfg.sft.source == "file":
-        from rlplat.data.datasets import DataError
-        from rlplat.data.sft import check_sft_file
-
-        if not cfg.sft.data:
-            raise ConfigError("sft.data", "the sft stage needs a data file.", "set sft.data to a .jsonl, .json "
-                              "or .parquet file of input/output/reasoning rows (rlplat/data/sft.py).")
-        try:
-            check_sft_file(cfg.sft.data, cfg.sft.eval_rows)
-        except DataError as err:
-            raise ConfigError("sft.data", str(err), "correct the file (rlplat/data/sft.py states the rules).") from err
     for field, path, what in (("data.keep_uids", cfg.data.keep_uids, "the kept_uids.txt"),
                               ("curriculum.pass_rate_table", cfg.curriculum.pass_rate_table, "the pass-rate table")):
         if path and not Path(path).is_file():
             raise ConfigError(field, f"{path} does not exist.", f"point it at {what} a prefilter run wrote, or "
                               "set it to null.")
-
-
-def _check_model_dir(field: str, path: str | None, fix: str) -> None:
-    """A complete Hugging Face model directory: config.json and a tokenizer that loads."""
-    if not path:
-        return
-    p = Path(path)
-    if not (p / "config.json").is_file():
-        raise ConfigError(field, f"{p} is not a Hugging Face model directory (no config.json"
-                          f"{'' if p.exists() else '; the path does not exist'}).", fix)
-    if not os.access(p / "config.json", os.R_OK):
-        raise ConfigError(field, f"{p}/config.json is not readable.", "fix the permissions.")
-    if is_decilm(p):
-        try:
-            read_decilm_config(p)
-        except ValueError as err:
-            raise ConfigError(field, f"{p} is a DeciLM model that rlplat and vLLM cannot serve: {err}.",
-                              "correct its config.json (block_configs: see rlplat/models/decilm.py) or "
-                              "write the model again with rlplat.models.decilm.save_decilm.") from err
-    from transformers import AutoTokenizer
-
-    try:
-        AutoTokenizer.from_pretrained(str(p))
-    except Exception as err:  # whatever transformers raises, the directory is unusable
-        raise ConfigError(field, f"{p} holds no loadable tokenizer ({type(err).__name__}: "
-                          f"{str(err).strip().splitlines()[0] if str(err).strip() else 'no message'}).",
-                          "copy the tokenizer files (tokenizer.json, tokenizer_config.json, ...) of the model "
-                          "it was trained from into it.") from err
-
-
-def _check_distill_paths(cfg: Config) -> None:
-    d = cfg.distill
-    _check_model_dir("distill.teacher_path", d.teacher_path, "point it at the teacher's model directory, or set "
-                     "it to null to distil from the stage's input model.")
-    if d.student not in ("input", "new"):
-        _check_model_dir("distill.student", d.student, "use input, new, or a model directory.")
-    if d.student == "new":
-        student = None  # built from the teacher's vocabulary when the stage starts
-    elif d.student == "input":
-        # Known before Ray only when distillation is the first stage and starts from model.path.
-        student = cfg.model.path if cfg.stages[0] == "distill" else None
-    else:
-        student = d.student
-    if d.teacher_path and student:
-        from rlplat.stages.distill import check_same_vocabulary
-
-        check_same_vocabulary(d.teacher_path, student)
-    if d.data is not None:
-        from rlplat.data.datasets import DataError
-        from rlplat.data.text import check_text_file
-
-        try:
-            check_text_file(d.data, d.text_field, d.eval_rows)
-        except DataError as err:
-            raise ConfigError("distill.data", str(err), f"correct the file: every row needs a non-empty "
-                              f"'{d.text_field}' string (distill.text_field).") from err
 
 
 def _check_local_resources(cfg: Config) -> None:
@@ -181,32 +111,3 @@ def _check_local_resources(cfg: Config) -> None:
             raise ConfigError("cluster.devices_per_node", f"the experiment needs {c.devices_per_node} GPUs on "
                               f"this node but {have} are visible.", "run on a machine with the GPUs, join a "
                               "cluster with cluster.address, or add dry_run=true to print the plan only.")
-
-
-def _check_cpu_head_sizes(cfg: Config) -> None:
-    """The Llamas rlplat builds must be servable by vLLM's CPU engines when a later stage starts them.
-
-    The default shape is left out (the tests run it), which spares most launches the seconds that
-    importing vLLM takes.
-    """
-    from rlplat.config.schema import ModelShape
-
-    engines = {"sft", "prefilter", "grpo"} & set(cfg.stages)
-    if cfg.cluster.device != "cpu" or not engines:
-        return
-    shapes = [] if cfg.model.path else [("model.tiny", cfg.model.tiny)]
-    if "distill" in cfg.stages and cfg.distill.student == "new":
-        shapes.append(("distill.student_shape", cfg.distill.student_shape))
-    shapes = [(field, shape) for field, shape in shapes if shape != ModelShape()]
-    if not shapes:
-        return
-    from rlplat.rollout.worker import cpu_head_sizes
-
-    sizes = cpu_head_sizes()
-    for field, shape in shapes:
-        head = shape.hidden_size // shape.num_heads
-        if head not in sizes:
-            raise ConfigError(f"{field}.num_heads", f"hidden_size {shape.hidden_size} / num_heads {shape.num_heads} "
-                              f"gives attention heads of {head}, which vLLM's CPU engines do not run (sizes "
-                              f"{', '.join(map(str, sizes))}).", "choose num_heads so that hidden_size / num_heads "
-                              "is one of those sizes.")

@@ -2,7 +2,7 @@
 
 The compose API is used instead of ``@hydra.main`` so that composition errors (a misspelt key, a
 missing experiment) become our one-paragraph ``ConfigError`` with exit code 2, and so that the run
-directory is created by rlplat (``hydra.run.dir=DIR`` still chooses it).
+directory is created by rlplat (``hydra.run.dir=DIR`` still chooses it; ``run_dir=DIR`` is the same).
 
 What Hydra sees: the schema's defaults as the ``rlplat_defaults`` node (``rlplat/config/schema.py``
 is the one place defaults live), then the config groups ``model``, ``reward`` and ``curriculum``
@@ -46,12 +46,39 @@ def load(overrides: list[str]) -> tuple[Config, Path]:
 
     ``resume=DIR`` starts from ``DIR/config.yaml`` (the run's own resolved config) and applies the
     other overrides on top, so a resumed run is the same run unless told otherwise.
+
+    Raises:
+        ConfigError: a bad override or value; ``run_dir`` and ``hydra.run.dir`` naming two
+            directories, or ``run_dir`` set in a config file (only ``hydra.run.dir`` chooses there).
     """
+    overrides = run_dir_alias(overrides)
     resume = _resume_dir(overrides)
     if resume is not None:
         return _load_resumed(resume, [o for o in overrides if not o.startswith("resume=")])
     data, run_dir = _compose(overrides)
+    if data.get("run_dir") not in (Config().run_dir, str(run_dir)):
+        raise ConfigError("run_dir", f"run_dir={data['run_dir']} is set in a config file, where it does not choose "
+                          "the run directory.", "set hydra.run.dir there instead (hydra: {run: {dir: DIR}}), or give "
+                          "run_dir=DIR on the command line.")
     return to_config({**data, "run_dir": str(run_dir)}), run_dir
+
+
+def run_dir_alias(overrides: list[str]) -> list[str]:
+    """``run_dir=DIR`` on the command line means ``hydra.run.dir=DIR``: Hydra chooses the run
+    directory (its default is in ``rlplat/conf/config.yaml``) and the field records the choice.
+
+    Raises:
+        ConfigError: ``run_dir`` and ``hydra.run.dir`` given with different directories.
+    """
+    given = {key.lstrip("+"): value for key, _, value in (o.partition("=") for o in overrides)
+             if key.lstrip("+") in ("run_dir", "hydra.run.dir")}
+    if "run_dir" not in given:
+        return overrides
+    if given.get("hydra.run.dir", given["run_dir"]) != given["run_dir"]:
+        raise ConfigError("run_dir", f"run_dir={given['run_dir']} and hydra.run.dir={given['hydra.run.dir']} name "
+                          "two run directories.", "give one of them (they mean the same).")
+    kept = [o for o in overrides if o.partition("=")[0].lstrip("+") not in ("run_dir", "hydra.run.dir")]
+    return [*kept, f"hydra.run.dir={given['run_dir']}"]
 
 
 def register_defaults() -> None:

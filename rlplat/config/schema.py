@@ -41,7 +41,8 @@ class ModelConfig:
 
     # Hugging Face-format model directory. Unset: build the tiny Llama into the run directory.
     path: str | None = None
-    # Shape of the Llama built when ``path`` is unset (``model=llama_25m`` and others: rlplat/conf/model/).
+    # Shape of the Llama built when ``path`` is unset: ``model=tiny`` (the default) or ``model=llama_100m``
+    # choose one of rlplat/conf/model/; ``model.tiny.<field>=...`` sets a field.
     tiny: ModelShape = field(default_factory=ModelShape)
     # Parameter count in billions, used only by the dry-run memory estimate of big models whose
     # weights are not on this machine (0 = read it from the model directory).
@@ -94,7 +95,7 @@ class RolloutConfig:
     """vLLM rollout engines."""
 
     tensor_parallel_size: int = 1
-    # On CPU this fraction reserves host RAM for the KV cache; about 0.2 works (DESIGN.md).
+    # On CPU this fraction reserves host RAM for the KV cache; about 0.2 works (docs/design.md).
     gpu_memory_utilization: float = 0.2
     max_model_len: int = 256
     # "full": the engines hold the learner's dtype. "fp8": the weight sync sends FP8 (e4m3) linear
@@ -354,7 +355,8 @@ class SyntheticTaskConfig:
     num_rl: int = 2000
     # Share of warm-start solutions whose final answer is right. Below 1 the warm-start data comes
     # from a "teacher" that slips when writing the answer (its reasoning is right): the supervised
-    # student imitates the slips, and GRPO has to go beyond its teacher (paper-notes, item 9).
+    # student imitates the slips, and GRPO has to go beyond its teacher (as RL took LN-Ultra past the
+    # teacher its SFT data came from: arXiv 2505.00949, Table 5).
     teacher_accuracy: float = 0.3
 
 
@@ -486,7 +488,7 @@ class TimeoutsConfig:
 
 @dataclass(frozen=True)
 class FaultsConfig:
-    """Recovery policy (README "When things go wrong")."""
+    """Recovery policy (docs/faults.md)."""
 
     # Rollout worker restarts allowed in a run (across resumes) before it stops with a checkpoint.
     max_rollout_restarts: int = 3
@@ -532,6 +534,8 @@ class Config:
     seed: int = 0
     # Stages run in order (registered names, rlplat.stages; or dotted import paths).
     stages: tuple[str, ...] = ("warmstart", "grpo")
+    # The run directory, as the launcher chose it: ``hydra.run.dir`` (default ``runs/<date>_<time>``,
+    # rlplat/conf/config.yaml); ``run_dir=DIR`` on the command line means ``hydra.run.dir=DIR``.
     run_dir: str = "runs/default"
     dry_run: bool = False
     resume: str | None = None

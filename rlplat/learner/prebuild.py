@@ -9,15 +9,22 @@ A GPU set-up needs nothing (DeepSpeed's CUDA collectives are NCCL's).
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
 
-from rlplat.distributed.cluster import torch_extensions_dir
 
+def main(argv: list[str] | None = None) -> int:
+    """Build (or find up to date) the CPU collective op; returns the exit code (1: not built).
+    ``-h``/``--help`` prints what it does and exits 0 without building."""
+    parser = argparse.ArgumentParser(prog="python -m rlplat.learner.prebuild", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Exit codes: 0 built, up to date or nothing to build; 1 not built.")
+    parser.parse_args(sys.argv[1:] if argv is None else argv)
+    # Imported once the command line is read: Ray (under rlplat.distributed) takes seconds to import.
+    from rlplat.distributed.cluster import torch_extensions_dir
 
-def main() -> int:
-    """Build (or find up to date) the CPU collective op; returns the exit code (1: not built)."""
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     os.environ["TORCH_EXTENSIONS_DIR"] = torch_extensions_dir()
     from deepspeed.accelerator import get_accelerator

@@ -92,6 +92,9 @@ class Stage(Protocol):
 
     ``config_sections`` (optional) names the parts of the config its result depends on (top-level
     fields or dotted sections such as ``"data.synthetic"``); a stage without it depends on all of it.
+    ``preflight(cfg)`` (optional) checks what the stage will read (model directories, data files)
+    at launch, before Ray starts, raising ``ConfigError``; ``starts_engines = True`` (optional) says
+    that it generates with the rollout engines (``rlplat.stages.checks``).
     """
 
     name: str
@@ -120,6 +123,12 @@ def stage_metrics(ctx: StageContext, stage: str, total_steps: int, bar_keys: tup
 def manifest_path(run_dir: Path, stage: str) -> Path:
     """Where the manifest of the stage named ``stage`` in ``stages=[...]`` is written."""
     return stage_dir(run_dir, stage) / "manifest.json"
+
+
+def config_error_path(run_dir: Path, stage: str) -> Path:
+    """Where the Ray job of the stage named ``stage`` leaves the configuration error it stopped on
+    (``rlplat.stages.exits.write_config_error``); the launcher raises it again from there."""
+    return stage_dir(run_dir, stage) / "error.json"
 
 
 def write_manifest(run_dir: Path, stage: str, manifest: StageManifest) -> None:

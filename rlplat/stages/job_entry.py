@@ -4,73 +4,41 @@
 The launcher submits this (``rlplat.stages.ray_jobs``). It reads the run's own ``config.yaml``,
 joins the launcher's cluster (``--address``, its GCS), runs the one stage with
 ``rlplat.stages.pipeline.run_stage`` (the code the launcher runs in-process without a dashboard)
-and exits with the launcher's codes: 0 done, 2 configuration refused, 1 failed, 143 preempted.
-This module also holds that mapping of failures to exit codes, which the launcher shares.
+and exits with the launcher's codes (``rlplat.stages.exits``): 0 done, 2 configuration refused
+(the error also in ``stages/<name>/error.json``, which the launcher reads), 1 failed, 143 preempted.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
-import traceback
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TypeVar
 
 from rlplat.config.errors import ConfigError
-from rlplat.runtime.signals import Preempted
-
-T = TypeVar("T")
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_PREEMPTED = 143
-
-
-class StageFailed(RuntimeError):
-    """A stage's Ray job failed; ``log_path`` holds its output (and ``error.log`` its traceback)."""
-
-    def __init__(self, stage: str, job_id: str, exit_code: int | None, log_path: Path) -> None:
-        self.stage, self.job_id, self.exit_code, self.log_path = stage, job_id, exit_code, log_path
-        code = "no exit code" if exit_code is None else f"exit code {exit_code}"
-        super().__init__(f"stage {stage} failed (Ray job {job_id}, {code}); its log: {log_path}")
+from rlplat.config.loader import saved_config
+from rlplat.config.schema import Config
+from rlplat.distributed.cluster import start_ray
+from rlplat.stages.base import StageManifest, config_error_path
+from rlplat.stages.exits import run_guarded, write_config_error
+from rlplat.stages.pipeline import run_stage
 
 
-def run_guarded(run_dir: Path, work: Callable[[], T]) -> tuple[int, T | None]:
-    """Run ``work``; returns the exit code and its result (None unless it succeeded). How it
-    ended is printed as one clear message: a ``ConfigError`` (2), preemption (143), any other
-    failure (1, traceback in ``error.log``; a failed stage job wrote its own there)."""
+def run_job_stage(cfg: Config, run_dir: Path, stage: str, resume: bool, config_hash: str,
+                  job_id: str) -> StageManifest:
+    """``run_stage`` as a Ray job: a ``ConfigError`` is also left in ``stages/<stage>/error.json``
+    (``rlplat.stages.exits.write_config_error``) for the launcher to raise again, then re-raised."""
     try:
-        return EXIT_OK, work()
-    except StageFailed as err:
-        print(f"rlplat: the run failed: {err}\n(the stage's traceback, if it got that far: {run_dir / 'error.log'}) "
-              f"Continue with: python -m rlplat.launch resume={run_dir}", file=sys.stderr)
-        return EXIT_FAILED, None
+        return run_stage(cfg, run_dir, stage, resume, config_hash, runner="ray_job", job_id=job_id)
     except ConfigError as err:
-        print(f"rlplat: {err}", file=sys.stderr)
-        return EXIT_CONFIG, None
-    except Preempted as err:
-        print(f"rlplat: {err}", file=sys.stderr)
-        return EXIT_PREEMPTED, None
-    except Exception as err:  # noqa: BLE001 - every failure ends in one clear message
-        (run_dir / "error.log").write_text(traceback.format_exc())
-        print(f"rlplat: the run failed: {err}\n(traceback in {run_dir / 'error.log'}) "
-              f"The last complete checkpoint (if any) is under "
-              f"{run_dir / 'checkpoints'}; continue with: python -m rlplat.launch resume={run_dir}",
-              file=sys.stderr)
-        return EXIT_FAILED, None
+        write_config_error(config_error_path(run_dir, stage), err)
+        raise
 
 
 def main(argv: list[str]) -> int:
     """Run one stage of the run in ``argv[0]``; returns the exit code."""
-    import logging
-
-    from rlplat.config.loader import saved_config
-    from rlplat.distributed.cluster import start_ray
-    from rlplat.stages.pipeline import run_stage
-
     parser = argparse.ArgumentParser(prog="python -m rlplat.stages.job_entry")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("stage")
@@ -82,8 +50,8 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="[rlplat] %(message)s")
     cfg = saved_config(args.run_dir)
     start_ray(replace(cfg.cluster, address=args.address), log_to_driver=cfg.cluster.log_to_driver)
-    code, _ = run_guarded(args.run_dir, lambda: run_stage(cfg, args.run_dir, args.stage, args.resume,
-                                                          args.config_hash, runner="ray_job", job_id=args.job_id))
+    code, _ = run_guarded(args.run_dir, lambda: run_job_stage(cfg, args.run_dir, args.stage, args.resume,
+                                                              args.config_hash, args.job_id))
     return code
 
 

@@ -29,6 +29,7 @@ from rlplat.config.schema import Config
 from rlplat.runtime.pass_rates import release
 from rlplat.stages import STAGES
 from rlplat.stages.base import StageContext, StageManifest, read_manifest, stage_dir, write_manifest
+from rlplat.stages.ray_jobs import run_stage_job
 
 log = logging.getLogger(__name__)
 # Fields that say where or how a run happens, not what it computes.
@@ -97,8 +98,6 @@ def _run_stages(cfg: Config, run_dir: Path, resume: bool, dashboard_url: str | N
             if dashboard_url is None:
                 manifest = run_stage(cfg, run_dir, name, again, config_hash)
             else:
-                from rlplat.stages.ray_jobs import run_stage_job
-
                 manifest = run_stage_job(dashboard_url, cfg, run_dir, name, again, config_hash)
             print(stage_summary(manifest), flush=True)
         model_path, upstream = manifest.model_path, config_hash

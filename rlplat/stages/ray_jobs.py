@@ -16,7 +16,6 @@ Ray is told to wait that long before it kills (``RAY_JOB_STOP_WAIT_TIME_S`` of t
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import signal
 import sys
@@ -29,8 +28,8 @@ import ray
 from rlplat.config.errors import ConfigError
 from rlplat.config.schema import Config
 from rlplat.runtime.signals import Preempted
-from rlplat.stages.base import StageManifest, read_manifest, stage_dir
-from rlplat.stages.job_entry import EXIT_CONFIG, EXIT_PREEMPTED, StageFailed
+from rlplat.stages.base import StageManifest, config_error_path, read_manifest, stage_dir
+from rlplat.stages.exits import EXIT_CONFIG, EXIT_PREEMPTED, StageFailed, read_config_error
 
 _POLL_S = 1.0
 
@@ -41,7 +40,8 @@ def run_stage_job(dashboard_url: str, cfg: Config, run_dir: Path, name: str, res
 
     Raises:
         StageFailed: the job failed (its log path and exit code in the message).
-        ConfigError: the job refused its config (exit code 2; the job's own message).
+        ConfigError: the job refused its config (exit code 2; the error it left in
+            ``stages/<name>/error.json``).
         Preempted: the job was stopped (a stop request, passed on to it).
     """
     from ray.job_submission import JobStatus, JobSubmissionClient
@@ -54,6 +54,7 @@ def run_stage_job(dashboard_url: str, cfg: Config, run_dir: Path, name: str, res
              "--address", ray.get_runtime_context().gcs_address]
     if resume:
         entry.append("--resume")
+    config_error_path(run_dir, name).unlink(missing_ok=True)  # an earlier attempt's refusal is not this job's
     grace = int(cfg.faults.preempt_grace_s + cfg.timeouts.checkpoint_s)
     _submit(client, cfg.timeouts.actor_start_s,
             entrypoint=f"cd {shlex.quote(os.getcwd())} && exec {shlex.join(entry)}", submission_id=job_id,
@@ -76,8 +77,17 @@ def run_stage_job(dashboard_url: str, cfg: Config, run_dir: Path, name: str, res
         raise Preempted(f"stage {name} stopped (Ray job {job_id}); it checkpointed what was consistent "
                         f"(its log: {log_path}). Continue with: python -m rlplat.launch resume={run_dir}")
     if code == EXIT_CONFIG:
-        raise _config_error(log_path.read_text(), log_path)
+        raise job_config_error(run_dir, name, log_path)
     raise StageFailed(name, job_id, code, log_path)
+
+
+def job_config_error(run_dir: Path, name: str, log_path: Path) -> ConfigError:
+    """The ``ConfigError`` stage ``name``'s job ended on (exit code 2), as it recorded it in
+    ``stages/<name>/error.json``; a job that exited 2 without recording one (its command line was
+    refused) is reported with its log."""
+    return read_config_error(config_error_path(run_dir, name)) or ConfigError(
+        "stages", f"stage {name}'s Ray job exited with code 2 without recording a configuration error.",
+        f"read its log, {log_path}.")
 
 
 def _submit(client: Any, timeout_s: float, **job: Any) -> None:
@@ -121,11 +131,3 @@ def _follow(client: Any, job_id: str) -> Any:
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
-
-
-def _config_error(log: str, log_path: Path) -> ConfigError:
-    """The ``ConfigError`` the job printed (its last ``rlplat: Invalid configuration at ...`` line)."""
-    found = re.findall(r"^rlplat: Invalid configuration at '([^']*)': (.*?) Fix: (.*)$", log, re.MULTILINE)
-    if found:
-        return ConfigError(*found[-1])
-    return ConfigError("stages", "a stage's job refused its configuration (exit code 2).", f"read {log_path}.")

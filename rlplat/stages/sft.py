@@ -23,6 +23,23 @@ class SFTStage:
 
     name = "sft"
     config_sections = ("seed", "model", "learner", "cluster", "rollout", "reward", "sft", "data.synthetic")
+    starts_engines = True  # the reasoning-toggle evaluation generates (rlplat.stages.checks)
+
+    def preflight(self, cfg: Config) -> None:
+        """Before Ray (``rlplat.stages.checks``): ``sft.data`` is given and every row is usable."""
+        from rlplat.config.errors import ConfigError
+        from rlplat.data.datasets import DataError
+        from rlplat.data.sft import check_sft_file
+
+        if cfg.sft.source != "file":
+            return
+        if not cfg.sft.data:
+            raise ConfigError("sft.data", "the sft stage needs a data file.", "set sft.data to a .jsonl, .json "
+                              "or .parquet file of input/output/reasoning rows (rlplat/data/sft.py).")
+        try:
+            check_sft_file(cfg.sft.data, cfg.sft.eval_rows)
+        except DataError as err:
+            raise ConfigError("sft.data", str(err), "correct the file (rlplat/data/sft.py states the rules).") from err
 
     def run(self, ctx: StageContext) -> StageManifest:
         from transformers import AutoTokenizer
