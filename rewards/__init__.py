@@ -1,6 +1,6 @@
 """rewards: verifiers that score rollouts, and the way users plug in their own.
 
-Public API (contract 5 of DESIGN.md)::
+Public API (docs/design.md, contract 5)::
 
     from rewards import RewardInput, RewardOutput, get_reward, register_reward
     out = get_reward("math").score(RewardInput(prompt=p, completion=c, reference=gold, metadata={}))

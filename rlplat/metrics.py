@@ -1,7 +1,7 @@
 """Step metrics: ``metrics.jsonl`` (one JSON object per step), tagged Ray metrics, TensorBoard,
 Weights & Biases (offline), and the progress line.
 
-Every GRPO step line carries ``STEP_KEYS`` (DESIGN.md contract 3); stages add prefixed keys.
+Every GRPO step line carries ``STEP_KEYS`` (docs/design.md, contract 3); stages add prefixed keys.
 """
 
 from __future__ import annotations

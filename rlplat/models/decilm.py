@@ -21,7 +21,7 @@ attention (or FFN) has neither the sub-block's weights nor its norm, exactly as 
 
 The format (block configs, width rule, validation, ``config.json``) is in
 ``rlplat.models.decilm_format``. Only torch, safetensors and (for ``from_llama``) transformers are
-imported here: no vLLM, Ray or DeepSpeed (README "Architecture").
+imported here: no vLLM, Ray or DeepSpeed (docs/design.md, "Layers and import rules").
 """
 
 from __future__ import annotations

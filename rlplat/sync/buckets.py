@@ -1,7 +1,7 @@
 """Pack named tensors into flat byte buckets and unpack them as zero-copy views.
 
 Few large transfers beat one transfer per parameter (the per-parameter RPC pattern is what makes
-the peers' sync slow, anchors.md (d)1), so the learner writes whole buckets and the engine reads
+weight sync slow in other RL frameworks), so the learner writes whole buckets and the engine reads
 views into them.
 """
 

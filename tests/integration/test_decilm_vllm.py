@@ -2,8 +2,8 @@
 its greedy tokens are the module's own.
 
 vLLM runs in a child process: the engine binds OpenMP threads and spawns helpers at import time,
-which must not leak into the pytest process (DESIGN.md: vLLM code runs under ``__main__`` or in an
-actor).
+which must not leak into the pytest process (docs/design.md: vLLM code runs under ``__main__`` or in
+an actor).
 """
 
 from __future__ import annotations
