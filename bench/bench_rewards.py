@@ -25,13 +25,14 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rewards import RewardInput, RewardPool, get_reward, register_reward  # noqa: E402
+from rewards import RewardInput, RewardPool, get_reward, register_reward
 
 
 @register_reward("bench_c_hang")

@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 from common import REPO, SHAPES, count_params, machine_info, run_launcher, save_json, summary
-
 from rlplat.config.schema import ModelShape
 
 # Model sizes of the comparison: (shape, max new tokens, default steps).

@@ -28,9 +28,8 @@ GIB = 1 << 30
 
 from rlplat.config.schema import ModelShape  # noqa: E402 - after the path set-up above
 
-
 # The embedded default's shape (rlplat/config/schema.py ModelShape defaults) and the ~100M Llama of
-# DESIGN.md's measurement (hidden 768, 16 layers, GQA 12/4 heads: 100.8M parameters with the char
+# the measurement in docs/design.md (hidden 768, 16 layers, GQA 12/4 heads: 100.8M parameters with the char
 # vocabulary; the launcher's ``model=llama_100m``).
 SHAPES: dict[str, ModelShape] = {"tiny": ModelShape(), "100m": ModelShape(768, 2048, 16, 12, 4)}
 
@@ -49,7 +48,7 @@ def count_params(model_dir: Path) -> int:
 
     total = 0
     with safe_open(str(model_dir / "model.safetensors"), framework="pt") as f:
-        for k in f.keys():  # noqa: SIM118 - safe_open has keys(), not __iter__
+        for k in f.keys():  # safe_open has keys(), not __iter__
             n = 1
             for s in f.get_slice(k).get_shape():
                 n *= s
@@ -154,7 +153,7 @@ def shm_bandwidth(nbytes: int = GIB, directory: str = "/dev/shm", repeats: int =
             Path(path).unlink(missing_ok=True)
             t0 = time.perf_counter()
             with open(path, "wb") as f:
-                f.write(memoryview(src.numpy()))
+                f.write(src.numpy().data)  # the array's own buffer: no copy
             t1 = time.perf_counter()
             dst.copy_(torch.from_file(path, shared=False, size=nbytes, dtype=torch.uint8))
             t2 = time.perf_counter()
@@ -217,7 +216,7 @@ def launch_until(run_dir: Path, overrides: Sequence[str], done: Path, retries: i
 
     This machine is shared, and Ray's memory monitor may kill a worker when others' jobs fill the
     memory. A failed run is resumed (``resume=DIR``), which continues from its last checkpoint and
-    reproduces the uninterrupted run (DESIGN.md contract 4); a run with nothing to resume from is
+    reproduces the uninterrupted run (docs/design.md, contract 4); a run with nothing to resume from is
     started again.
     """
     from rlplat.checkpoint import latest_checkpoint

@@ -67,7 +67,7 @@ def timed_trainer_class() -> type:
     """``GRPOTrainer`` with its generation, reward and rollout methods timed into ``self.phase``."""
     from trl import GRPOTrainer
 
-    class TimedGRPOTrainer(GRPOTrainer):  # type: ignore[misc] - TRL is untyped
+    class TimedGRPOTrainer(GRPOTrainer):  # TRL is untyped (an Any base class)
         phase: dict[str, float]
 
         def _timed(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -97,7 +97,7 @@ def step_logger(trainer: Any, out: Path) -> Any:
     """A callback writing one line per optimizer step to ``out`` from ``trainer.phase``."""
     from transformers import TrainerCallback
 
-    class StepLog(TrainerCallback):  # type: ignore[misc]
+    class StepLog(TrainerCallback):
         def on_step_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
             trainer.phase = {}
             self.start = time.perf_counter()

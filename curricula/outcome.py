@@ -67,4 +67,4 @@ def outcomes_from_lists(uids: Sequence[str], rewards: Sequence[Sequence[float]],
     """Zip parallel per-group lists into ``GroupOutcome`` objects (a convenience for callers)."""
     if not len(uids) == len(rewards) == len(correct):
         raise ValueError(f"got {len(uids)} uids, {len(rewards)} reward lists, {len(correct)} correct lists")
-    return [GroupOutcome(uid=u, rewards=tuple(r), correct=tuple(c)) for u, r, c in zip(uids, rewards, correct)]
+    return [GroupOutcome(uid=u, rewards=tuple(r), correct=tuple(c)) for u, r, c in zip(uids, rewards, correct, strict=True)]

@@ -25,7 +25,7 @@ def make_uids(n: int, prefix: str = "p") -> list[str]:
 def store_with_rates(uids: Sequence[str], successes: Sequence[int], attempts: int = 8) -> PassRateStore:
     """A store seeded offline: ``uids[i]`` solved ``successes[i]`` of ``attempts`` times."""
     store = PassRateStore()
-    for uid, s in zip(uids, successes):
+    for uid, s in zip(uids, successes, strict=True):
         store.add(uid, attempts, int(s), training=False)
     return store
 

@@ -171,7 +171,7 @@ def difficulty_metrics(rates: FloatArray, num_buckets: int) -> dict[str, float]:
     if len(known):
         out["curriculum/batch_prior_pass_rate"] = float(known.mean())
     counts = np.bincount(bucket_of(known, num_buckets), minlength=num_buckets)
-    for centre, count in zip(bucket_centres(num_buckets), counts):
+    for centre, count in zip(bucket_centres(num_buckets), counts, strict=True):
         out[f"curriculum/hist/{bucket_label(float(centre))}"] = float(count / total)
     return out
 

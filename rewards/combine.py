@@ -76,7 +76,7 @@ class CombinedReward(Reward):
         details: dict[str, Any] = {}
         errors = []
         total = 0.0
-        for comp, out in zip(self.components, outs):
+        for comp, out in zip(self.components, outs, strict=True):
             total += comp.weight * out.score
             details[comp.name] = float(out.score)
             for key, value in out.details.items():

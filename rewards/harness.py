@@ -291,7 +291,7 @@ def tokens_match(got: str, expected: str, tol: float) -> bool:
     a, b = got.split(), expected.split()
     if len(a) != len(b):
         return False
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         if x == y:
             continue
         try:

@@ -113,7 +113,7 @@ def _coerce_tuple(args: tuple[Any, ...], value: Any, path: str) -> tuple[Any, ..
         return tuple(coerce(args[0], v, f"{path}[{i}]") for i, v in enumerate(value))
     if len(args) != len(value):
         raise FieldError(path, f"expected {len(args)} items, found {len(value)}.", f"give exactly {len(args)} items.")
-    return tuple(coerce(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    return tuple(coerce(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
 
 
 def _coerce_dict(args: tuple[Any, ...], value: Any, path: str) -> dict[Any, Any]:

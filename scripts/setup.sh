@@ -6,6 +6,10 @@ VENV="${1:-.venv}"
 EXTRA="${EXTRA:-cpu}"
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 
+# bubblewrap isolates the code reward's sandbox; without it the sandbox runs with rlimits only. First,
+# so that under CI=true (where a missing bubblewrap is an error) the run stops before the long install.
+bash "$(dirname "$0")/setup-sandbox.sh"
+
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV with $PYTHON"
   "$PYTHON" -m venv "$VENV"
@@ -20,18 +24,6 @@ if [ "$EXTRA" = "cpu" ]; then
   # DeepSpeed's CPU collective is compiled once here, not in the first run's learners.
   "$VENV/bin/python" -m rlplat.learner.prebuild \
     || echo "[setup] WARNING: DeepSpeed's CPU op did not build; the first CPU learner will try again"
-fi
-
-# bubblewrap isolates the code reward's sandbox; without it the sandbox runs with rlimits only.
-if ! command -v bwrap >/dev/null 2>&1; then
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "[setup] installing bubblewrap (code-reward sandbox)"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) >/dev/null 2>&1 \
-      || echo "[setup] WARNING: could not install bubblewrap; code rewards will run with reduced isolation"
-  else
-    echo "[setup] WARNING: bubblewrap (bwrap) is missing; code rewards will run with reduced isolation." \
-         "Install it with your package manager (Debian/Ubuntu: apt-get install bubblewrap)."
-  fi
 fi
 touch "$VENV/.rlplat-installed"
 echo "[setup] done: $VENV"

@@ -27,7 +27,7 @@ def make_requests(items: Sequence[PromptItem], token_ids: Sequence[tuple[int, ..
                   step: int, attempt: int) -> list[GenerationRequest]:
     """Generation requests for ``items`` (``token_ids[i]`` is the tokenised ``items[i].text``)."""
     return [GenerationRequest(it.uid, ids, request_seed(seed, step, it.uid, attempt))
-            for it, ids in zip(items, token_ids)]
+            for it, ids in zip(items, token_ids, strict=True)]
 
 
 def advantages(groups: Sequence[ScoredGroup], estimator: str) -> list[list[float]]:
@@ -40,7 +40,7 @@ def advantages(groups: Sequence[ScoredGroup], estimator: str) -> list[list[float
 def train_sequences(groups: Sequence[ScoredGroup], adv: Sequence[Sequence[float]]) -> list[TrainSequence]:
     """One ``TrainSequence`` per sample, in group order."""
     return [TrainSequence(g.prompt_token_ids, s.sample.token_ids, s.sample.logprobs, float(a))
-            for g, ga in zip(groups, adv) for s, a in zip(g.samples, ga)]
+            for g, ga in zip(groups, adv, strict=True) for s, a in zip(g.samples, ga, strict=True)]
 
 
 def minibatches(seqs: Sequence[TrainSequence], global_batch: int, seed: int,

@@ -13,20 +13,48 @@ weight on each token's loss:
   a whole sequence is kept or dropped by the geometric mean of its token ratios;
 * ``log``: weights of 1, statistics only; ``off``: nothing is computed.
 
-Shapes as in ``losses.py``: ``[B, T]`` log-probs and mask.
+Shapes as in ``losses.py``: ``[B, T]`` log-probs and mask. The functions take plain values (a
+``MismatchRule`` is any object with the five fields below, e.g. the config's ``grpo.mismatch``);
+nothing here reads the config.
 """
 
 from __future__ import annotations
+
+from typing import Literal, Protocol
 
 import torch
 from torch import Tensor
 
 from rlplat.algo.losses import LOG_RATIO_CLAMP, masked_mean
-from rlplat.config.schema import MismatchConfig
+
+MismatchMode = Literal["off", "log", "tis", "mis"]
+MismatchLevel = Literal["token", "sequence"]
+
+
+class MismatchRule(Protocol):
+    """The correction's parameters (read only).
+
+    Attributes:
+        mode: ``off``, ``log``, ``tis`` or ``mis`` (module docstring).
+        tis_cap: ``C`` of ``tis``, at least 1.
+        mis_lower, mis_upper: The ratio range ``mis`` keeps, ``0 <= lower < 1 < upper``.
+        level: ``token`` (each token by its ratio) or ``sequence`` (by the geometric mean), for ``mis``.
+    """
+
+    @property
+    def mode(self) -> MismatchMode: ...
+    @property
+    def tis_cap(self) -> float: ...
+    @property
+    def mis_lower(self) -> float: ...
+    @property
+    def mis_upper(self) -> float: ...
+    @property
+    def level(self) -> MismatchLevel: ...
 
 
 def mismatch_weights(learner_lp: Tensor, rollout_lp: Tensor, mask: Tensor,
-                     rule: MismatchConfig) -> tuple[Tensor, dict[str, Tensor]]:
+                     rule: MismatchRule) -> tuple[Tensor, dict[str, Tensor]]:
     """Per-token loss weights correcting the rollout/learner mismatch, and its statistics.
 
     Args:
@@ -66,7 +94,7 @@ def mismatch_weights(learner_lp: Tensor, rollout_lp: Tensor, mask: Tensor,
     return weights.detach(), {k: v.detach() for k, v in stats.items()}
 
 
-def _mis_keep(log_ratio: Tensor, ratio: Tensor, m: Tensor, rule: MismatchConfig) -> Tensor:
+def _mis_keep(log_ratio: Tensor, ratio: Tensor, m: Tensor, rule: MismatchRule) -> Tensor:
     """Tokens ``mis`` keeps: in range themselves, or (``sequence``) in a sequence whose geometric
     mean ratio is in range."""
     if rule.level == "token":
@@ -76,10 +104,11 @@ def _mis_keep(log_ratio: Tensor, ratio: Tensor, m: Tensor, rule: MismatchConfig)
     return m & seq_ok.unsqueeze(-1)
 
 
-def guard_step(streak: int, kl: float, rule: MismatchConfig) -> tuple[int, bool]:
+def guard_step(streak: int, kl: float, guard_kl: float | None, guard_steps: int) -> tuple[int, bool]:
     """The guardrail after one step with mismatch ``kl``: ``(new streak, tripped)``, tripped when
-    ``kl`` exceeded ``rule.guard_kl`` for ``rule.guard_steps`` consecutive steps (off when unset)."""
-    if rule.guard_kl is None:
+    ``kl`` exceeded ``guard_kl`` for ``guard_steps`` consecutive steps; ``guard_kl`` None: off
+    (streak 0, never tripped)."""
+    if guard_kl is None:
         return 0, False
-    streak = streak + 1 if kl > rule.guard_kl else 0
-    return streak, streak >= rule.guard_steps
+    streak = streak + 1 if kl > guard_kl else 0
+    return streak, streak >= guard_steps

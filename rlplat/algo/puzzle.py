@@ -137,7 +137,7 @@ def solve_greedy(problem: SearchProblem, start: Choice | None = None) -> Choice:
     while not problem.feasible(tuple(choice)):
         excess = _excess(problem, tuple(choice))
         best: tuple[float, int, int] | None = None
-        for layer, v in zip(*np.nonzero(problem.allowed)):
+        for layer, v in zip(*np.nonzero(problem.allowed), strict=True):
             trial = [*choice[:layer], int(v), *choice[layer + 1:]]
             removed = excess - _excess(problem, tuple(trial))
             if removed <= 1e-12:

@@ -41,7 +41,7 @@ def reduce_optimizer_step(ranks: Sequence[RankStepStats]) -> dict[str, float]:
         elif _is_max(key):
             out[key] = max(values)
         else:
-            out[key] = sum(v * m.rows for v, m in zip(values, micro)) / rows
+            out[key] = sum(v * m.rows for v, m in zip(values, micro, strict=True)) / rows
     if "positions/computed" in out:
         out["positions/real_share"] = out["positions/real"] / max(out["positions/computed"], 1.0)
     out["grad_norm"] = ranks[0].grad_norm

@@ -136,7 +136,7 @@ def worked_sequences(problems: list[ArithProblem], solutions: list[str], tokeniz
     """Supervised sequences: each problem's "detailed thinking on" prompt, then its solution and EOS."""
     eos = tokenizer.eos_token or ""
     return [TrainSequence(encode(tokenizer, it.text), encode(tokenizer, sol + eos), (), 0.0)
-            for it, sol in zip(to_prompt_items(problems, tokenizer), solutions)]
+            for it, sol in zip(to_prompt_items(problems, tokenizer), solutions, strict=True)]
 
 
 def toggle_examples(problems: list[ArithProblem]) -> list[SFTExample]:

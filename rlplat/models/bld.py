@@ -201,7 +201,7 @@ def assemble(model: HeteroLlamaForCausalLM, blocks: Sequence[BlockConfig],
     with torch.device("meta"):
         child = HeteroLlamaForCausalLM(replace(model.config, blocks=tuple(blocks)))
     state = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("model.layers.")}
-    for i, (block, lib) in enumerate(zip(blocks, libraries)):
+    for i, (block, lib) in enumerate(zip(blocks, libraries, strict=True)):
         if block.attention not in lib.attention or block.ffn not in lib.ffn:
             raise ValueError(f"layer {i}: the library has no variant {block}")
         for k, v in {**lib.attention[block.attention], **lib.ffn[block.ffn]}.items():

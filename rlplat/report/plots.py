@@ -132,7 +132,7 @@ def draw(plot: Plot) -> Any:
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, len(plot.panels), figsize=(6 * len(plot.panels), 4), squeeze=False)
-    for ax, p in zip(axes[0], plot.panels):
+    for ax, p in zip(axes[0], plot.panels, strict=True):
         if p.stacked:
             ax.stackplot(p.series[0].steps, *[s.values for s in p.series], labels=[s.label for s in p.series])
         else:

@@ -96,8 +96,10 @@ def iter_weights(specs: Sequence[BucketSpec], paths: Sequence[str],
     ``wait_s`` > 0 (streamed sync): each file may not exist yet; wait for it, up to ``wait_s`` in
     all. Raises ``SyncAborted`` once the abort marker appears, ``TimeoutError`` past ``wait_s``.
     """
+    if len(specs) != len(paths):  # checked before any bucket is read: never a partial load
+        raise ValueError(f"{len(specs)} bucket specs for {len(paths)} bucket files")
     deadline = time.monotonic() + wait_s
-    for spec, path in zip(specs, paths):
+    for spec, path in zip(specs, paths, strict=True):
         if wait_s > 0:
             _wait_for(path, abort_marker(paths), deadline)
         buf = read_bucket(path, spec.nbytes)

@@ -5,6 +5,7 @@ import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,9 +128,12 @@ def test_option_types_publish_the_builtins_and_registered_typed_curricula(fresh_
     class EasyOptions:
         start: float = 1.0
 
+    class EasyCurriculum(UniformCurriculum):
+        easy_options: EasyOptions | None = None
+
     @register_curriculum("easy", options=EasyOptions)
     def easy(uids, *, seed=0, total_steps=None, store=None, options=None):
-        cur = UniformCurriculum(uids, seed=seed, store=store)
+        cur = EasyCurriculum(uids, seed=seed, store=store)
         cur.easy_options = options
         return cur
 
@@ -140,7 +144,8 @@ def test_option_types_publish_the_builtins_and_registered_typed_curricula(fresh_
     assert curriculum_option_types() == {"easy": EasyOptions, "progressive": ProgressiveOptions,
                                          "uniform": UniformOptions}
     assert {"easy", "plain", "progressive", "uniform"} <= set(available_curricula())
-    assert build_curriculum("easy", uids=["a"], start=0.5).easy_options == EasyOptions(start=0.5)
+    built = build_curriculum("easy", uids=["a"], start=0.5)
+    assert isinstance(built, EasyCurriculum) and built.easy_options == EasyOptions(start=0.5)
     assert option_defaults("easy") == {"start": 1.0}
     with pytest.raises(FieldError, match="unknown key 'stat'"):
         build_curriculum("easy", uids=["a"], stat=0.5)
@@ -152,11 +157,12 @@ def test_registered_class_with_OPTIONS_gets_them(fresh_registry):
         pass
 
     assert curriculum_option_types()["prog2"] is ProgressiveOptions
-    assert build_curriculum("prog2", uids=["a"], total_steps=2, sigma=0.3).options.sigma == 0.3
+    built = build_curriculum("prog2", uids=["a"], total_steps=2, sigma=0.3)
+    assert isinstance(built, Prog2) and built.options.sigma == 0.3
 
 
 def test_plugin_by_import_path_typed(plugin):
-    cur = build_curriculum(f"{plugin}.Typed", uids=make_uids(3), window=0.1)
+    cur: Any = build_curriculum(f"{plugin}.Typed", uids=make_uids(3), window=0.1)  # the plugin's own class
     assert cur.window_options == curriculum_options(f"{plugin}.Typed", {"window": 0.1})
     assert dataclasses.asdict(cur.window_options) == {"window": 0.1, "prior": 0.5}
     assert option_defaults(f"{plugin}:Typed") == {"window": 0.25, "prior": 0.5}
@@ -167,18 +173,20 @@ def test_plugin_by_import_path_typed(plugin):
 
 def test_plugin_by_import_path_keywords_and_kwargs(plugin):
     assert curriculum_options(f"{plugin}.Keywords", {"extra": 3}) == {"extra": 3}
-    assert build_curriculum(f"{plugin}.Keywords", uids=["a"], extra=3).extra == 3
+    keywords: Any = build_curriculum(f"{plugin}.Keywords", uids=["a"], extra=3)  # the plugin's own class
+    assert keywords.extra == 3
     assert option_defaults(f"{plugin}.Keywords") == {"extra": 1}
     with pytest.raises(FieldError) as err:
         check_curriculum_config(f"{plugin}.Keywords", {"extar": 3})
     assert err.value.field == "curriculum.options.extar" and "Did you mean 'extra'?" in err.value.problem
     with pytest.raises(FieldError, match="takes no option 'seed'"):  # context keywords are never options
         curriculum_options(f"{plugin}.Keywords", {"seed": 3})
-    assert build_curriculum(f"{plugin}.Anything", uids=["a"], whatever=[1]).kwargs == {"whatever": [1]}
+    anything: Any = build_curriculum(f"{plugin}.Anything", uids=["a"], whatever=[1])
+    assert anything.kwargs == {"whatever": [1]}
 
 
 def test_import_errors_keep_their_wording(plugin):
-    with pytest.raises(PluginError, match="cannot import curriculum 'my_plugin_curricula.Nope'"):
+    with pytest.raises(PluginError, match=re.escape("cannot import curriculum 'my_plugin_curricula.Nope'")):
         curriculum_options(f"{plugin}.Nope", {})
     with pytest.raises(PluginError, match="which is not a class or function") as err:
         curriculum_options(f"{plugin}.NOT_CALLABLE", {})

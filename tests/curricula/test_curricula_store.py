@@ -11,12 +11,19 @@ def group(uid: str, correct: list[bool]) -> GroupOutcome:
     return GroupOutcome(uid=uid, rewards=[float(c) for c in correct], correct=correct)
 
 
+def stats_of(store: PassRateStore, uid: str) -> PromptStats:
+    """The prompt's statistics, which the test expects to exist."""
+    stats = store.get(uid)
+    assert stats is not None, f"no statistics for {uid!r}"
+    return stats
+
+
 def test_update_accumulates_and_latest_follows_last_group():
     store = PassRateStore()
     store.add("a", 8, 2, training=False)  # prefilter: 2/8
     assert store.latest_pass_rate("a") == pytest.approx(0.25)
     store.update([group("a", [True, True, True, False]), group("b", [False, False])])
-    a = store.get("a")
+    a = stats_of(store, "a")
     assert (a.attempts, a.successes, a.groups) == (12, 5, 1)
     assert a.pass_rate == pytest.approx(5 / 12)
     assert a.latest_pass_rate == pytest.approx(0.75)  # the policy's group, not the offline rate
@@ -28,7 +35,7 @@ def test_update_accumulates_and_latest_follows_last_group():
 def test_offline_evidence_never_enters_recent_window():
     store = PassRateStore()
     store.add("a", 100, 100, training=False)
-    assert store.get("a").recent == () and store.get("a").recent_pass_rate(1) is None
+    assert stats_of(store, "a").recent == () and stats_of(store, "a").recent_pass_rate(1) is None
 
 
 def test_recent_pass_rate_uses_smallest_suffix_reaching_min_attempts():
@@ -43,8 +50,8 @@ def test_history_is_bounded():
     store = PassRateStore(history=3)
     for k in range(5):
         store.add("a", 4, k % 5, training=True)
-    assert store.get("a").recent == ((4, 2), (4, 3), (4, 4))
-    assert store.get("a").groups == 5
+    assert stats_of(store, "a").recent == ((4, 2), (4, 3), (4, 4))
+    assert stats_of(store, "a").groups == 5
 
 
 def test_invalid_counts_raise():
@@ -94,6 +101,6 @@ def test_state_dict_is_json_and_round_trips():
     state = json.loads(json.dumps(store.state_dict()))
     restored = PassRateStore.from_state_dict(state)
     assert restored == store and restored.history == 4
-    assert restored.get("a").recent == ((2, 1),)
+    assert stats_of(restored, "a").recent == ((2, 1),)
     with pytest.raises(ValueError, match="version"):
         PassRateStore().load_state_dict({**state, "version": 99})

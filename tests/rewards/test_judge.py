@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from rewards import RewardError, RewardInput, RewardPool, get_reward
-from rewards.judge import DEFAULT_TEMPLATE, OpenAIClient, parse_verdict
+from rewards.judge import DEFAULT_TEMPLATE, JudgeReward, OpenAIClient, parse_verdict
 
 
 @pytest.mark.parametrize(
@@ -139,16 +139,16 @@ def test_retries_on_server_errors_then_succeeds(stub: Callable) -> None:
 def test_client_errors_and_unparseable_verdicts_are_recorded(stub: Callable) -> None:
     bad = stub(lambda body: (400, "bad request"))
     out = get_reward("judge", base_url=bad.url, retries=3).score(sample("42"))
-    assert out.score == 0.0 and "HTTPError" in out.error and len(bad.requests) == 1  # 4xx: no retry
+    assert out.score == 0.0 and "HTTPError" in (out.error or "") and len(bad.requests) == 1  # 4xx: no retry
     vague = stub(lambda body: (200, "hmm, hard to say"))
     out = get_reward("judge", base_url=vague.url, on_error=-0.5).score(sample("42"))
-    assert out.score == -0.5 and "unparseable" in out.error and out.details["raw"] == "hmm, hard to say"
+    assert out.score == -0.5 and "unparseable" in (out.error or "") and out.details["raw"] == "hmm, hard to say"
 
 
 def test_reply_without_text_is_an_error(stub: Callable) -> None:
     server = stub(lambda body: (200, None))  # e.g. a tool-call reply: "content": null
     out = get_reward("judge", base_url=server.url).score(sample("42"))
-    assert out.score == 0.0 and not out.correct and "no text" in out.error
+    assert out.score == 0.0 and not out.correct and "no text" in (out.error or "")
 
 
 def test_unreachable_server_is_an_error_not_a_crash() -> None:
@@ -185,7 +185,7 @@ def test_callable_backend_gets_the_whole_batch() -> None:
 def test_failing_callable_backends(generate: Callable, message: str | None) -> None:
     outs = get_reward("judge", backend=generate).score_batch([sample("42"), sample("42")])
     if message:
-        assert all(o.score == 0.0 and message in o.error for o in outs)
+        assert all(o.score == 0.0 and message in (o.error or "") for o in outs)
     else:
         assert outs[0].error and "engine down" in outs[0].error and outs[1].correct
 
@@ -235,7 +235,9 @@ def build_tiny_judge() -> tuple[Any, Any]:
                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
                          bos_token_id=1, eos_token_id=2, pad_token_id=3)
     model = LlamaForCausalLM(config)
-    render = get_reward("judge", backend=lambda prompts: [], template=TINY_TEMPLATE).render
+    judge = get_reward("judge", backend=lambda prompts: [], template=TINY_TEMPLATE)
+    assert isinstance(judge, JudgeReward)
+    render = judge.render
     rows = []
     for answer, verdict in (("4", "[[YES]]"), ("5", "[[NO]]")):
         prompt = tok(render(RewardInput(prompt="2+2?", completion=answer, reference="4")))["input_ids"]

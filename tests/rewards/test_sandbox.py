@@ -6,31 +6,35 @@ program's own report is not trusted for anything the test can check from outside
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import signal
 import socket
 import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sandbox_helpers import IS_ROOT, use_bwrap_option
 
-from rewards.sandbox import Limits, Sandbox, processes_by_uid
+from rewards.sandbox import Limits, Sandbox, SandboxResult
+from sandbox_helpers import IS_ROOT, use_bwrap_option
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def make_box(mode: str, **limits: object) -> Sandbox:
+def make_box(mode: str, **limits: Any) -> Sandbox:
     box = Sandbox(Limits(**{"wall_s": 5.0, **limits}), use_bwrap=use_bwrap_option(mode))
     if mode == "fallback" and box.isolation.bwrap is not None:
         pytest.fail("fallback mode unexpectedly used bwrap")
     return box
 
 
-def run(box: Sandbox, code: str, stdin: bytes = b"") -> tuple[str, object]:
-    res = box.run_python({"main.py": textwrap.dedent(code)}, ["main.py"], stdin=stdin)
+def run(box: Sandbox, code: str, stdin: bytes = b"", args: tuple[str, ...] = ()) -> tuple[str, SandboxResult]:
+    """Run ``code`` as ``main.py`` (``args`` after it on its command line): its output, then the result."""
+    res = box.run_python({"main.py": textwrap.dedent(code)}, ["main.py", *args], stdin=stdin)
     return res.stdout.decode(errors="replace") + res.stderr.decode(errors="replace"), res
 
 
@@ -43,8 +47,8 @@ def require_mount_namespace(box: Sandbox) -> None:
 
 def require_uid_drop(box: Sandbox) -> None:
     if not box.isolation.drop_uid and box.isolation.bwrap is None:
-        pytest.skip("not root: the fallback cannot drop to a sandbox uid, so fork bombs are bounded "
-                    "only by RLIMIT_NPROC of the user and cleanup is best effort")
+        pytest.skip("no bubblewrap and no sandbox uid (not root, or an interpreter an unprivileged uid cannot "
+                    "run): fork bombs are bounded only by the user's RLIMIT_NPROC and cleanup is best effort")
 
 
 def test_isolation_is_reported(sandbox_mode: str) -> None:
@@ -170,6 +174,7 @@ def test_no_network(sandbox_mode: str) -> None:
 def test_fork_bomb_is_contained_and_cleaned_up(sandbox_mode: str) -> None:
     box = make_box(sandbox_mode, wall_s=3.0, max_processes=32)
     require_uid_drop(box)
+    marker = f"rlplat-fork-bomb-{secrets.token_hex(6)}"  # on every forked process's command line
     code = """
     import os
     n = 0
@@ -180,24 +185,33 @@ def test_fork_bomb_is_contained_and_cleaned_up(sandbox_mode: str) -> None:
         except OSError:
             pass
     """
-    _, res = run(box, code)
+    _, res = run(box, code, args=(marker,))
     assert res.timed_out and res.duration_s < 300  # stopped by the 3 s deadline; unbounded without it
-    assert not _wait_for_no_sandbox_processes(), "fork bomb processes survived the sandbox"
+    assert not _wait_until_gone(marker), "fork bomb processes survived the sandbox"
     out, res = run(box, "print('alive')")  # the next sandbox (maybe the same uid) starts fine
     assert out.strip() == "alive"
 
 
-def _sandbox_processes() -> list[int]:
-    return [pid for uid, pids in processes_by_uid().items() if 64000 <= uid < 64064 for pid in pids]
+def _processes_with(marker: str) -> list[int]:
+    """Host processes whose command line holds ``marker`` (a sandbox passes it to its program as an
+    argument: forks keep it, and children started with it carry it)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        try:
+            if entry.name.isdigit() and marker.encode() in Path(entry.path, "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            pass  # exited meanwhile
+    return found
 
 
-def _wait_for_no_sandbox_processes(limit_s: float = 120.0) -> list[int]:
-    """Leftover sandbox processes once none remain or ``limit_s`` passed (killed processes take a
-    moment to be reaped, longer on a loaded machine)."""
+def _wait_until_gone(marker: str, limit_s: float = 120.0) -> list[int]:
+    """The processes still holding ``marker`` once none remain or ``limit_s`` passed (killed
+    processes take a moment to be reaped, longer on a loaded machine)."""
     deadline = time.monotonic() + limit_s
-    while _sandbox_processes() and time.monotonic() < deadline:
+    while _processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return _sandbox_processes()
+    return _processes_with(marker)
 
 
 def test_memory_bomb_is_bounded(sandbox_mode: str) -> None:
@@ -231,18 +245,19 @@ def test_infinite_loop_is_killed_at_the_wall_clock_deadline(sandbox_mode: str) -
 
 def test_sleeping_children_do_not_outlive_the_deadline(sandbox_mode: str) -> None:
     box = make_box(sandbox_mode, wall_s=1.0)
+    marker = f"rlplat-sleeper-{secrets.token_hex(6)}"  # on every sandboxed process's command line
     code = """
-    import os, subprocess, time
-    subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    import os, subprocess, sys, time
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1000)", sys.argv[1]], start_new_session=True)
     if os.fork() == 0:
         os.setsid()
         time.sleep(1000)
     time.sleep(1000)
     """
-    _, res = run(box, code)
+    _, res = run(box, code, args=(marker,))
     assert res.timed_out and res.duration_s < 300  # the children sleep 1000 s
-    if box.isolation.drop_uid or box.isolation.bwrap:
-        assert not _wait_for_no_sandbox_processes()
+    require_uid_drop(box)  # what sweeps children that left the sandbox's session
+    assert not _wait_until_gone(marker), "sandboxed children outlived the deadline"
 
 
 def test_killing_the_parent_and_everything_else_is_harmless(sandbox_mode: str) -> None:
@@ -275,14 +290,17 @@ def test_privileges_cannot_be_regained(sandbox_mode: str) -> None:
         except OSError as exc:
             print("denied", exc.errno)
     """
+    if IS_ROOT and not box.isolation.drop_uid:
+        pytest.skip(f"no uid drop here: the sandbox interpreter {box.isolation.python} is not executable by an "
+                    "unprivileged uid, so sandboxed code runs as root")
     out, _ = run(box, code)
     assert "ESCALATED" not in out
-    if IS_ROOT and (box.isolation.drop_uid or box.isolation.bwrap):
-        assert "uid 0 " not in out
+    reported = [line.split()[1:] for line in out.splitlines() if line.startswith("uid ")]
+    assert reported and "0" not in reported[0], f"sandboxed code runs as root: {out}"
 
 
 def test_output_and_files_are_capped(sandbox_mode: str) -> None:
-    box = make_box(sandbox_mode, max_output_bytes=10_000, max_file_mb=1, tmpfs_mb=8)
+    box = make_box(sandbox_mode, max_output_bytes=10_000, max_file_mb=1)
     code = """
     import os, sys
     try:
@@ -291,41 +309,54 @@ def test_output_and_files_are_capped(sandbox_mode: str) -> None:
         print("BIG FILE", file=sys.stderr)
     except OSError as exc:
         print("file limit", exc.errno, file=sys.stderr)
-    n = 0
-    try:
-        while True:
-            with open(f"f{n}.bin", "wb") as f:
-                f.write(b"y" * (512 * 1024))
-            n += 1
-            if n > 200:
-                break
-    except OSError as exc:
-        print("disk limit after", n, file=sys.stderr)
     sys.stdout.write("z" * 5_000_000)
     """
     _, res = run(box, code)
     assert res.truncated and len(res.stdout) <= 10_000
     err = res.stderr.decode()
-    assert "BIG FILE" not in err
-    if box.isolation.bwrap or "mount" in box.isolation.unshare:
-        assert "disk limit after" in err  # the private tmpfs is full long before 100 MB
+    assert "BIG FILE" not in err and "file limit" in err, err  # RLIMIT_FSIZE refused the 4 MB write
+
+
+def test_the_private_tmpfs_is_capped(sandbox_mode: str) -> None:
+    box = make_box(sandbox_mode, max_file_mb=1, tmpfs_mb=8)
+    require_mount_namespace(box)  # the private tmpfs is a mount
+    code = """
+    import sys
+    n = 0
+    try:
+        while n <= 200:
+            with open(f"f{n}.bin", "wb") as f:
+                f.write(b"y" * (512 * 1024))
+            n += 1
+        print("WROTE 100 MB")
+    except OSError as exc:
+        print("disk limit after", n, exc.errno)
+    """
+    out, _ = run(box, code)
+    assert "disk limit after" in out and "WROTE" not in out, out  # 8 MB are full long before 100 MB
+    assert int(out.split("disk limit after")[1].split()[0]) <= 16  # 16 files of 512 KB fill 8 MB
 
 
 def test_concurrent_sandboxes_cannot_see_each_other(sandbox_mode: str) -> None:
-    box = make_box(sandbox_mode)
+    """The reader searches while the writer's files exist, by a handshake: the writer, once its files
+    are written, starts a child whose command line the host waits for; the host runs the reader, then
+    kills that child, and only then does the writer leave (taking its files with it)."""
+    box = make_box(sandbox_mode, wall_s=60.0)
     require_mount_namespace(box)
     token = secrets.token_hex(16)
+    marker = f"rlplat-writer-{secrets.token_hex(6)}"
     writer = f"""
-    import os, time
+    import subprocess, sys
     for path in ("secret.txt", "/tmp/secret.txt"):
         with open(path, "w") as f:
             f.write({token!r})
     print("written", flush=True)
-    time.sleep(2.5)
+    beacon = ["-c", "import time; time.sleep(60)", "written-" + sys.argv[1]]  # the host waits for this
+    subprocess.Popen([sys.executable, *beacon]).wait()  # until the host kills it: the reader is done
+    print("leaving")
     """
     reader = """
-    import os, time
-    time.sleep(0.8)
+    import os
     for root in ["/tmp", "/proc"]:
         for dirpath, dirs, files in os.walk(root):
             if dirpath.count("/") > 4 or "/task" in dirpath or "/net" in dirpath:
@@ -339,12 +370,37 @@ def test_concurrent_sandboxes_cannot_see_each_other(sandbox_mode: str) -> None:
                         pass
     """
     results: dict[str, str] = {}
-    t = threading.Thread(target=lambda: results.update(writer=run(box, writer)[0]))
+    t = threading.Thread(target=lambda: results.update(writer=run(box, writer, args=(marker,))[0]))
     t.start()
-    results["reader"] = run(box, reader)[0]
-    t.join()
-    assert "written" in results["writer"]
+    try:
+        deadline = time.monotonic() + 60
+        while not _processes_with(f"written-{marker}") and t.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _processes_with(f"written-{marker}"), "the writer never signalled that its files exist"
+        results["reader"] = run(box, reader)[0]
+    finally:
+        for pid in _processes_with(f"written-{marker}"):
+            with contextlib.suppress(ProcessLookupError):  # gone since it was listed
+                os.kill(pid, signal.SIGKILL)
+        t.join()
+    assert "written" in results["writer"] and "leaving" in results["writer"], results["writer"]
     assert token not in results["reader"]
+
+
+@pytest.mark.parametrize("ci", ["true", "false"])
+def test_without_bwrap_its_half_fails_under_ci_and_is_skipped_elsewhere(ci: str, tmp_path: Path) -> None:
+    """CI must not pass with the bubblewrap half of these tests skipped (a failed install)."""
+    import subprocess
+    import sys
+
+    case = f"{Path(__file__).relative_to(REPO)}::test_isolation_is_reported[bwrap]"
+    env = {"PATH": "/nonexistent", "HOME": str(tmp_path), "CI": ci}  # no bwrap on PATH
+    res = subprocess.run([sys.executable, "-m", "pytest", case, "-q", "-rA", "-p", "no:cacheprovider"], cwd=REPO,
+                         env=env, capture_output=True, text=True, timeout=300, check=False)
+    if ci == "true":
+        assert res.returncode != 0 and "CI=true and bubblewrap not installed" in res.stdout, res.stdout
+    else:
+        assert res.returncode == 0 and "1 skipped" in res.stdout, res.stdout
 
 
 def test_missing_bwrap_degrades_with_one_loud_warning() -> None:

@@ -21,6 +21,7 @@ from rlplat.algo import (
     register_advantage,
     token_logprobs,
 )
+from rlplat.algo.losses import AggregationMode
 
 # ---------------------------------------------------------------------------------------------
 # Advantages
@@ -42,13 +43,13 @@ from rlplat.algo import (
     ],
 )
 def test_group_advantages_hand_values(mode: str, rewards: list, expected: list) -> None:
-    out = group_advantages(torch.tensor(rewards), mode)  # type: ignore[arg-type]
+    out = group_advantages(torch.tensor(rewards), mode)
     torch.testing.assert_close(out, torch.tensor(expected), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["grpo", "dr_grpo", "rloo"])
 def test_constant_group_gives_zero_not_nan(mode: str) -> None:
-    out = group_advantages(torch.full((3, 16), 0.7), mode)  # type: ignore[arg-type]
+    out = group_advantages(torch.full((3, 16), 0.7), mode)
     assert torch.equal(out, torch.zeros(3, 16))
 
 
@@ -58,7 +59,7 @@ def test_group_advantages_edge_cases() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         group_advantages(torch.tensor([[1.0]]), "rloo")
     with pytest.raises(ValueError, match="unknown advantage"):
-        group_advantages(torch.tensor([[1.0, 0.0]]), "ppo")  # type: ignore[arg-type]
+        group_advantages(torch.tensor([[1.0, 0.0]]), "ppo")
     with pytest.raises(ValueError, match=r"\[G, n\]"):
         group_advantages(torch.tensor([1.0, 0.0]), "grpo")
     with pytest.raises(ValueError, match="already registered"):
@@ -215,7 +216,8 @@ def _toy_batch(seed: int = 0) -> dict[str, torch.Tensor]:
     }
 
 
-def _loss(batch: dict[str, torch.Tensor], w: torch.Tensor, rows: slice, mode: str, **norms: float) -> torch.Tensor:
+def _loss(batch: dict[str, torch.Tensor], w: torch.Tensor, rows: slice, mode: AggregationMode,
+          **norms: float) -> torch.Tensor:
     mask = batch["mask"][rows]
     t = int(mask.sum(-1).max())  # each micro-batch trims its own padding, as a real collator does
     lp = token_logprobs(batch["h"][rows, :t] @ w, batch["targets"][rows, :t])
@@ -235,7 +237,7 @@ def _loss(batch: dict[str, torch.Tensor], w: torch.Tensor, rows: slice, mode: st
 
 
 @pytest.mark.parametrize("mode", ["token_mean", "seq_mean_token_mean", "seq_mean_token_sum"])
-def test_micro_batches_with_global_normalisers_reproduce_full_batch(mode: str) -> None:
+def test_micro_batches_with_global_normalisers_reproduce_full_batch(mode: AggregationMode) -> None:
     batch = _toy_batch()
     norms = {"num_tokens": float(batch["mask"].sum()), "num_seqs": 8.0, "seq_len_norm": 6.0}
     w_full = batch["w"].clone().requires_grad_()
@@ -253,6 +255,7 @@ def test_micro_batches_with_global_normalisers_reproduce_full_batch(mode: str) -
             loss = _loss(batch, w, slice(start, start + 2), mode, **norms)
             total += loss.item()
             (loss * world * accum / accum).backward()
+        assert w.grad is not None
         rank_grads.append(w.grad)
     averaged = torch.stack(rank_grads).mean(0)
 
@@ -317,7 +320,7 @@ def test_grpo_loss_without_reference_logs_zero_kl() -> None:
     assert stats["kl"] == 0.0 and stats["loss/kl"] == 0.0
     assert "entropy" not in stats
     loss.backward()
-    assert torch.isfinite(lp.grad).all()  # padding held -inf log-probs
+    assert lp.grad is not None and torch.isfinite(lp.grad).all()  # padding held -inf log-probs
 
 
 # ---------------------------------------------------------------------------------------------

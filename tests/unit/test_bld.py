@@ -91,10 +91,11 @@ def test_replacement_kl_is_the_assembled_childs(parent: HeteroLlamaForCausalLM, 
 
 def test_kv_merging_and_the_no_op_scale(parent: HeteroLlamaForCausalLM, states: list[torch.Tensor]) -> None:
     same = init_attention(parent, 0, PARENT_ATTN)  # merging groups of one head copies them
-    assert torch.equal(same.self_attn.k_proj.weight, parent.model.layers[0].self_attn.k_proj.weight)
+    parent_k = parent.get_parameter("model.layers.0.self_attn.k_proj.weight")
+    assert torch.equal(same.get_parameter("self_attn.k_proj.weight"), parent_k)
     merged = init_attention(parent, 0, GQA)
-    k = parent.model.layers[0].self_attn.k_proj.weight.view(2, 2, 32, 128).mean(1).reshape(64, 128)
-    assert torch.equal(merged.self_attn.k_proj.weight, k)
+    k = parent_k.view(2, 2, 32, 128).mean(1).reshape(64, 128)
+    assert torch.equal(merged.get_parameter("self_attn.k_proj.weight"), k)
     x, target = states[0], parent_targets(parent, 0, states[0])[0]
     assert float(normalized_mse(x, target, x)) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="n_heads_in_group"):  # 3 does not divide 4 heads

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ def _state(step: int, **curriculum: int) -> RunState:
     return RunState(step=step, weights_version=step, curriculum=dict(curriculum))
 
 
-def _writer(content: str = "weights"):  # type: ignore[no-untyped-def]
+def _writer(content: str = "weights") -> Callable[[str], None]:
     def write(directory: str) -> None:
         Path(directory).mkdir()
         (Path(directory) / "model.bin").write_text(content)

@@ -6,14 +6,14 @@ import os
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # before `datasets` is first imported
 
-from pathlib import Path  # noqa: E402
-from typing import TYPE_CHECKING  # noqa: E402
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pytest  # noqa: E402
+import pytest
 
-from rlplat.data.chat import THINKING_OFF, THINKING_ON  # noqa: E402
-from rlplat.config.schema import DatasetConfig  # noqa: E402
-from rlplat.data.datasets import (  # noqa: E402
+from rlplat.config.schema import DatasetConfig
+from rlplat.data.chat import THINKING_OFF, THINKING_ON
+from rlplat.data.datasets import (
     DataError,
     extract_reference,
     load_prompts,
@@ -224,7 +224,7 @@ def test_unextractable_answer_and_wrong_answer_type(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"row 1 \(line 1\).*'\\boxed\{\.\.\.\}'.*answer_format=plain"):
         load_prompts(DatasetConfig(path=GSM8K, answer_format="boxed"))
     path = _write(tmp_path, "t.jsonl", '{"question": "a", "answer": true}\n')
-    with pytest.raises(DataError, match="string or a number.*found bool True"):
+    with pytest.raises(DataError, match=r"string or a number.*found bool True"):
         load_prompts(DatasetConfig(path=path))
 
 

@@ -78,7 +78,8 @@ def test_from_llama_equals_transformers(tiny_model: str, hf_llama: Any) -> None:
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     # From the module as well as from its directory; the weights are copies, not shared.
     again = from_llama(hf_llama)
-    assert torch.equal(again.model.layers[0].self_attn.q_proj.weight, hf_llama.model.layers[0].self_attn.q_proj.weight)
+    assert torch.equal(again.get_parameter("model.layers.0.self_attn.q_proj.weight"),
+                       hf_llama.model.layers[0].self_attn.q_proj.weight)
     assert again.model.embed_tokens.weight.data_ptr() != hf_llama.model.embed_tokens.weight.data_ptr()
 
 
@@ -113,12 +114,16 @@ def test_heterogeneous_model_runs_and_round_trips(tmp_path: Path) -> None:
     assert not any(k.startswith(("model.layers.1.self_attn", "model.layers.1.input_layernorm")) for k in keys)
     assert not any(k.startswith(("model.layers.2.mlp", "model.layers.2.post_attention_layernorm")) for k in keys)
     assert not any(k.startswith("model.layers.3.") for k in keys)
+
+    def shape(name: str) -> tuple[int, ...]:
+        return tuple(model.get_parameter(f"model.layers.{name}.weight").shape)
+
+    assert shape("0.self_attn.k_proj") == (32, 128)  # 4 heads in one group: 1 KV head
+    assert shape("2.self_attn.k_proj") == (128, 128)  # groups of 1: 4 KV heads
+    assert shape("0.mlp.gate_proj") == (ffn_width(128, 1.0), 128) == (256, 128)
+    assert shape("1.mlp.gate_proj") == (512, 128)
+    assert shape("4.mlp.gate_proj") == (384, 128)
     layers = model.model.layers
-    assert layers[0].self_attn.k_proj.weight.shape == (32, 128)  # 4 heads in one group: 1 KV head
-    assert layers[2].self_attn.k_proj.weight.shape == (128, 128)  # groups of 1: 4 KV heads
-    assert layers[0].mlp.gate_proj.weight.shape == (ffn_width(128, 1.0), 128) == (256, 128)
-    assert layers[1].mlp.gate_proj.weight.shape == (512, 128)
-    assert layers[4].mlp.gate_proj.weight.shape == (384, 128)
 
     ids = _ids()
     with torch.no_grad():

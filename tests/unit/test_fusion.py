@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlplat.models.decilm import HeteroLlamaForCausalLM, load_decilm, save_decilm
+from rlplat.models.decilm import DeciBlock, HeteroLlamaForCausalLM, load_decilm, save_decilm
 from rlplat.models.decilm_format import AttentionConfig, BlockConfig, FFNConfig, HeteroLlamaConfig
 from rlplat.models.fusion import ffn_only_runs, fuse_runs, fused_block_config, run_dependency, split_run
 
@@ -38,6 +38,12 @@ def _model(seed: int = 0) -> HeteroLlamaForCausalLM:
     return model
 
 
+def _ffn(block: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What an attention-free block's FFN adds to the residual stream ``x``."""
+    assert isinstance(block, DeciBlock) and block.mlp is not None
+    return block.mlp(block.post_attention_layernorm(x))
+
+
 def _parallel_forward(model: HeteroLlamaForCausalLM, ids: torch.Tensor, runs: list[tuple[int, int]]) -> torch.Tensor:
     """Reference: the original model, each run computed in parallel (every FFN fed the run's input)."""
     layers, starts = model.model.layers, dict(runs)
@@ -48,7 +54,7 @@ def _parallel_forward(model: HeteroLlamaForCausalLM, ids: torch.Tensor, runs: li
     i = 0
     while i < len(layers):
         if i in starts:
-            x = x + sum(layers[k].mlp(layers[k].post_attention_layernorm(x)) for k in range(i, starts[i]))
+            x = x + sum(_ffn(layers[k], x) for k in range(i, starts[i]))
             i = starts[i]
         else:
             x = layers[i](x, cos, sin, None)
@@ -76,7 +82,8 @@ def test_fusion_is_exact_and_keeps_the_rest(tmp_path: Path) -> None:
     assert torch.allclose(got, expected, atol=1e-10, rtol=1e-10)
     assert not torch.allclose(got, original, atol=1e-4), "fusion changes the function (sequential -> parallel)"
     # untouched blocks, embeddings and head are copied as they are
-    assert torch.equal(fused.model.layers[2].self_attn.q_proj.weight, model.model.layers[4].self_attn.q_proj.weight)
+    assert torch.equal(fused.get_parameter("model.layers.2.self_attn.q_proj.weight"),
+                       model.get_parameter("model.layers.4.self_attn.q_proj.weight"))
     assert torch.equal(fused.lm_head.weight, model.lm_head.weight)
     # the fused model is an ordinary DeciLM directory
     back = load_decilm(save_decilm(fused, tmp_path / "fused"))
@@ -104,7 +111,7 @@ def test_dependency_measure() -> None:
     model = _model()
     hidden = torch.randn(2, 8, 128, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():  # block 2 (index 1 of the run) adds nothing: nothing after it depends on it
-        model.model.layers[2].mlp.down_proj.weight.zero_()
+        model.get_parameter("model.layers.2.mlp.down_proj.weight").zero_()
     dep = run_dependency(model, (1, 4), hidden)
     assert dep.shape == (3, 3)
     assert float(dep[1, 2]) == pytest.approx(0.0, abs=1e-12)

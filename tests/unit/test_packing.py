@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
 from rlplat.algo.batching import MicroBatch, collate
 from rlplat.algo.logprobs import token_logprobs
-from rlplat.algo.losses import grpo_loss
+from rlplat.algo.losses import AggregationMode, grpo_loss
 from rlplat.algo.microbatches import MicroBatching, micro_batches, plan_micro_batches
 from rlplat.algo.packing import collate_packed, pack_rows
 from rlplat.types import TrainSequence
+
+# transformers' LlamaForCausalLM: transformers is not type-checked here (pyproject.toml), so Any.
+HFModel = Any
 
 
 def test_first_fit_decreasing_fills_rows_and_keeps_every_example_once() -> None:
@@ -60,19 +65,19 @@ def _seqs() -> list[TrainSequence]:
     return out
 
 
-def _logprobs(model: torch.nn.Module, mb: MicroBatch) -> torch.Tensor:
+def _logprobs(model: HFModel, mb: MicroBatch) -> torch.Tensor:
     logits = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, position_ids=mb.position_ids,
                    use_cache=False).logits[:, :-1]
     return mb.per_sequence(token_logprobs(logits, mb.input_ids[:, 1:]))
 
 
-def _sft_loss(model: torch.nn.Module, mb: MicroBatch, n_tokens: int) -> torch.Tensor:
+def _sft_loss(model: HFModel, mb: MicroBatch, n_tokens: int) -> torch.Tensor:
     lp = _logprobs(model, mb)
     return -(torch.where(mb.loss_mask, lp, torch.zeros_like(lp))).sum() / n_tokens
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> torch.nn.Module:
+def model(tmp_path_factory: pytest.TempPathFactory) -> HFModel:
     from transformers import AutoModelForCausalLM
 
     from rlplat.models.tiny import build_tiny_llama
@@ -81,7 +86,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> torch.nn.Module:
                                                 dtype=torch.float32)
 
 
-def test_packed_sft_loss_and_gradients_equal_the_unpacked_batch(model: torch.nn.Module) -> None:
+def test_packed_sft_loss_and_gradients_equal_the_unpacked_batch(model: HFModel) -> None:
     seqs = _seqs()
     n_tokens = sum(len(s.completion_ids) for s in seqs)
     plain = _sft_loss(model, collate(seqs, 0), n_tokens)
@@ -89,7 +94,7 @@ def test_packed_sft_loss_and_gradients_equal_the_unpacked_batch(model: torch.nn.
     batches = micro_batches(seqs, MicroBatching(size=3, pack_tokens=12), pad_id=0)
     assert sum(int(b.loss_mask.sum()) for b in batches) == n_tokens
     assert sum(b.input_ids.numel() for b in batches) < collate(seqs, 0).input_ids.numel()  # less padding
-    packed = sum(_sft_loss(model, b, n_tokens) for b in batches)
+    packed = sum((_sft_loss(model, b, n_tokens) for b in batches), torch.zeros(()))
     (g_packed,) = torch.autograd.grad(packed, [model.model.embed_tokens.weight])
     assert float(packed.detach()) == pytest.approx(float(plain.detach()), rel=1e-5)
     assert torch.allclose(g_packed, g_plain, atol=1e-6)
@@ -98,24 +103,25 @@ def test_packed_sft_loss_and_gradients_equal_the_unpacked_batch(model: torch.nn.
 @pytest.mark.parametrize("agg", ["token_mean", "seq_mean_token_mean", "seq_mean_token_sum"])
 @pytest.mark.parametrize("rule", [MicroBatching(size=2, max_tokens=30, pack_tokens=16),
                                   MicroBatching(size=2, max_tokens=24)], ids=["packed", "budget"])
-def test_grpo_loss_and_gradients_equal_the_padded_batch(model: torch.nn.Module, agg: str,
+def test_grpo_loss_and_gradients_equal_the_padded_batch(model: HFModel, agg: AggregationMode,
                                                         rule: MicroBatching) -> None:
     """The sequence-level aggregations need each sequence whole: the per-sequence layout gives it."""
     seqs = _seqs()
-    norms = {"num_tokens": float(sum(len(s.completion_ids) for s in seqs)), "num_seqs": float(len(seqs)),
-             "seq_len_norm": 16.0 if agg == "seq_mean_token_sum" else None}
+    num_tokens = float(sum(len(s.completion_ids) for s in seqs))
+    seq_len_norm = 16.0 if agg == "seq_mean_token_sum" else None
 
     def loss(mb: MicroBatch) -> torch.Tensor:
         lp = _logprobs(model, mb)
-        value, _ = grpo_loss(lp, mb.old_logprobs, mb.advantages, mb.loss_mask, agg_mode=agg,  # type: ignore[arg-type]
-                             ref_logprobs=mb.old_logprobs, kl_coef=0.1, **norms)
+        value, _ = grpo_loss(lp, mb.old_logprobs, mb.advantages, mb.loss_mask, agg_mode=agg,
+                             ref_logprobs=mb.old_logprobs, kl_coef=0.1, num_tokens=num_tokens,
+                             num_seqs=float(len(seqs)), seq_len_norm=seq_len_norm)
         return value
 
     whole = loss(collate(seqs, 0))
     (g_whole,) = torch.autograd.grad(whole, [model.model.layers[0].mlp.up_proj.weight])
     batches = micro_batches(seqs, rule, pad_id=0)
     assert len(batches) > 1
-    split = sum(loss(b) for b in batches)
+    split = sum((loss(b) for b in batches), torch.zeros(()))
     (g_split,) = torch.autograd.grad(split, [model.model.layers[0].mlp.up_proj.weight])
     assert float(split.detach()) == pytest.approx(float(whole.detach()), rel=1e-5)
     assert torch.allclose(g_split, g_whole, rtol=1e-4, atol=1e-7)

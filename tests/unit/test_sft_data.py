@@ -80,4 +80,4 @@ def test_compliance_counts_each_mode_by_its_rule() -> None:
 
     answers = [("on", "<think>a</think>1"), ("on", "1"), ("off", "2"), ("off", "<think>b</think>2"), ("off", "3")]
     assert compliance(answers) == {"toggle/on_compliance": 0.5, "toggle/off_compliance": pytest.approx(2 / 3)}  # type: ignore[arg-type]
-    assert compliance([("off", "2")]) == {"toggle/off_compliance": 1.0}  # type: ignore[list-item]
+    assert compliance([("off", "2")]) == {"toggle/off_compliance": 1.0}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -9,10 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from rlplat.config.schema import SyncConfig
 from rlplat.sync.buckets import ALIGN, pack, plan_buckets, unpack
 from rlplat.sync.plan import plan_export
-from rlplat.config.schema import SyncConfig
-from rlplat.types import BucketSpec
 from rlplat.sync.transport import (
     SyncAborted,
     bucket_paths,
@@ -22,6 +22,7 @@ from rlplat.sync.transport import (
     remove_files,
     write_bucket,
 )
+from rlplat.types import BucketSpec
 
 
 def _tensors() -> dict[str, torch.Tensor]:
@@ -106,7 +107,7 @@ def test_a_streamed_load_stops_at_the_abort_marker_and_at_its_deadline(tmp_path:
     remove_files(paths)
     assert list(tmp_path.iterdir()) == []  # the marker goes with the files
     start = time.monotonic()
-    with pytest.raises(TimeoutError, match="timeouts.sync_s"):
+    with pytest.raises(TimeoutError, match=re.escape("timeouts.sync_s")):
         list(iter_weights(specs, paths, wait_s=0.2))
     assert time.monotonic() - start >= 0.2
 
