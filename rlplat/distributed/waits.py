@@ -33,6 +33,9 @@ HEALTH = "health"
 HEALTH_GROUPS = {HEALTH: 1}
 # How often a pending wait wakes up to look at heartbeats and the interrupt (seconds).
 _POLL_S = 0.25
+# ``ray.get`` of a result ``ray.wait`` found ready: local already, so answered at once; the bound only
+# keeps a wait from ever being unbounded.
+_READY_S = 60.0
 # After a call fails, how long a fail-fast wait still looks for the actor death behind it.
 _DEATH_GRACE_S = 5.0
 
@@ -115,7 +118,7 @@ class _Heartbeats:
             ready, _ = ray.wait([ref], timeout=0)
             if ready:
                 try:
-                    ray.get(ref)
+                    ray.get(ref, timeout=_READY_S)
                 except RayActorError as err:
                     return err
                 self.answered[i] = now
@@ -149,7 +152,7 @@ def watch(watched: Sequence[Call], phase: str, timeout_s: float, heartbeat_s: fl
         for i, call in list(pending.items()):
             if call.ref in done:
                 try:
-                    results[i] = ray.get(call.ref)
+                    results[i] = ray.get(call.ref, timeout=_READY_S)
                 except (RayActorError, RayTaskError, GetTimeoutError) as err:
                     results[i] = ActorFailure(phase, call.name, i, err, now - start)
             elif beats is not None and (cause := beats.check(i, call.actor, now)) is not None:
