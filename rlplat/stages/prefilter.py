@@ -33,12 +33,14 @@ from typing_extensions import Self
 from curricula import PassRateStore, PrefilterResult, prefilter, write_filtered_dataset, write_pass_rate_table
 from rlbase import append_line, atomic_write, write_jsonl
 from rlplat.config.schema import Config
+from rlplat.faults import FaultLog
 from rlplat.progress import Progress
 from rlplat.runtime.pass_rates import shared_store
 from rlplat.runtime.prompts import PromptSet, load_prompt_sets
+from rlplat.runtime.protocols import Rollouts, Scoring
 from rlplat.runtime.stage_actors import StageActors
 from rlplat.stages.base import KEPT_UIDS, PASS_RATE_TABLE, StageContext, StageManifest
-from rlplat.telemetry import run_tags, set_gauge
+from rlplat.telemetry import MetricTags, run_tags, set_gauge
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +137,8 @@ class PrefilterStage:
         tags = run_tags(ctx.run_dir, cfg.experiment, self.name)
         with ScoredLog.open(PrefilterOutputs.in_run(ctx.run_dir).scored, ctx.config_hash, ctx.resume) as scored, \
                 StageActors(cfg, reference, cfg.learner.lr, learners=False, tags=tags) as actors:
-            store = _sample_and_score(cfg, actors, prompts, scored)
+            store = sample_and_score(cfg, actors.rollout_group, actors.reward_scorer, prompts, scored,
+                                     actors.fault_log, actors.tags)
         result = prefilter(store, drop_at_or_above=p.drop_at_or_above, drop_zero=p.drop_zero)
         out = _write_outputs(ctx, reference, prompts, store, result)
         if cfg.curriculum.shared_store:
@@ -147,13 +150,14 @@ class PrefilterStage:
                              {PASS_RATE_TABLE: str(out.table), KEPT_UIDS: str(out.kept_uids)})
 
 
-def _sample_and_score(cfg: Config, actors: StageActors, prompts: PromptSet, scored: ScoredLog) -> PassRateStore:
+def sample_and_score(cfg: Config, rollouts: Rollouts, scorer: Scoring, prompts: PromptSet, scored: ScoredLog,
+                     fault_log: FaultLog, tags: MetricTags | None = None) -> PassRateStore:
     """``prefilter.samples`` scored responses per prompt, in calls of ``prefilter.prompts_per_call``
     prompts, after the calls ``scored`` already holds (each new one is appended to it); returns
-    their counts as a store. Progress: a line at most every 5 s, and the share of prompts done as
-    the gauge ``rlplat_prefilter_done`` (tagged, as the actors' metrics are)."""
+    their counts as a store. Call N works as step N of ``fault_log`` (``faults.inject``). Progress: a
+    line at most every 5 s, and the share of prompts done as the gauge ``rlplat_prefilter_done``
+    (tagged with ``tags``, as the actors' metrics are)."""
     p = cfg.prefilter
-    rollouts, scorer = actors.rollout_group, actors.reward_scorer
     store = scored.store()
     starts = range(0, len(prompts), p.prompts_per_call)
     if scored.calls:
@@ -162,7 +166,7 @@ def _sample_and_score(cfg: Config, actors: StageActors, prompts: PromptSet, scor
     with Progress(PrefilterStage.name, len(prompts), logged, unit="prompt", enabled=cfg.progress, min_interval_s=5.0) as bar:
         for start in (s for s in starts if s not in scored.calls):
             idx = range(start, min(start + p.prompts_per_call, len(prompts)))
-            actors.fault_log.begin(start // p.prompts_per_call + 1)  # faults.inject's "step" of a prefilter call
+            fault_log.begin(start // p.prompts_per_call + 1)
             items, requests = prompts.requests(idx, cfg.seed, _SEED_STEP, 0)
             samples = rollouts.generate(requests, p.samples, cfg.rollout.sampling).samples
             kept = [i for i, s in enumerate(samples) if s is not None]  # a prompt dropped for crashing engines
@@ -171,8 +175,8 @@ def _sample_and_score(cfg: Config, actors: StageActors, prompts: PromptSet, scor
             store.update(groups)
             scored.append(start, [(g.uid, g.n, g.successes) for g in groups])
             bar.update(len(items), pass_rate=_mean_rate(store))
-            if actors.tags is not None:
-                set_gauge("rlplat_prefilter_done", bar.done / max(len(prompts), 1), actors.tags,
+            if tags is not None:
+                set_gauge("rlplat_prefilter_done", bar.done / max(len(prompts), 1), tags,
                           "share of the prefilter's prompts scored")
     scorer.stats_and_reset()  # no step line reports the pool's counters
     return store

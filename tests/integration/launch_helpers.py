@@ -1,4 +1,4 @@
-"""Running ``python -m rlplat.launch`` from tests: a run, a run killed at a named point, a resume.
+"""Running ``python -m rlplat.launch`` from tests: a run, a resume.
 
 Output goes to a log file beside the run directory, never to a pipe nobody reads (a pipe fills at
 64 KiB and then blocks the launcher). Every launcher runs in its own process group, so a test can
@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from rlplat.checkpoint import latest_checkpoint
 from rlplat.metrics import read_metrics
 
 FAST = [
@@ -77,17 +76,6 @@ def launch(run_dir: Path, *extra: str, fast: bool = True, env: Mapping[str, str]
 def resume(run_dir: Path, *extra: str, env: Mapping[str, str] | None = None) -> tuple[int, str]:
     """``resume=run_dir`` to completion; returns its exit code and output."""
     return finish(_popen([f"resume={run_dir}", *extra], run_dir, env), run_dir)
-
-
-def killed_after(run_dir: Path, step: int, *extra: str, env: Mapping[str, str] | None = None,
-                 phase: str = "generate") -> None:
-    """Run a new run until the driver SIGKILLs its process group (driver, Ray and every actor) as
-    step ``step + 1`` starts ``phase`` (``driver:kill``), and check it died there. Resume it with
-    ``resume(run_dir, "faults.inject=[]")``: the kill is not in the checkpoint's record of fired faults."""
-    rc, out = launch(run_dir, *extra, f"faults.inject=[driver:kill@{phase}:{step + 1}]", env=env)
-    assert rc == -signal.SIGKILL, out[-3000:]
-    assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl")] == list(range(1, step + 1))
-    assert (latest_checkpoint(run_dir) or (0, None))[0] == step
 
 
 def assert_reproduces(reference: Path, resumed: Path, keys: Sequence[str] = REPRODUCED) -> None:

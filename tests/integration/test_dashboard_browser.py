@@ -71,7 +71,7 @@ def running_run(tmp_path: Path) -> Iterator[Path]:
     run_dir = tmp_path / "browser_run"
     fast = [a for a in FAST if not a.startswith(("cluster.dashboard=", "grpo.total_steps="))]
     proc = start_launcher(run_dir, *fast, "cluster.dashboard=true", f"stages=[{','.join(STAGES)}]", "grpo.total_steps=60",
-                          fast=False, env=plugin_env())
+                          "cluster.devices_per_node=1", fast=False, env=plugin_env())
     try:
         deadline = time.monotonic() + 600
         while not any("-grpo-" in k and v == "RUNNING" for k, v in _jobs().items()):

@@ -21,11 +21,13 @@ def _manifest(run: Path, stage: str) -> dict[str, Any]:
     return dict(json.loads((run / "stages" / stage / "manifest.json").read_text()))
 
 
-def test_a_teacher_is_distilled_into_a_smaller_student_then_fine_tuned_and_trained(tmp_path: Path) -> None:
-    """The tiny_pipeline chain, shortened: warm-started teacher -> distill -> sft (toggle) -> grpo,
-    SFT and GRPO on packed rows under a token budget."""
-    run = tmp_path / "run"
-    rc, out = launch(run, "stages=[warmstart,distill,sft,grpo]", "distill.student=new", "distill.steps=40",
+def test_a_teacher_is_distilled_into_a_smaller_student_then_fine_tuned_and_trained(reference_run: Path,
+                                                                                  tmp_path: Path) -> None:
+    """The tiny_pipeline chain, shortened: warm-started teacher (the reference run's warm start) ->
+    distill -> sft (toggle) -> grpo, SFT and GRPO on packed rows under a token budget."""
+    run, teacher_dir = tmp_path / "run", reference_run / "warmstart_model"
+    rc, out = launch(run, f"model.path={teacher_dir}", "stages=[distill,sft,grpo]", "distill.student=new",
+                     "distill.steps=40",
                      "distill.batch_size=32", "distill.eval_rows=16", "sft.source=synthetic", "sft.eval_rows=8",
                      "grpo.eval_prompts=8", "grpo.eval_every=4", "grpo.toggle_eval=true",
                      # Packed rows and token budgets on the way (SFT and GRPO, two learner ranks).
@@ -37,7 +39,7 @@ def test_a_teacher_is_distilled_into_a_smaller_student_then_fine_tuned_and_train
     metrics = m["metrics"]
     assert metrics["distill/loss_last"] < 0.7 * metrics["distill/loss_first"]
     assert {"distill/heldout_kl", "distill/heldout_lm_loss", "distill/teacher_heldout_lm_loss"} <= set(metrics)
-    assert m["input_model"].endswith("warmstart_model") and m["model_path"] == str(run / "distill_model")
+    assert m["input_model"] == str(teacher_dir) and m["model_path"] == str(run / "distill_model")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     student = AutoModelForCausalLM.from_pretrained(m["model_path"])
@@ -54,10 +56,9 @@ def test_a_teacher_is_distilled_into_a_smaller_student_then_fine_tuned_and_train
     assert "stage grpo done" in out and "toggle/on_compliance" in out
     # Every model directory a stage wrote is complete (the next stage's model.path; vLLM loaded the
     # sft and distill outputs above).
-    for name in ("warmstart_model", "distill_model", "sft_model", "final_model"):
-        model = run / name
-        assert (model / "config.json").is_file() and (model / "generation_config.json").is_file(), name
-        assert AutoTokenizer.from_pretrained(model).chat_template, name
+    for model in (teacher_dir, run / "distill_model", run / "sft_model", run / "final_model"):
+        assert (model / "config.json").is_file() and (model / "generation_config.json").is_file(), model
+        assert AutoTokenizer.from_pretrained(model).chat_template, model
 
 
 def test_continued_pretraining_is_the_same_stage_with_the_lm_loss(tmp_path: Path) -> None:

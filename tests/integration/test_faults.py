@@ -12,6 +12,7 @@ and a real SIGTERM ends a launched run.
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -45,13 +46,14 @@ def _last(run_dir: Path, key: str) -> float:
     return float(read_metrics(run_dir / "metrics.jsonl")[-1][key])
 
 
-def test_replaced_engines_and_scorer_lose_nothing_and_sigterm_stops_a_hung_generation(reference_run: Path,
-                                                                                      tmp_path: Path) -> None:
+def test_replaced_actors_sigterm_and_sigkill_lose_nothing(reference_run: Path, tmp_path: Path) -> None:
     """An engine frozen in generation (step 2), the reward scorer frozen while scoring (step 3) and an
     engine that exits while loading weights (step 3) are replaced; then SIGTERM arrives as step 4's
     generation starts, while an engine hangs in it with a deadline far beyond the test's own
     timeout, so only abandoning the wait ends the run in time: exit 143 with a checkpoint of step 3.
-    The resumed run finishes, and the metrics equal the uninterrupted run's."""
+    The resumed run loses its machine (SIGKILL of the driver's process group: the driver, Ray and
+    every actor) in step 4's sync, after training: nothing of step 4 was saved. Resumed again, it
+    finishes, and the metrics equal the uninterrupted run's."""
     run = tmp_path / "run"
     rc, out = _grpo(reference_run, run, "engine0:freeze@generate:2", "reward:freeze@score:3", "engine1:exit@sync:3",
                     "driver:sigterm@generate:4", "engine0:hang@generate:4", extra=("timeouts.generate_s=3600",))
@@ -67,6 +69,10 @@ def test_replaced_engines_and_scorer_lose_nothing_and_sigterm_stops_a_hung_gener
         # phase deadlines.
         assert "stopped answering" in str(event["what"])
         assert float(event["detect_s"]) < DETECT_BOUND_S  # type: ignore[arg-type]
+    rc, out = resume(run, "faults.inject=[driver:kill@sync:4]")
+    assert rc == -signal.SIGKILL, out[-3000:]
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1, 2, 3]
+    assert latest_checkpoint(run)[0] == 3  # type: ignore[index]
     rc, out = resume(run, "faults.inject=[]")
     assert rc == 0, out[-3000:]
     assert_reproduces(reference_run, run)  # same seeds regenerated, same samples rescored

@@ -34,7 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "monitoring" / "grafana" / "rlplat_dashboard.json"
 RUN = ["stages=[prefilter,grpo]", "curriculum.name=progressive", "prefilter.samples=4", "grpo.eval_every=2",
        "grpo.eval_prompts=8", "grpo.eval_samples=2", "reward.components={coin_flip: 1.0}", "reward.modules=[coin_rewards]",
-       "grpo.mismatch.mode=tis", "grpo.old_logprobs=learner", "cluster.dashboard=true", "curriculum.shared_store=true"]
+       "grpo.mismatch.mode=tis", "grpo.old_logprobs=learner", "cluster.dashboard=true", "curriculum.shared_store=true",
+       # One learner beside one engine: the subject is what reaches Prometheus, not the ranks.
+       "cluster.devices_per_node=1"]
 
 
 

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.slow
 NAS_FAST = ["stages=[nas,grpo]", "grpo.total_steps=1", "nas.bld_steps=30", "nas.calibration_rows=32",
             "nas.eval_rows=8", "nas.throughput_prompts=4", "nas.throughput_tokens=8", "nas.throughput_repeats=1",
             "nas.speedup=1.3", "nas.alternatives=1", "nas.fuse_threshold=1.0", "grpo.eval_prompts=8", "grpo.eval_every=1",
-            "grpo.eval_samples=2"]
+            "grpo.eval_samples=2",
+            # One engine and one learner: the subject is the search and the child, not the ranks.
+            "cluster.devices_per_node=1"]
 
 
 def test_nas_then_grpo_on_the_child(tmp_path: Path) -> None:

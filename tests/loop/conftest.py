@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from harness import new_pool
 
+from harness import new_pool
 from rewards import RewardPool
 
 

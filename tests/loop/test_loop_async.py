@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from harness import REPRODUCED, Crash, Run, Script
 
+from harness import REPRODUCED, Crash, Run, Script
 from rewards import RewardPool
 
 ASYNC = ("grpo.async.max_staleness=2",)

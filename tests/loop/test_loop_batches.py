@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness import Run, prompt_items
-
 from rewards import RewardPool
 from rlplat.metrics import STEP_KEYS
 from rlplat.runtime.timing import PhaseTimer

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from harness import REPRODUCED, Crash, Run, Script
 
+from harness import REPRODUCED, Crash, Run, Script
 from rewards import RewardPool
 from rlplat.distributed.waits import ActorFailure, PhaseTimeout
 from rlplat.rollout.group import RolloutRestartLimit
