@@ -302,7 +302,10 @@ class GRPOLoop:
         ones, and every one of samples generated ``lag`` versions ago, need them recomputed first
         when the ratio (``grpo.old_logprobs=learner``) or the mismatch correction uses them."""
         cfg, learners = self.cfg, self.learners
-        if cfg.cluster.device == "gpu" and cfg.rollout.sleep_between_phases:
+        # Co-located GPU engines hand the device to the learners. Engines on devices of their own
+        # never sleep: in asynchronous GRPO they are generating the next batch now, and vLLM's sleep
+        # aborts the requests in flight.
+        if cfg.cluster.device == "gpu" and cfg.cluster.colocate and cfg.rollout.sleep_between_phases:
             self.rollouts.sleep()
         overdue = self.stop.overdue(cfg.faults.preempt_grace_s)
         batches = minibatches(seqs, cfg.grpo.global_batch, cfg.seed, step)

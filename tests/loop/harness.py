@@ -131,7 +131,8 @@ class FakeEngines:
 
     ``crashing``: uids whose requests come back None (a prompt dropped for crashing engines);
     ``uniform``: uids whose every sample is alike (all right or all wrong: a group with no signal).
-    ``calls``: (step, uids) of every ``generate``; ``seeds``: the seeds of every request sent.
+    ``calls``: (step, uids) of every ``generate``; ``seeds``: the seeds of every request sent;
+    ``sleeps``: the step of every ``sleep``.
     """
 
     ctx: Context
@@ -139,6 +140,7 @@ class FakeEngines:
     uniform: frozenset[str] = frozenset()
     calls: list[tuple[int, list[str]]] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
+    sleeps: list[int] = field(default_factory=list)
 
     def generate(self, requests: Sequence[GenerationRequest], n: int, sampling: SamplingConfig,
                  interrupt: Interrupt | None = None) -> Generation:
@@ -158,7 +160,8 @@ class FakeEngines:
         return Sample(tuple(rng.randint(10, 60) for _ in range(length)), text, tuple([-1.0] * length), version)
 
     def sleep(self) -> None:
-        """Nothing to free: the fakes hold no device memory."""
+        """Nothing to free (the fakes hold no device memory); recorded."""
+        self.sleeps.append(self.ctx.log.step)
 
 
 @dataclass

@@ -58,3 +58,14 @@ def test_a_run_lost_mid_training_resumes_from_the_batch_in_flight(pool: RewardPo
     # Step 3's batch was not generated again (it came from the checkpoint): the first generation is
     # step 4's lookahead, while step 3 trains.
     assert again.engines.calls[0][0] == 4
+
+
+def test_engines_sleep_only_when_they_share_the_learners_devices(pool: RewardPool, tmp_path: Path) -> None:
+    """On GPU, co-located engines sleep while the learners train (they hand the device over); engines
+    on devices of their own never do: asynchronous GRPO has them generate the next batch meanwhile,
+    and vLLM's sleep would abort that generation."""
+    colocated = Run(pool, tmp_path / "colocated", "cluster.device=gpu").go()
+    assert colocated.engines.sleeps == [1, 2, 3, 4]
+    separate = Run(pool, tmp_path / "separate", "cluster.device=gpu", "cluster.colocate=false",
+                   "cluster.rollout_devices=1", *ASYNC).go()
+    assert separate.engines.sleeps == []
