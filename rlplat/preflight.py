@@ -103,6 +103,7 @@ def _check_local_resources(cfg: Config) -> None:
         raise ConfigError("cluster.devices_per_node", f"{c.devices_per_node} devices need {need_cpus:g} logical "
                           f"CPUs (one learner and one engine each) but the local Ray instance gets "
                           f"cluster.num_cpus={c.num_cpus}.", "lower cluster.devices_per_node or raise cluster.num_cpus.")
+    _check_shm(cfg)
     if c.device == "gpu":
         import torch
 
@@ -111,3 +112,21 @@ def _check_local_resources(cfg: Config) -> None:
             raise ConfigError("cluster.devices_per_node", f"the experiment needs {c.devices_per_node} GPUs on "
                               f"this node but {have} are visible.", "run on a machine with the GPUs, join a "
                               "cluster with cluster.address, or add dry_run=true to print the plan only.")
+
+
+def _check_shm(cfg: Config) -> None:
+    """The weight sync writes a copy of the policy to ``sync.shm_dir`` (a tmpfs, /dev/shm by default,
+    64 MB in a container unless told otherwise): does it have the room? Checked before a run starts,
+    not at its first sync, where a full tmpfs kills the learner writing it."""
+    import shutil
+
+    from rlplat.runtime.plan_report import sync_bytes
+
+    shm, fix = cfg.sync.shm_dir, ("give the tmpfs more room (docker run --shm-size=..., or a larger /dev/shm), "
+                                  "or point sync.shm_dir at a tmpfs that has it.")
+    if not Path(shm).is_dir():
+        raise ConfigError("sync.shm_dir", f"{shm} is not a directory.", fix)
+    need, free = sync_bytes(cfg), shutil.disk_usage(shm).free
+    if free < need:
+        raise ConfigError("sync.shm_dir", f"{shm} has {free / 2**20:.1f} MiB free; one weight sync writes "
+                          f"{need / 2**20:.1f} MiB there.", fix)

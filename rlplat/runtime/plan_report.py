@@ -60,6 +60,12 @@ def param_count(cfg: Config) -> float:
     return float(2 * v * h + n * per_layer + h)
 
 
+def sync_bytes(cfg: Config) -> float:
+    """Bytes one weight sync writes to ``sync.shm_dir`` on a node (a whole copy of the policy in the
+    sync's dtype: its learners remove the previous version's files before writing the next)."""
+    return param_count(cfg) * _BYTES[cfg.model.dtype]
+
+
 def estimate_memory(cfg: Config) -> MemoryEstimate:
     """Per-device memory of learner and engine for ``cfg`` (see the module docstring)."""
     p = param_count(cfg)
