@@ -55,6 +55,13 @@ class PlacementPlan:
         """Number of rollout engines."""
         return len(self.engine_bundles)
 
+    @property
+    def teacher_gpus(self) -> float:
+        """GPU share of a teacher in an engine's slot (a distillation stage): the share of the slot's
+        first bundle. A teacher is one process holding its model, unlike a TP > 1 engine whose
+        workers hold the GPUs, so it needs a share of its own even where ``engine_gpus`` is 0."""
+        return self.engine_worker_gpus
+
 
 def plan_placement(cluster: ClusterConfig, rollout: RolloutConfig) -> PlacementPlan:
     """Lay out bundles and actors for ``cluster``; assumes a validated config."""

@@ -101,7 +101,7 @@ class TeacherGroup:
                  heartbeat_s: float | None) -> None:
         actor_cls = ray.remote(concurrency_groups=HEALTH_GROUPS)(TeacherWorker)
         self.heartbeat_s = heartbeat_s
-        self.workers = [actor_cls.options(num_cpus=1, num_gpus=plan.engine_gpus, max_restarts=0,
+        self.workers = [actor_cls.options(num_cpus=1, num_gpus=plan.teacher_gpus, max_restarts=0,
                                           scheduling_strategy=in_bundle(pg, bundles[0])).remote(spec)
                         for bundles in plan.engine_bundles]
         self.timeouts = timeouts

@@ -49,9 +49,9 @@ def cpu_head_sizes() -> list[int]:
     return list(CPUAttentionBackend.get_supported_head_sizes())
 
 
-def _engine_env(spec: EngineSpec) -> dict[str, str]:
-    """Environment vLLM reads at import time; set before the first ``import vllm``."""
-    env = {"VLLM_ALLOW_INSECURE_SERIALIZATION": "1"}
+def engine_env(spec: EngineSpec) -> dict[str, str | None]:
+    """Environment vLLM reads at import time, set before the first ``import vllm`` (None: unset)."""
+    env: dict[str, str | None] = {"VLLM_ALLOW_INSECURE_SERIALIZATION": "1"}
     if spec.rollout.tensor_parallel_size == 1:
         # In-process engine: a killed actor takes its engine with it, and weight loads need no IPC.
         env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
@@ -60,6 +60,10 @@ def _engine_env(spec: EngineSpec) -> dict[str, str]:
         # group (captured by the actor's scheduling strategy). Not exercised by the CPU test suite.
         env["VLLM_RAY_BUNDLE_INDICES"] = ",".join(map(str, spec.bundles))
         env["VLLM_RAY_PER_WORKER_GPUS"] = str(spec.worker_gpu_share)
+        # The engine actor holds no GPU of its own (its TP workers do), so Ray gave it an empty
+        # CUDA_VISIBLE_DEVICES, and vLLM would find no GPU in it: unset it, as vLLM's own RL
+        # examples do for engines inside placement groups.
+        env["CUDA_VISIBLE_DEVICES"] = None
     if spec.device == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = str(spec.rollout.cpu_kvcache_gib)
         env["VLLM_CPU_OMP_THREADS_BIND"] = spec.cpu_bind
@@ -82,7 +86,11 @@ class RolloutWorker:
 
     def __init__(self, spec: EngineSpec, rank: int) -> None:
         """Import vLLM (the heavy import stays inside the actor process); ``start`` builds the engine."""
-        os.environ.update(_engine_env(spec))
+        for key, value in engine_env(spec).items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         import ray
         import vllm  # noqa: F401 - imported while other actors start, used by ``start``
 

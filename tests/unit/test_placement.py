@@ -29,3 +29,23 @@ def test_cpu_binds_split_cores_between_engines() -> None:
     assert cpu_binds(separate, 2, 2) == ["1"]
     two = plan_placement(ClusterConfig(devices_per_node=3, colocate=False, rollout_devices=2), RolloutConfig())
     assert cpu_binds(two, 2, 3) == ["1", "0"] and cpu_binds(two, 6, 3) == ["2-3", "4-5"]
+
+
+def test_a_tensor_parallel_engine_sees_the_gpus_its_workers_hold_and_a_teacher_gets_a_share() -> None:
+    """With TP > 1 the engine actor holds no GPU (its vLLM workers do, one per bundle), so Ray hands
+    it an empty CUDA_VISIBLE_DEVICES: the engine unsets it before importing vLLM. A teacher in that
+    slot is one process with its own model: it gets the slot's first bundle's share."""
+    from rlplat.rollout.worker import EngineSpec, engine_env
+
+    rollout = RolloutConfig(tensor_parallel_size=2)
+    plan = plan_placement(ClusterConfig(device="gpu", devices_per_node=4), rollout)
+    assert plan.engine_gpus == 0.0 and plan.teacher_gpus == plan.learner_gpus > 0
+    tp = EngineSpec("m", "bfloat16", "gpu", rollout, 0, bundles=plan.engine_bundles[0],
+                    worker_gpu_share=plan.engine_worker_gpus)
+    env = engine_env(tp)
+    assert "CUDA_VISIBLE_DEVICES" in env and env["CUDA_VISIBLE_DEVICES"] is None
+    assert env["VLLM_RAY_BUNDLE_INDICES"] == "0,1"
+    # One GPU per engine: Ray's CUDA_VISIBLE_DEVICES is the engine's own and stays.
+    single = EngineSpec("m", "bfloat16", "gpu", RolloutConfig(), 0)
+    assert "CUDA_VISIBLE_DEVICES" not in engine_env(single)
+    assert plan_placement(ClusterConfig(device="gpu", devices_per_node=4), RolloutConfig()).engine_gpus > 0
