@@ -16,8 +16,10 @@ def build_ds_config(cfg: LearnerConfig, lr: float, world_size: int, device: str,
     global batch (see ``rlplat.algo.aggregate``).
     """
     zero: dict[str, Any] = {"stage": cfg.zero_stage}
-    if cfg.offload_optimizer and cfg.zero_stage > 0:
-        zero["offload_optimizer"] = {"device": "cpu"}
+    offload = cfg.offload_optimizer and cfg.zero_stage > 0
+    if offload:
+        # Pinned (page-locked) host memory: the asynchronous, full-bandwidth device <-> host copies.
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
     config: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
         "gradient_accumulation_steps": 1,
@@ -27,9 +29,7 @@ def build_ds_config(cfg: LearnerConfig, lr: float, world_size: int, device: str,
         "optimizer": {
             "type": "AdamW",
             "params": {"lr": lr, "betas": list(cfg.betas), "weight_decay": cfg.weight_decay,
-                       # CPU: plain torch AdamW (DeepSpeed's fused/CPU Adam ops need a compiler
-                       # toolchain at first use).
-                       "torch_adam": device == "cpu"},
+                       **_adam_kind(device, offload)},
         },
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
@@ -43,3 +43,14 @@ def build_ds_config(cfg: LearnerConfig, lr: float, world_size: int, device: str,
     elif dtype == "float16":
         config["fp16"] = {"enabled": True}
     return config
+
+
+def _adam_kind(device: str, offload: bool) -> dict[str, bool]:
+    """Which AdamW DeepSpeed builds. Its own ops are compiled at a learner's first start (FusedAdam
+    needs nvcc, which a pip-only GPU environment lacks, and the build runs under the actors' start
+    deadline), so: torch's AdamW on CPU; torch's fused CUDA AdamW on GPU; DeepSpeed's CPU Adam only
+    where the optimizer lives on the host (``learner.offload_optimizer``), which needs a C++
+    compiler at its first start."""
+    if device == "cpu":
+        return {"torch_adam": True}
+    return {} if offload else {"torch_adam": True, "fused": True}
