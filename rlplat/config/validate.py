@@ -90,6 +90,9 @@ def _check_cluster(cfg: Config) -> None:
 
 
 def _check_engine(cfg: Config) -> None:
+    if cfg.cluster.device == "gpu" and cfg.rollout.precision == "fp8" and cfg.model.dtype == "float32":
+        raise ConfigError("rollout.precision", "vLLM's FP8 on GPU needs 16-bit activations, and model.dtype is "
+                          "float32.", "set model.dtype=bfloat16, or rollout.precision=full.")
     if cfg.cluster.device != "cpu" or cfg.dry_run:
         return
     if cfg.model.dtype == "bfloat16":

@@ -28,7 +28,7 @@ from rlplat.faults import ArmedFaults, FaultKind
 from rlplat.models.decilm import HeteroLlamaForCausalLM, greedy_decode
 from rlplat.models.hf import load_causal_lm, save_causal_lm
 from rlplat.sync.buckets import pack, plan_buckets
-from rlplat.sync.fp8 import SCALE_SUFFIX, export_metas, quantized_items
+from rlplat.sync.fp8 import SCALE_SUFFIX, export_metas, fused_group, quantized_items
 from rlplat.sync.transport import bucket_paths, pack_to_file, remove_files
 from rlplat.types import BucketSpec, ExportPlan, MicroStats, RankStepStats, SyncManifest, TrainSequence, TrainShard
 
@@ -332,7 +332,8 @@ class LearnerWorker:
         """The buckets ``export_weights(plan)`` will write, known before it writes them (a
         streamed sync hands them to the engines first)."""
         metas = [(n, p.dtype, tuple(getattr(p, "ds_shape", p.shape))) for n, p in self.engine.module.named_parameters()]
-        return tuple(plan_buckets(export_metas(metas, plan.fp8), plan.bucket_bytes))
+        # FP8: a fused group (q/k/v, gate/up) in one bucket, quantized with one scale (rlplat.sync.fp8).
+        return tuple(plan_buckets(export_metas(metas, plan.fp8), plan.bucket_bytes, fused_group if plan.fp8 else None))
 
     def export_weights(self, plan: ExportPlan) -> SyncManifest | None:
         """Publish the current weights; every rank must call it (ZeRO-3 gathers are collective).

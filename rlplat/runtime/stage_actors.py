@@ -113,7 +113,7 @@ class StageActors:
         them (``tag``: the run's /dev/shm file tag; ``fp8``: send FP8 weights)."""
         learners, rollouts = self.learner_group, self.rollout_group
         return LoopParts(learners, rollouts, self.reward_scorer,
-                         WeightSync(self.cfg.sync, learners, rollouts, tag=tag, fp8=fp8))
+                         WeightSync(self.cfg.sync, learners, rollouts, tag=tag, fp8=fp8, device=self.cfg.cluster.device))
 
     def placement(self) -> dict[str, list[dict[str, object]]]:
         """Which actor runs where (node id, pid): written to ``placement.json`` by stages."""

@@ -25,13 +25,15 @@ __all__ = ["SyncReport", "WeightSync"]
 class WeightSync:
     """Publishes learner weights to every engine (``rlplat.runtime.protocols.Publisher``).
 
-    ``fp8``: send linear weights as FP8 (``rollout.precision=fp8``; the mismatch guardrail may turn
-    it off); ``engines_fp8``: whether the engines hold FP8 weights now (after the last sync).
+    ``fp8``: the engines are FP8 (``rollout.precision=fp8``; the mismatch guardrail may turn it off):
+    the payload is FP8 where ``plan_export`` says so for ``device``; ``engines_fp8``: whether the
+    last sync sent FP8 weights.
     """
 
     def __init__(self, cfg: SyncConfig, learners: LearnerGroup, rollouts: RolloutGroup, tag: str,
-                 fp8: bool = False) -> None:
+                 fp8: bool = False, device: str = "cpu") -> None:
         self.cfg = cfg
+        self.device = device
         self.fp8 = fp8
         self.engines_fp8 = False
         self.learners = learners
@@ -45,7 +47,7 @@ class WeightSync:
         start = time.perf_counter()
         engine_nodes = self.rollouts.node_ids()
         learner_nodes = self.learners.node_ids()
-        plan = plan_export(self.cfg, learner_nodes, engine_nodes, version, self.tag, self.fp8)
+        plan = plan_export(self.cfg, learner_nodes, engine_nodes, version, self.tag, self.fp8, self.device)
         shm_nodes = frozenset(learner_nodes[r] for r in plan.shm_writer_ranks)
         if self.cfg.stream and not plan.object_store:
             self._streamed(plan, shm_nodes)

@@ -7,7 +7,7 @@ views into them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
 
@@ -21,26 +21,29 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def plan_buckets(metas: Sequence[tuple[str, torch.dtype, tuple[int, ...]]],
-                 bucket_bytes: int) -> list[BucketSpec]:
+def plan_buckets(metas: Sequence[tuple[str, torch.dtype, tuple[int, ...]]], bucket_bytes: int,
+                 together: Callable[[str], str | None] | None = None) -> list[BucketSpec]:
     """Group tensors, in order, into buckets of at most ``bucket_bytes`` (a larger tensor gets its own).
 
     Args:
         metas: ``(name, dtype, shape)`` of each tensor, in the order they will be sent.
         bucket_bytes: Target bucket size; must be positive.
+        together: A key per tensor name (None: none); consecutive tensors with the same key stay in
+            one bucket, which may then exceed ``bucket_bytes`` (FP8 fused groups: ``sync.fp8``).
     """
     if bucket_bytes <= 0:
         raise ValueError(f"bucket_bytes must be positive, got {bucket_bytes}")
     buckets: list[BucketSpec] = []
     entries: list[TensorEntry] = []
-    offset = 0
+    offset, last_key = 0, None
     for name, dtype, shape in metas:
         nbytes = _numel(shape) * torch.empty((), dtype=dtype).element_size()
-        if entries and offset + nbytes > bucket_bytes:
+        key = together(name) if together is not None else None
+        if entries and offset + nbytes > bucket_bytes and (key is None or key != last_key):
             buckets.append(BucketSpec(tuple(entries), offset))
             entries, offset = [], 0
         entries.append(TensorEntry(name, _dtype_name(dtype), tuple(shape), offset, nbytes))
-        offset = _align(offset + nbytes)
+        offset, last_key = _align(offset + nbytes), key
     if entries:
         buckets.append(BucketSpec(tuple(entries), offset))
     return buckets

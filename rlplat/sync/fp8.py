@@ -5,6 +5,13 @@
 tile (the DeepSeek-V3 layout). Embeddings, the LM head, norms and biases stay in full precision,
 as the peers do: they are small and the most sensitive to rounding.
 
+Fused groups share a scale. vLLM serves ``q_proj``/``k_proj``/``v_proj`` as one ``qkv_proj`` and
+``gate_proj``/``up_proj`` as one ``gate_up_proj``, and its online FP8 quantizes each fused tensor with
+one scale. So the learner quantizes each such group with the scale of the whole group (its largest
+magnitude): FP8 values sent that way come back unchanged when vLLM re-quantizes the fused tensor,
+and the CPU emulation rounds as a GPU engine does. Bucket planning keeps a group in one bucket
+(``fused_group`` is the key), so a bucket's tensors are quantized together.
+
 Error bound (e4m3: 3 mantissa bits, largest finite 448, smallest subnormal 2**-9): every value
 comes back within ``max(|x| * 2**-4, scale * 2**-10)`` of itself, i.e. half a unit in the last place
 for normal numbers and half the subnormal step below them. Never NaN or Inf for finite input: the
@@ -24,11 +31,26 @@ E4M3_MAX = 448.0
 # Name suffix of a weight's scale tensor in the sync buckets; it travels just before its weight.
 SCALE_SUFFIX = ".fp8_scale"
 _FULL_PRECISION = ("embed_tokens", "lm_head")
+# The projections vLLM fuses into one layer (and one FP8 scale): qkv_proj and gate_up_proj.
+FUSED = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
 
 def fp8_eligible(name: str, shape: tuple[int, ...]) -> bool:
     """Whether ``name`` is sent as FP8: a 2-D linear weight outside the embeddings and LM head."""
     return len(shape) == 2 and name.endswith(".weight") and not any(k in name for k in _FULL_PRECISION)
+
+
+def fused_group(name: str) -> str | None:
+    """The fused layer a weight (or its scale entry) belongs to in vLLM, e.g.
+    ``model.layers.0.self_attn.q_proj.weight`` -> ``model.layers.0.self_attn.q_proj+k_proj+v_proj``;
+    None for a weight vLLM keeps on its own."""
+    parts = name.removesuffix(SCALE_SUFFIX).split(".")
+    if len(parts) < 2 or parts[-1] != "weight":
+        return None
+    for group in FUSED:
+        if parts[-2] in group:
+            return ".".join([*parts[:-2], "+".join(group)])
+    return None
 
 
 def _scale(amax: Tensor) -> Tensor:
@@ -73,15 +95,35 @@ def _expand(scale: Tensor, block: int, shape: torch.Size | tuple[int, ...]) -> T
 
 
 def quantized_items(named: Iterable[tuple[str, Tensor]]) -> Iterator[tuple[str, Tensor]]:
-    """The learner's side: each eligible weight becomes its scale then its FP8 values (per-tensor
-    scales); other tensors pass unchanged."""
+    """The learner's side: each eligible weight becomes its scale then its FP8 values, in order.
+    Consecutive members of one fused group (``fused_group``: q/k/v, gate/up of a layer) share one
+    scale, so they are held back until the run of them ends; other tensors pass unchanged."""
+    run: list[tuple[str, Tensor]] = []
+    run_group: str | None = None
     for name, t in named:
-        if fp8_eligible(name, tuple(t.shape)):
-            q, scale = quantize(t)
-            yield name + SCALE_SUFFIX, scale
-            yield name, q
+        eligible = fp8_eligible(name, tuple(t.shape))
+        group = fused_group(name) if eligible else None
+        if run and group != run_group:
+            yield from _quantized(run)
+            run = []
+        if group is not None:
+            run, run_group = [*run, (name, t)], group
+        elif eligible:
+            yield from _quantized([(name, t)])
         else:
             yield name, t
+    if run:
+        yield from _quantized(run)
+
+
+def _quantized(members: list[tuple[str, Tensor]]) -> Iterator[tuple[str, Tensor]]:
+    """Each of ``members`` as its scale then its FP8 values, all with one scale (their largest
+    magnitude's)."""
+    amax = max((t.detach().abs().max() for _, t in members if t.numel()), default=torch.zeros(()))
+    scale = _scale(torch.as_tensor(amax))
+    for name, t in members:
+        yield name + SCALE_SUFFIX, scale
+        yield name, (t.float() / scale).clamp(-E4M3_MAX, E4M3_MAX).to(FP8_DTYPE)
 
 
 def dequantized_items(items: Iterable[tuple[str, Tensor]], dtype: torch.dtype) -> Iterator[tuple[str, Tensor]]:

@@ -9,10 +9,15 @@ from rlplat.types import ExportPlan
 
 
 def plan_export(cfg: SyncConfig, learner_nodes: Sequence[str], engine_nodes: Sequence[str], version: int,
-                tag: str, fp8: bool = False) -> ExportPlan:
+                tag: str, fp8: bool = False, device: str = "cpu") -> ExportPlan:
     """Choose writers: the lowest learner rank on each engine node writes /dev/shm files; engines
     on nodes without a learner (or all engines, with ``transport=object_store``) read from the
     Ray object store.
+
+    ``fp8`` (FP8 engines): the payload is FP8 (``rlplat.sync.fp8``) on CPU, where it is how the
+    engines get FP8 numerics (emulated), and on GPU only when the weights cross nodes (half the
+    bytes through the object store). Within a GPU node the weights go in their own dtype and vLLM
+    quantizes them itself (its online FP8), as the peers do.
 
     Raises:
         RuntimeError: ``transport=shm`` while some engine shares no node with a learner.
@@ -26,5 +31,6 @@ def plan_export(cfg: SyncConfig, learner_nodes: Sequence[str], engine_nodes: Seq
     if remote and cfg.transport == "shm":
         raise RuntimeError("sync.transport=shm but some rollout engines share no node with a learner; "
                          "use sync.transport=auto")
+    payload_fp8 = fp8 and (device == "cpu" or bool(remote))
     return ExportPlan(version, tag, cfg.shm_dir, frozenset(writers.values()), bool(remote), cfg.bucket_mb << 20,
-                      fp8)
+                      payload_fp8)

@@ -172,6 +172,8 @@ def test_wrong_type_is_rejected() -> None:
     (["learner.max_tokens_per_micro_batch=0"], "learner.max_tokens_per_micro_batch"),
     (["grpo.async.max_staleness=-1"], "grpo.async.max_staleness"),
     (["grpo.async.max_staleness=1", "cluster.device=gpu", "dry_run=true"], "grpo.async.max_staleness"),
+    # vLLM's FP8 on GPU needs 16-bit activations.
+    (["rollout.precision=fp8", "cluster.device=gpu", "model.dtype=float32", "dry_run=true"], "rollout.precision"),
     (["grpo.async.max_stalenes=1"], "grpo.async.max_stalenes"),
     (["stages=[sft,grpo]"], "sft.data"),
     (["cluster.num_nodes=4"], "cluster.num_nodes"),

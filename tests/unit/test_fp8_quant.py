@@ -89,3 +89,42 @@ def test_a_weight_without_its_scale_is_an_error() -> None:
     q, _ = quantize(torch.ones(4, 4))
     with pytest.raises(ValueError, match="without its scale"):
         list(dequantized_items([("w.weight", q)], torch.float32))
+
+
+def _layer(seed: int = 0) -> list[tuple[str, torch.Tensor]]:
+    """One decoder layer's linear weights in state-dict order, each projection with its own range."""
+    torch.manual_seed(seed)
+    names = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
+             "mlp.up_proj", "mlp.down_proj")
+    return [(f"model.layers.0.{n}.weight", torch.randn(16, 32) * (i + 1)) for i, n in enumerate(names)]
+
+
+def test_a_fused_group_shares_one_scale_as_vllm_quantizes_the_fused_layer() -> None:
+    """vLLM serves q/k/v as one qkv_proj and gate/up as one gate_up_proj, each quantized with one
+    scale: the learner gives each group its largest magnitude's scale, so the FP8 values it sends
+    are the fused layer's own and come back unchanged when vLLM quantizes that layer again."""
+    layer = _layer()
+    items = dict(quantized_items(layer))
+    scale = {n.removesuffix(SCALE_SUFFIX).split(".")[-2]: float(t) for n, t in items.items() if n.endswith(SCALE_SUFFIX)}
+    amax = {n.split(".")[-2]: float(t.abs().max()) for n, t in layer}
+    assert scale["q_proj"] == scale["k_proj"] == scale["v_proj"] == pytest.approx(max(amax[p] for p in ("q_proj", "k_proj", "v_proj")) / 448)
+    assert scale["gate_proj"] == scale["up_proj"] == pytest.approx(max(amax["gate_proj"], amax["up_proj"]) / 448)
+    assert scale["o_proj"] == pytest.approx(amax["o_proj"] / 448) != scale["q_proj"]
+    back = dict(dequantized_items(list(items.items()), torch.float32))
+    qkv = torch.cat([back[f"model.layers.0.self_attn.{p}.weight"] for p in ("q_proj", "k_proj", "v_proj")])
+    q, s = quantize(torch.cat([t for _, t in layer[:3]]))  # vLLM's online FP8 of the fused tensor
+    assert torch.equal(qkv, dequantize(q, s, torch.float32))
+    again, s2 = quantize(qkv)  # re-quantizing what arrived changes nothing
+    assert torch.equal(dequantize(again, s2, torch.float32), qkv)
+
+
+def test_buckets_keep_a_fused_group_together() -> None:
+    from rlplat.sync.fp8 import fused_group
+
+    layer = _layer()
+    metas = export_metas([(n, t.dtype, tuple(t.shape)) for n, t in layer], fp8=True)
+    specs = plan_buckets(metas, 600, together=fused_group)  # smaller than one group's payload
+    buckets = [{e.name.removesuffix(SCALE_SUFFIX).split(".")[-2] for e in s.entries} for s in specs]
+    for group in ({"q_proj", "k_proj", "v_proj"}, {"gate_proj", "up_proj"}):
+        assert [b for b in buckets if b & group] == [b for b in buckets if group <= b], group  # never split
+    assert len(plan_buckets(metas, 600)) > len(specs)  # without the key, the groups are split

@@ -142,3 +142,14 @@ def test_export_plan_uses_shm_on_shared_nodes_and_object_store_elsewhere() -> No
     assert forced.shm_writer_ranks == frozenset() and forced.object_store
     with pytest.raises(RuntimeError):
         plan_export(SyncConfig(transport="shm"), ["n1"], ["n2"], 1, "t")
+
+
+def test_gpu_engines_get_16_bit_weights_unless_they_cross_nodes() -> None:
+    """vLLM's online FP8 quantizes the weights a GPU engine loads itself: within a node the sync sends
+    them in their dtype. Through the object store (other nodes) FP8 halves the bytes (fused groups
+    sharing a scale come back exact); on CPU, FP8 payloads are how the engines get FP8 numerics."""
+    local = plan_export(SyncConfig(), ["n1"], ["n1"], 1, "t", fp8=True, device="gpu")
+    remote = plan_export(SyncConfig(), ["n1"], ["n1", "n2"], 1, "t", fp8=True, device="gpu")
+    cpu = plan_export(SyncConfig(), ["n1"], ["n1"], 1, "t", fp8=True, device="cpu")
+    assert (local.fp8, remote.fp8, cpu.fp8) == (False, True, True)
+    assert not plan_export(SyncConfig(), ["n1"], ["n2"], 1, "t", fp8=False, device="gpu").fp8
