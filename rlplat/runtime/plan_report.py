@@ -1,9 +1,12 @@
-"""Dry-run report: placement plan (actors per node, devices, parallel layout) and memory estimate.
+"""Dry-run report: placement plan (actors per node, devices, parallel layout) and memory per phase.
 
 The memory model is deliberately simple and stated in the output: weights, gradients and Adam
 state (fp32 master + two moments) sharded by the ZeRO stage over the data-parallel ranks; the
 rollout engine's weights split by tensor parallelism; the rest of the engine's memory share is KV
-cache. Activations are not modelled (they depend on micro-batch and sequence length).
+cache; activations of one micro-batch at the longest sequence (``activation_gib``). Two phases:
+``generation`` (the engine's weights and KV cache beside what the learners keep: all of their state,
+since they do not offload it yet) and ``training`` (the learners' state and activations beside what
+the engine keeps: nothing when it sleeps, else its weights and KV cache).
 """
 
 from __future__ import annotations
@@ -40,6 +43,78 @@ class MemoryEstimate:
     def learner(self) -> float:
         """Learner total (training phase)."""
         return self.weights + self.grads + self.optimizer + self.reference
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """What the estimates need of the architecture: hidden size, decoder layers, vocabulary."""
+
+    hidden: int
+    layers: int
+    vocab: int
+
+
+def model_dims(cfg: Config) -> ModelDims | None:
+    """The policy's dimensions: ``model.hidden_size``/``num_layers``/``vocab_size`` when given, else
+    from the model directory's config, else the tiny shape; None when none of them is known."""
+    m = cfg.model
+    if m.hidden_size and m.num_layers and m.vocab_size:
+        return ModelDims(m.hidden_size, m.num_layers, m.vocab_size)
+    if m.path and is_decilm(m.path):
+        d = read_decilm_config(m.path)
+        return ModelDims(d.hidden_size, len(d.blocks), d.vocab_size)
+    if m.path and (Path(m.path) / "config.json").exists():
+        c = json.loads((Path(m.path) / "config.json").read_text())
+        return ModelDims(c["hidden_size"], c["num_hidden_layers"], c["vocab_size"])
+    if m.path:
+        return None
+    return ModelDims(m.tiny.hidden_size, m.tiny.num_layers, len(char_vocab()))
+
+
+def activation_gib(cfg: Config, checkpointing: bool) -> float | None:
+    """Activation memory of one learner micro-batch at the longest sequence (``rollout.max_model_len``),
+    in GiB; None when the architecture is unknown (``model.hidden_size`` ... unset, no model here).
+
+    ``T`` tokens (``learner.max_tokens_per_micro_batch``, else ``micro_batch_size x max_model_len``),
+    hidden ``h``, ``n`` layers, vocabulary ``V``, ``b`` bytes per value:
+
+    * one decoder layer's activations for its backward: ``34 T h b / 2`` (Korthikanti et al.,
+      arXiv 2205.05198, with fused attention: no term in the square of the sequence);
+    * with gradient checkpointing each layer keeps only its input, ``T h b``, and one layer at a time
+      holds its whole activations again: ``n T h b + 34 T h b / 2``; without: ``n x 34 T h b / 2``;
+    * the logits and their float32 log-softmax for the log-probs: ``T V (b + 4)``.
+    """
+    dims = model_dims(cfg)
+    if dims is None:
+        return None
+    b = _BYTES[cfg.model.dtype]
+    tokens = cfg.learner.max_tokens_per_micro_batch or cfg.learner.micro_batch_size * cfg.rollout.max_model_len
+    layer = 34 * tokens * dims.hidden * b / 2
+    kept = dims.layers * tokens * dims.hidden * b + layer if checkpointing else dims.layers * layer
+    return (kept + tokens * dims.vocab * (b + 4)) / GIB
+
+
+@dataclass(frozen=True)
+class PhaseMemory:
+    """Per-device GiB of each phase (``describe`` prints one line each)."""
+
+    generation: float
+    training: float
+    activations: float | None
+
+
+def phase_memory(cfg: Config, m: MemoryEstimate) -> PhaseMemory:
+    """``generation``: engine weights and KV cache + the learners' whole state (kept on the device).
+    ``training``: the learners' state + activations + what the engine keeps (nothing when it sleeps,
+    co-located on GPU; its weights and KV cache otherwise)."""
+    engine = m.engine_weights + m.engine_kv
+    c = cfg.cluster
+    sleeps = c.device == "gpu" and c.colocate and cfg.rollout.sleep_between_phases
+    act = activation_gib(cfg, cfg.model.gradient_checkpointing)
+    shared = c.colocate or c.device == "cpu"  # separate GPUs: each phase's device holds one side
+    generation = engine + (m.learner if shared else 0.0)
+    training = m.learner + (act or 0.0) + (0.0 if sleeps or not shared else engine)
+    return PhaseMemory(generation, training, act)
 
 
 def param_count(cfg: Config) -> float:
@@ -99,7 +174,7 @@ def describe(cfg: Config) -> str:
     learners_per_node = max(plan.num_learners // c.num_nodes, 1)
     steps = num_optimizer_steps(g.prompts_per_step, g.samples_per_prompt, g.global_batch)
     sleeps = c.device == "gpu" and c.colocate and r.sleep_between_phases
-    peak = max(m.learner, m.engine_weights + m.engine_kv) if sleeps else m.learner + m.engine_weights + m.engine_kv
+    phases = phase_memory(cfg, m)
     lines = [
         f"rlplat dry run: experiment '{cfg.experiment}' (config valid; nothing started)",
         f"Cluster: {c.num_nodes} node(s) x {per_node} {c.device.upper()} = {c.num_nodes * per_node} devices, "
@@ -115,17 +190,45 @@ def describe(cfg: Config) -> str:
         f"{g.prompts_per_step * g.samples_per_prompt}, global batch {g.global_batch} -> {steps} optimizer "
         f"step(s) per rollout; {g.total_steps} steps",
         f"Model: {param_count(cfg) / 1e9:.3g}B parameters",
-        "Memory per device (GiB, activations not included):",
+        "Memory per device (GiB):",
         f"  learner  weights {m.weights:.2f} + grads {m.grads:.2f} + optimizer {m.optimizer:.2f} "
         f"+ reference {m.reference:.2f} = {m.learner:.2f}",
         f"  engine   weights {m.engine_weights:.2f} + KV cache {m.engine_kv:.2f}",
-        f"  peak     {peak:.2f} of {c.device_memory_gib:g} "
-        f"({'engine sleeps while learners train' if sleeps else 'learner and engine both resident'})",
+        _activation_line(cfg),
+        f"  generation  {phases.generation:.2f} GiB (engine + learner state kept on the device)",
+        f"  training  {phases.training:.2f} GiB (learner state + activations"
+        f"{'; the engine sleeps' if sleeps else ' + engine resident'})",
     ]
     if m.host_optimizer:
         lines.append(f"  host     optimizer state offloaded to CPU memory: {m.host_optimizer:.2f} per rank")
     if c.device == "cpu":
         lines.append("  (CPU run: 'device' memory is host RAM shared by all actors of the node)")
-    elif peak > c.device_memory_gib:
-        lines.append("  WARNING: the estimate exceeds device memory; raise ZeRO stage, offload, or add devices.")
+    else:
+        lines += _fit_warnings(cfg, phases)
     return "\n".join(lines)
+
+
+def _activation_line(cfg: Config) -> str:
+    on, off = activation_gib(cfg, True), activation_gib(cfg, False)
+    if on is None or off is None:
+        return "  activations  unknown (set model.hidden_size, model.num_layers and model.vocab_size)"
+    used = "with" if cfg.model.gradient_checkpointing else "without"
+    return (f"  activations  {on if cfg.model.gradient_checkpointing else off:.2f} per micro-batch at "
+            f"{cfg.rollout.max_model_len} tokens, {used} gradient checkpointing (with {on:.2f}, without {off:.2f})")
+
+
+def _fit_warnings(cfg: Config, phases: PhaseMemory) -> list[str]:
+    """A WARNING per phase over ``cluster.device_memory_gib``, with what would lower it."""
+    limit, out = cfg.cluster.device_memory_gib, []
+    for phase, gib in (("generation", phases.generation), ("training", phases.training)):
+        if gib > limit:
+            out.append(f"  WARNING: {phase} needs {gib:.2f} GiB of {limit:g}: does not fit")
+    if out:
+        hints = [h for h, applies in (
+            ("learner.zero_stage=3", cfg.learner.zero_stage < 3),
+            ("learner.offload_optimizer=true", not cfg.learner.offload_optimizer),
+            ("model.gradient_checkpointing=true", not cfg.model.gradient_checkpointing),
+            ("a smaller learner.micro_batch_size or learner.max_tokens_per_micro_batch", True),
+            ("more devices", True)) if applies]
+        out.append(f"  to fit: {', '.join(hints)}")
+    return out

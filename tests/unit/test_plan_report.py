@@ -42,3 +42,34 @@ def test_memory_estimate_without_sharding_keeps_whole_copies() -> None:
     p = param_count(cfg)
     assert (m.weights, m.grads, m.optimizer, m.reference) == pytest.approx((p * 4 / GIB, p * 4 / GIB, p * 8 / GIB, 0))
     assert m.engine_kv == cfg.rollout.cpu_kvcache_gib
+
+
+def test_nano_grpo_phase_lines_against_a_hand_computation() -> None:
+    """nano_grpo: 8B bf16 parameters, ZeRO-2 over 8 ranks, a reference model, TP1 FP8 engines at 0.5 of
+    80 GiB, co-located (the engine sleeps while the learners train), micro-batch 2 x 16384 tokens with
+    gradient checkpointing, hidden 4096, 32 layers, vocabulary 128256."""
+    from rlplat.runtime.plan_report import activation_gib, describe, phase_memory
+
+    cfg, _ = load(["+experiment=nano_grpo", "dry_run=true"])
+    p, dp, gib = 8e9, 8, GIB
+    learner = (p * 2 + p * 2 / dp + p * 12 / dp + p * 2) / gib  # weights, grads/8, fp32 Adam/8, reference
+    engine = 0.5 * 80  # FP8 weights and the KV cache fill the engine's share
+    t, h, n, v = 2 * 16384, 4096, 32, 128256
+    layer = 34 * t * h * 2 / 2
+    with_ckpt = (n * t * h * 2 + layer + t * v * (2 + 4)) / gib
+    without = (n * layer + t * v * (2 + 4)) / gib
+    assert activation_gib(cfg, True) == pytest.approx(with_ckpt)
+    assert activation_gib(cfg, False) == pytest.approx(without)
+    phases = phase_memory(cfg, estimate_memory(cfg))
+    assert phases.generation == pytest.approx(engine + learner)  # 82.84: over 80
+    assert phases.training == pytest.approx(learner + with_ckpt)  # the engine sleeps
+    text = describe(cfg)
+    assert f"  generation  {engine + learner:.2f} GiB" in text and f"  training  {learner + with_ckpt:.2f} GiB" in text
+    assert "WARNING: generation needs" in text and "WARNING: training needs" not in text
+
+
+def test_the_plan_says_when_the_architecture_is_unknown() -> None:
+    from rlplat.runtime.plan_report import activation_gib, describe
+
+    cfg, _ = load(["+experiment=nano_grpo", "dry_run=true", "model.hidden_size=0"])
+    assert activation_gib(cfg, True) is None and "activations  unknown" in describe(cfg)
