@@ -151,6 +151,10 @@ class LearnerConfig:
     # Keep a frozen copy of the initial policy for the KL term (and the ``kl`` metric).
     reference_model: bool = True
     offload_optimizer: bool = False
+    # Co-located GPU runs whose engines sleep while the learners train: the learners move their
+    # parameters, gradients, optimizer state and reference model to pinned host memory while the
+    # engines generate, and back to train (``time/offload_s``, ``time/reload_s``). None: on there.
+    offload_states: bool | None = None
 
 
 @dataclass(frozen=True)

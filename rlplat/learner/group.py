@@ -109,6 +109,15 @@ class LearnerGroup:
         self._arm("train")
         return self._each(shards, lambda w, s: w.old_logprobs.remote(s), interrupt)
 
+    def offload(self) -> float:
+        """Every rank moves its state to host memory (``LearnerWorker.offload``); the slowest
+        rank's seconds."""
+        return max(self._all("train", self.timeouts.train_s, lambda w: w.offload.remote()))
+
+    def reload(self) -> float:
+        """Every rank moves its state back to the device; the slowest rank's seconds."""
+        return max(self._all("train", self.timeouts.train_s, lambda w: w.reload.remote()))
+
     def _arm(self, phase: str) -> None:
         """Arm the ranks the run's injected faults name for ``phase`` of this step (testing aid)."""
         arm_faults(self.workers, self.names, self.injector.at(phase, "learner"), phase, self.timeouts.actor_start_s)

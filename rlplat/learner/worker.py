@@ -143,6 +143,38 @@ class LearnerWorker:
         engine.eval()
         return engine
 
+    # ----------------------------------------------------------------------------- device memory
+
+    def offload(self) -> float:
+        """Hand the device back while co-located engines generate: parameters, gradients and
+        optimizer state (DeepSpeed's state offload) and the reference model move to pinned host
+        memory and the CUDA cache is emptied; returns the seconds. A CPU learner's state already
+        lives in host memory: nothing moves (0.0)."""
+        if self.spec.device == "cpu":
+            return 0.0
+        start = time.perf_counter()
+        self.engine.offload_states(pin_memory=True)
+        self._move_reference("cpu")
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        return time.perf_counter() - start
+
+    def reload(self) -> float:
+        """Undo ``offload`` before training; returns the seconds (0.0 on CPU)."""
+        if self.spec.device == "cpu":
+            return 0.0
+        start = time.perf_counter()
+        self.engine.reload_states()
+        self._move_reference("cuda")
+        torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    def _move_reference(self, device: str) -> None:
+        """The reference model to ``device``. A ZeRO-3 reference is an inference engine holding only
+        its shard (no optimizer state to offload): it stays."""
+        if isinstance(self.ref, torch.nn.Module):
+            self.ref.to(device, non_blocking=device == "cpu")
+
     def _device(self) -> torch.device:
         return torch.device("cpu") if self.spec.device == "cpu" else torch.device("cuda")
 

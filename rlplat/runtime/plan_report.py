@@ -4,8 +4,8 @@ The memory model is deliberately simple and stated in the output: weights, gradi
 state (fp32 master + two moments) sharded by the ZeRO stage over the data-parallel ranks; the
 rollout engine's weights split by tensor parallelism; the rest of the engine's memory share is KV
 cache; activations of one micro-batch at the longest sequence (``activation_gib``). Two phases:
-``generation`` (the engine's weights and KV cache beside what the learners keep: all of their state,
-since they do not offload it yet) and ``training`` (the learners' state and activations beside what
+``generation`` (the engine's weights and KV cache beside what the learners keep: nothing when they
+offload their state to host memory, ``learner.offload_states``) and ``training`` (the learners' state and activations beside what
 the engine keeps: nothing when it sleeps, else its weights and KV cache).
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from rlplat.algo.batching import num_optimizer_steps
 from rlplat.config.schema import Config
 from rlplat.config.validate import learner_world_size
-from rlplat.distributed.placement import plan_placement
+from rlplat.distributed.placement import engines_sleep, learners_offload, plan_placement
 from rlplat.models.costs import model_params
 from rlplat.models.decilm_format import is_decilm, read_decilm_config
 from rlplat.models.tiny import char_vocab
@@ -104,15 +104,17 @@ class PhaseMemory:
 
 
 def phase_memory(cfg: Config, m: MemoryEstimate) -> PhaseMemory:
-    """``generation``: engine weights and KV cache + the learners' whole state (kept on the device).
+    """``generation``: engine weights and KV cache + what the learners keep on the device (nothing
+    when they offload their state, ``learner.offload_states``; all of it otherwise).
     ``training``: the learners' state + activations + what the engine keeps (nothing when it sleeps,
     co-located on GPU; its weights and KV cache otherwise)."""
     engine = m.engine_weights + m.engine_kv
     c = cfg.cluster
-    sleeps = c.device == "gpu" and c.colocate and cfg.rollout.sleep_between_phases
+    sleeps = engines_sleep(c, cfg.rollout)
     act = activation_gib(cfg, cfg.model.gradient_checkpointing)
     shared = c.colocate or c.device == "cpu"  # separate GPUs: each phase's device holds one side
-    generation = engine + (m.learner if shared else 0.0)
+    kept = 0.0 if learners_offload(c, cfg.rollout, cfg.learner) else m.learner
+    generation = engine + (kept if shared else 0.0)
     training = m.learner + (act or 0.0) + (0.0 if sleeps or not shared else engine)
     return PhaseMemory(generation, training, act)
 
@@ -195,7 +197,8 @@ def describe(cfg: Config) -> str:
         f"+ reference {m.reference:.2f} = {m.learner:.2f}",
         f"  engine   weights {m.engine_weights:.2f} + KV cache {m.engine_kv:.2f}",
         _activation_line(cfg),
-        f"  generation  {phases.generation:.2f} GiB (engine + learner state kept on the device)",
+        f"  generation  {phases.generation:.2f} GiB (engine + "
+        f"{'learners offloaded to host memory' if learners_offload(c, r, cfg.learner) else 'learner state kept'})",
         f"  training  {phases.training:.2f} GiB (learner state + activations"
         f"{'; the engine sleeps' if sleeps else ' + engine resident'})",
     ]
@@ -228,7 +231,9 @@ def _fit_warnings(cfg: Config, phases: PhaseMemory) -> list[str]:
             ("learner.zero_stage=3", cfg.learner.zero_stage < 3),
             ("learner.offload_optimizer=true", not cfg.learner.offload_optimizer),
             ("model.gradient_checkpointing=true", not cfg.model.gradient_checkpointing),
-            ("a smaller learner.micro_batch_size or learner.max_tokens_per_micro_batch", True),
-            ("more devices", True)) if applies]
+            ("a smaller learner.micro_batch_size or learner.max_tokens_per_micro_batch",
+             cfg.learner.micro_batch_size > 1 or bool(cfg.learner.max_tokens_per_micro_batch)),
+            ("splitting each sequence over several ranks (sequence parallelism, which rlplat does not have yet)",
+             True)) if applies]
         out.append(f"  to fit: {', '.join(hints)}")
     return out

@@ -57,6 +57,15 @@ class Learners(Protocol):
         """The shards with ``learner_logprobs`` filled in under the weights held now (same order)."""
         ...
 
+    def offload(self) -> float:
+        """Move parameters, gradients, optimizer state and the reference model off the device (to
+        pinned host memory) while co-located engines generate; the seconds it took."""
+        ...
+
+    def reload(self) -> float:
+        """Undo ``offload`` before training; the seconds it took."""
+        ...
+
     def save(self, directory: str) -> None:
         """Write model and optimizer state into ``directory`` (a checkpoint's ``learner/``)."""
         ...

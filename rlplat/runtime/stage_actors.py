@@ -16,7 +16,7 @@ from typing_extensions import Self
 
 from rlplat.config.schema import Config
 from rlplat.distributed.cluster import check_resources, create_placement_group
-from rlplat.distributed.placement import cpu_binds, plan_placement
+from rlplat.distributed.placement import cpu_binds, learners_offload, plan_placement
 from rlplat.faults import FaultInjector, FaultLog, parse_faults
 from rlplat.learner.group import LearnerGroup
 from rlplat.learner.teacher import TeacherGroup, TeacherSpec
@@ -87,8 +87,14 @@ class StageActors:
                 binds = cpu_binds(self.plan, os.cpu_count() or 1, cfg.cluster.devices_per_node)
                 self.rollouts = RolloutGroup(spec, self.plan, pg, binds, t, cfg.faults, self.fault_log, injector)
             for part in (self.teachers, self.learners, self.rollouts, self.scorer):
-                if part is not None:
-                    part.wait_started()
+                if part is None:
+                    continue
+                if part is self.rollouts and self.learners is not None and \
+                        learners_offload(cfg.cluster, cfg.rollout, cfg.learner):
+                    # Co-located GPU engines are built (and size their KV cache) with the device
+                    # to themselves: the learners keep their state in host memory until they train.
+                    self.learners.offload()
+                part.wait_started()
         except BaseException:
             self.close()
             raise

@@ -39,6 +39,7 @@ from rlplat.algo.grpo import advantages, minibatches, rollout_metrics, staleness
 from rlplat.algo.stats import reduce_train_step
 from rlplat.checkpoint import latest_checkpoint, load_run_state, save_checkpoint
 from rlplat.config.schema import Config
+from rlplat.distributed.placement import engines_sleep, learners_offload
 from rlplat.distributed.waits import ActorFailure, Interrupted, PhaseTimeout
 from rlplat.metrics import MetricsLogger, read_metrics, truncate_after
 from rlplat.models.hf import copy_tokenizer
@@ -152,6 +153,7 @@ class GRPOLoop:
         self.weight_sync = parts.weight_sync
         self.prompts, self.evaluation, self.curriculum = prompts, evaluation, curriculum
         self.fault_log = records.faults
+        self.offloads = learners_offload(self.cfg.cluster, self.cfg.rollout, self.cfg.learner)
         self.precision = PrecisionGuard(self.cfg, self.weight_sync, records.precision, records.faults)
         self.ahead = Lookahead()
         self.ledger = self._restore() if ctx.resume else self._fresh()
@@ -302,11 +304,14 @@ class GRPOLoop:
         ones, and every one of samples generated ``lag`` versions ago, need them recomputed first
         when the ratio (``grpo.old_logprobs=learner``) or the mismatch correction uses them."""
         cfg, learners = self.cfg, self.learners
-        # Co-located GPU engines hand the device to the learners. Engines on devices of their own
-        # never sleep: in asynchronous GRPO they are generating the next batch now, and vLLM's sleep
-        # aborts the requests in flight.
-        if cfg.cluster.device == "gpu" and cfg.cluster.colocate and cfg.rollout.sleep_between_phases:
+        # Co-located GPU engines hand the device to the learners, which take their state back from
+        # host memory. Engines on devices of their own never sleep: in asynchronous GRPO they are
+        # generating the next batch now, and vLLM's sleep aborts the requests in flight.
+        moved: dict[str, float] = {}
+        if engines_sleep(cfg.cluster, cfg.rollout):
             self.rollouts.sleep()
+        if self.offloads:
+            moved["time/reload_s"] = learners.reload()
         overdue = self.stop.overdue(cfg.faults.preempt_grace_s)
         batches = minibatches(seqs, cfg.grpo.global_batch, cfg.seed, step)
         if (len(batches) > 1 or lag) and (cfg.old_logprobs == "learner" or cfg.grpo.mismatch.needs_learner_logprobs):
@@ -314,7 +319,9 @@ class GRPOLoop:
         reports = [learners.train_step(split_for_ranks(batch, learners.world_size, on_policy=k == 0 and not lag),
                                        overdue)
                    for k, batch in enumerate(batches)]
-        return reduce_train_step(reports)
+        if self.offloads:  # before the sync wakes the engines
+            moved["time/offload_s"] = learners.offload()
+        return {**reduce_train_step(reports), **moved}
 
     def with_learner_logprobs(self, seqs: Sequence[TrainSequence],
                               overdue: Callable[[], bool]) -> list[TrainSequence]:

@@ -97,6 +97,7 @@ class Context:
     injector: FaultInjector
     script: Script
     engine_version: int = 0
+    events: list[tuple[str, int]] = field(default_factory=list)  # (what, step) of sleeps, moves, syncs
 
     def enter(self, phase: str, interrupt: Interrupt | None = None) -> int:
         """A phase starts: fire the driver's injected faults, raise what is scripted, honour the
@@ -162,6 +163,7 @@ class FakeEngines:
     def sleep(self) -> None:
         """Nothing to free (the fakes hold no device memory); recorded."""
         self.sleeps.append(self.ctx.log.step)
+        self.ctx.events.append(("sleep", self.ctx.log.step))
 
 
 @dataclass
@@ -176,6 +178,7 @@ class FakeLearners:
 
     def train_step(self, shards: Sequence[TrainShard], interrupt: Interrupt | None = None) -> list[RankStepStats]:
         step = self.ctx.enter("train", interrupt)
+        self.ctx.events.append(("train", step))
         self.trained.append((step, self.version, list(shards)))
         self.version += 1
         return [RankStepStats((MicroStats(_stats(s), max(len(s.sequences), 1)),), grad_norm=1.0,
@@ -185,6 +188,14 @@ class FakeLearners:
         self.ctx.enter("train", interrupt)
         return [replace(s, sequences=tuple(replace(q, learner_logprobs=q.old_logprobs) for q in s.sequences))
                 for s in shards]
+
+    def offload(self) -> float:
+        self.ctx.events.append(("offload", self.ctx.log.step))
+        return 0.5
+
+    def reload(self) -> float:
+        self.ctx.events.append(("reload", self.ctx.log.step))
+        return 0.25
 
     def save(self, directory: str) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
@@ -214,6 +225,7 @@ class FakeSync:
 
     def sync(self, version: int) -> SyncReport:
         self.ctx.enter("sync")
+        self.ctx.events.append(("sync", self.ctx.log.step))
         self.last_nbytes = SYNC_BYTES
         self.ctx.engine_version = version
         self.versions.append(version)

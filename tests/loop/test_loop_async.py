@@ -69,3 +69,17 @@ def test_engines_sleep_only_when_they_share_the_learners_devices(pool: RewardPoo
     separate = Run(pool, tmp_path / "separate", "cluster.device=gpu", "cluster.colocate=false",
                    "cluster.rollout_devices=1", *ASYNC).go()
     assert separate.engines.sleeps == []
+
+
+def test_co_located_gpu_learners_hold_their_state_only_while_they_train(pool: RewardPool, tmp_path: Path) -> None:
+    """The engines sleep, the learners take their state back, train, and hand the device over again
+    before the sync wakes the engines; the seconds of each move are in the step's line."""
+    run = Run(pool, tmp_path / "gpu", "cluster.device=gpu").go()
+    step = [what for what, st in run.ctx.events if st == 2]
+    assert step == ["sleep", "reload", "train", "train", "offload", "sync"]
+    assert all(r["time/offload_s"] == 0.5 and r["time/reload_s"] == 0.25 for r in run.metrics())
+    kept = Run(pool, tmp_path / "kept", "cluster.device=gpu", "learner.offload_states=false").go()
+    assert [what for what, st in kept.ctx.events if st == 2] == ["sleep", "train", "train", "sync"]
+    cpu = Run(pool, tmp_path / "cpu").go()
+    assert [what for what, st in cpu.ctx.events if st == 2] == ["train", "train", "sync"]
+    assert "time/offload_s" not in cpu.metrics()[0]
