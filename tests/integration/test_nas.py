@@ -10,6 +10,7 @@ compute, sets vLLM's speed (docs/nas.md has the measured figures at a size where
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from launch_helpers import launch
 from rlplat.algo.puzzle import FEASIBILITY_TOL
 from rlplat.metrics import read_metrics
 from rlplat.models.decilm_format import is_decilm, read_decilm_config, validate_blocks
+from rlplat.models.fusion import ffn_only_runs
 
 pytestmark = pytest.mark.slow
 
@@ -54,9 +56,10 @@ def test_nas_then_grpo_on_the_child(tmp_path: Path) -> None:
     assert set(result["heldout_pass_rate"]) == {"parent", "child"}
     assert all(0.0 <= r <= 1.0 for r in result["heldout_pass_rate"].values())
 
-    # fusion at threshold 1.0 fuses every attention-free run of two or more blocks the search left
-    runs = [tuple(r) for r in result["fused_runs"]]
-    assert runs and all(end - start >= 2 for start, end in runs), runs  # none fused: nothing was checked
+    # Fusion at threshold 1.0 fuses every attention-free run of two or more blocks the search left:
+    # the child has none left (whether or not the search left one), and each fused run was one.
+    assert ffn_only_runs(config.blocks) == [], [asdict(b) for b in config.blocks]
+    assert all(end - start >= 2 for start, end in result["fused_runs"]), result["fused_runs"]
 
     # GRPO trained the child (its learners ran rlplat's module, its engines vLLM's DeciLM); the
     # distillation stage's teacher after a NAS stage: tests/unit/test_pipeline_hash.py

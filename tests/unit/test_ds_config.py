@@ -23,7 +23,7 @@ def test_no_learner_compiles_an_adam_op_unless_its_optimizer_lives_on_the_host()
 
 
 def test_optimizer_offload_keeps_deepspeed_s_cpu_adam_in_pinned_memory() -> None:
-    cfg = replace(LearnerConfig(), offload_optimizer=True, zero_stage=2)  # type: ignore[arg-type]
+    cfg = replace(LearnerConfig(), offload_optimizer=True, zero_stage=2)
     config = build_ds_config(cfg, 1e-5, 8, "gpu", "bfloat16")
     assert config["zero_optimization"]["offload_optimizer"] == {"device": "cpu", "pin_memory": True}
     assert "torch_adam" not in config["optimizer"]["params"]  # DeepSpeedCPUAdam: the host-side step
