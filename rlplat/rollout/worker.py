@@ -205,6 +205,9 @@ class RolloutWorker:
         if self.sleeping:
             self.llm.wake_up(tags=["kv_cache"])
             self.sleeping = False
+        # With rollout.enable_prefix_caching, cached KV was computed by the old weights: drop it (a
+        # no-op without prefix caching; a sleeping engine's KV was dropped by its sleep already).
+        self.llm.reset_prefix_cache()
         self.version = manifest.version
         return LoadReport(manifest.version, time.perf_counter() - start, manifest.nbytes, int(counts[0]))
 
