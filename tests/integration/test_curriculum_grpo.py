@@ -1,7 +1,8 @@
 """Curriculum through ``python -m rlplat.launch``: prefilter stage, progressive batching, dynamic
 sampling, held-out evaluation, and resume of the curriculum state.
 
-The run is the pipeline ``prefilter -> grpo``; its GRPO stage must pick up the prefilter's table
+The run is the pipeline ``prefilter -> grpo`` that the monitoring tests read too (the session's
+``monitored_run``, tests/integration/conftest.py); its GRPO stage must pick up the prefilter's table
 and kept uids by itself. That a checkpoint restores the curriculum's state, so that a resumed run
 reproduces the uninterrupted one, is tested in-process (tests/loop/test_loop_recovery.py, with the
 progressive curriculum and dynamic sampling).
@@ -21,29 +22,21 @@ import pytest
 
 from curricula import read_jsonl
 from curricula.tracking import uids_digest
-from launch_helpers import launch, plugin_env
 from rlplat.checkpoint import latest_checkpoint, load_run_state
 from rlplat.metrics import STEP_KEYS, read_metrics
 
 pytestmark = pytest.mark.slow
-# 64 RL prompts: 8 held out for evaluation, 56 prefiltered with 4 samples each (drop 3 or 4 of 4).
-CURRICULUM = ["curriculum.name=progressive", "curriculum.dynamic_sampling=true", "curriculum.dynamic_max_rounds=1",
-              "prefilter.samples=4", "grpo.eval_every=2", "grpo.eval_prompts=8", "grpo.eval_samples=2",
-              "reward.components={coin_flip: 1.0}", "reward.modules=[coin_rewards]",
-              # One learner rank beside one engine: what is tested is the curriculum, not the ranks, and two
-              # fewer processes start per stage (measured once each: the module took 172 s with 2 bundles, 105 s with 1).
-              "cluster.devices_per_node=1"]
 CURRICULUM_KEYS = ("curriculum/target_center", "curriculum/target_mean_pass_rate", "curriculum/batch_prior_pass_rate",
                    "curriculum/batch_unknown_frac", "curriculum/dynamic_dropped_frac", "curriculum/retired",
                    "curriculum/epoch", "curriculum/epoch_remaining")
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run_dir = tmp_path_factory.mktemp("curriculum") / "run"
-    rc, out = launch(run_dir, "stages=[prefilter,grpo]", *CURRICULUM, env=plugin_env())
-    assert rc == 0, out[-3000:]
-    return run_dir
+def pipeline_run(monitored_run: tuple[Path, float, float, str]) -> Path:
+    """The session's monitored run (tests/integration/conftest.py, ``MONITORED``): 64 RL prompts, 8
+    held out for evaluation, 56 prefiltered with 4 samples each (drop 3 or 4 of 4), then GRPO with
+    a progressive curriculum and dynamic sampling."""
+    return monitored_run[0]
 
 
 def _curriculum_state(run_dir: Path) -> dict[str, Any]:

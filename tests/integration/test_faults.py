@@ -89,7 +89,10 @@ def test_a_prompt_that_crashes_engines_is_dropped_and_a_hanging_reward_is_bounde
     run = tmp_path / "run"
     rc, out = _grpo(reference_run, run, f"prompt:exit@{uid}", env=plugin_env(),
                     extra=("faults.max_rollout_restarts=0", "reward.components={sometimes_hangs: 1.0}",
-                           "reward.modules=[slow_rewards]", "reward.timeout_s=2"))
+                           "reward.modules=[slow_rewards]", "reward.timeout_s=2",
+                           # One engine beside one learner: a chunk holding the prompt fails, is
+                           # retried whole, then split, as with two; one engine starts, not two.
+                           "cluster.devices_per_node=1"))
     assert rc == 0, out[-3000:]
     rows = read_metrics(run / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2, 3, 4]

@@ -2,29 +2,25 @@
 Ray's service-discovery file (``scripts/monitor.sh``, the script ``make monitor`` runs) and every
 query of every Grafana panel (``monitoring/grafana/rlplat_dashboard.json``) returns data.
 
-The run is ``prefilter -> grpo`` with a progressive curriculum and the TIS mismatch correction, so
-that the curriculum and mismatch panels have something to show, and with the dashboard on (Ray
-writes the service-discovery file only then; the stages run as Ray jobs). Its pass rates go
-through the shared store actor (``curriculum.shared_store``), whose hand-off is checked here too.
+The run is the session's ``monitored_run`` (tests/integration/conftest.py): ``prefilter -> grpo`` with
+a progressive curriculum, dynamic sampling and the TIS mismatch correction, so that the curriculum
+and mismatch panels have something to show, and with the dashboard on (Ray writes the
+service-discovery file only then; the stages run as Ray jobs). Its pass rates go through the shared
+store actor (``curriculum.shared_store``), whose hand-off is checked here too.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from launch_helpers import FAST, finish, free_port, log_path, plugin_env, wait_until_serving
-from launch_helpers import start as start_launcher
+from launch_helpers import log_path
 from rlplat.metrics import read_metrics
 
 pytestmark = [pytest.mark.slow,
@@ -32,11 +28,6 @@ pytestmark = [pytest.mark.slow,
                                  reason="prometheus is not installed (scripts/install-system.sh installs it)")]
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "monitoring" / "grafana" / "rlplat_dashboard.json"
-RUN = ["stages=[prefilter,grpo]", "curriculum.name=progressive", "prefilter.samples=4", "grpo.eval_every=2",
-       "grpo.eval_prompts=8", "grpo.eval_samples=2", "reward.components={coin_flip: 1.0}", "reward.modules=[coin_rewards]",
-       "grpo.mismatch.mode=tis", "grpo.old_logprobs=learner", "cluster.dashboard=true", "curriculum.shared_store=true",
-       # One learner beside one engine: the subject is what reaches Prometheus, not the ranks.
-       "cluster.devices_per_node=1"]
 
 
 
@@ -46,52 +37,6 @@ def _api(port: int, path: str, **params: Any) -> Any:
         body = json.loads(resp.read())
     assert body["status"] == "success", body
     return body["data"]
-
-
-@pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """``scripts/monitor.sh`` on a free loopback port, scraping every second."""
-    port, data = free_port(), tmp_path_factory.mktemp("prometheus")
-    env = {**os.environ, "PROM_PORT": str(port), "PROM_DATA": str(data), "SCRAPE_INTERVAL": "1s"}
-    proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "monitor.sh")], env=env, stdout=subprocess.DEVNULL,
-                            stderr=open(data / "prometheus.log", "w"), start_new_session=True)
-    try:
-        wait_until_serving(f"http://127.0.0.1:{port}/-/ready", proc, 60, "prometheus did not start (prometheus.log)")
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def monitored_run(prometheus: int, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float, float, str]:
-    """The run's directory, the Unix times it started and ended, and what the Ray dashboard's
-    Prometheus health check answered while the run was on (the launcher sets
-    ``RAY_PROMETHEUS_HOST``, which Ray's dashboard reads for its Metrics view)."""
-    run_dir = tmp_path_factory.mktemp("monitored") / "mon_run"
-    t0 = time.time()
-    fast = [a for a in FAST if not a.startswith("cluster.dashboard=")]
-    env = {**plugin_env(), "RAY_PROMETHEUS_HOST": f"http://127.0.0.1:{prometheus}"}
-    proc = start_launcher(run_dir, *fast, *RUN, fast=False, env=env)
-    health = ""
-    while proc.poll() is None and "prometheus running" not in health:
-        health = _dashboard_health()
-        time.sleep(1)
-    rc, out = finish(proc, run_dir)
-    assert rc == 0, out[-3000:]
-    return run_dir, t0, time.time(), health
-
-
-def _dashboard_health() -> str:
-    """The body of the dashboard's ``/api/prometheus_health`` with Ray's auth token, or the error."""
-    token = (Path.home() / ".ray" / "auth_token").read_text().strip()
-    req = urllib.request.Request("http://127.0.0.1:8265/api/prometheus_health",
-                                 headers={"authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return resp.read().decode()
-    except OSError as err:
-        return str(err)
 
 
 def _range(port: int, expr: str, start: float, end: float) -> list[dict[str, Any]]:

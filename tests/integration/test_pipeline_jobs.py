@@ -15,6 +15,7 @@ from launch_helpers import finish, free_port, plugin_env, resume, start
 
 pytestmark = pytest.mark.slow
 PASS_ON = "pipeline_stages:PassOnStage"
+FIRST = "pipeline_stages:FirstStage"  # two quick stages: what is tested is the jobs, not a stage's work
 
 
 
@@ -46,24 +47,24 @@ def _jobs_seen_while_running(proc: Any, port: int, run: Path) -> dict[str, dict[
 
 def test_stages_run_as_ray_jobs_listed_by_the_dashboard_and_a_rerun_skips_them(tmp_path: Path) -> None:
     run, port = tmp_path / "run", free_port()
-    proc = start(run, f"stages=[warmstart,{PASS_ON}]", "cluster.dashboard=true", f"cluster.dashboard_port={port}",
+    proc = start(run, f"stages=[{FIRST},{PASS_ON}]", "cluster.dashboard=true", f"cluster.dashboard_port={port}",
                  env=plugin_env())
     seen = _jobs_seen_while_running(proc, port, run)
     rc, out = finish(proc, run)
     assert rc == 0, out[-3000:]
-    for stage in ("warmstart", PASS_ON):
+    for stage in (FIRST, PASS_ON):
         manifest = _manifest(run, stage)
         assert manifest["runner"] == "ray_job" and manifest["job_id"] == seen[stage]["submission_id"]
         assert seen[stage]["config_hash"] == manifest["config_hash"] and seen[stage]["run"] == "run"
         assert "Running entrypoint" in (run / "stages" / stage.replace("/", "_") / "job.log").read_text()
     assert _manifest(run, PASS_ON)["metrics"] == {"pass_on/upstream": 1}
-    assert "stage warmstart done" in out  # each stage prints its figures as it ends
-    before = {s: _manifest(run, s) for s in ("warmstart", PASS_ON)}
+    assert "stage first done" in out  # each stage prints its figures as it ends (its own name)
+    before = {s: _manifest(run, s) for s in (FIRST, PASS_ON)}
 
     rc, out = resume(run, env=plugin_env())
     assert rc == 0, out[-3000:]
     assert out.count("up to date") >= 2
-    assert {s: _manifest(run, s) for s in ("warmstart", PASS_ON)} == before  # neither ran again
+    assert {s: _manifest(run, s) for s in (FIRST, PASS_ON)} == before  # neither ran again
 
 
 def test_a_failing_stage_stops_the_pipeline_with_its_log_path(tmp_path: Path) -> None:

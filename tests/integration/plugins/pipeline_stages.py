@@ -14,6 +14,12 @@ class PassOnStage:
         return StageManifest(self.name, ctx.model_path, ctx.model_path, metrics={"pass_on/upstream": len(ctx.upstream)})
 
 
+class FirstStage(PassOnStage):
+    """The same, under another name: a pipeline of two quick stages."""
+
+    name = "first"
+
+
 class FailingStage:
     """Raises, as a stage with a bug would."""
 
