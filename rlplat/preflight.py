@@ -32,6 +32,8 @@ def preflight(cfg: Config) -> None:
     if not cfg.cluster.address:
         _check_local_resources(cfg)
     _check_paths(cfg)
+    if not cfg.cluster.address:
+        _check_shm(cfg)  # after the model directory is known to be readable: it sizes the sync
 
 
 def _resolving(field: str, fix: str, fn: Callable[[], T]) -> T:
@@ -103,7 +105,6 @@ def _check_local_resources(cfg: Config) -> None:
         raise ConfigError("cluster.devices_per_node", f"{c.devices_per_node} devices need {need_cpus:g} logical "
                           f"CPUs (one learner and one engine each) but the local Ray instance gets "
                           f"cluster.num_cpus={c.num_cpus}.", "lower cluster.devices_per_node or raise cluster.num_cpus.")
-    _check_shm(cfg)
     if c.device == "gpu":
         import torch
 
