@@ -47,4 +47,6 @@ def test_run_directory_holds_config_checkpoints_model_and_report(reference_run: 
     assert report["steps"] == 4 and "pass_rate/start" in report
     manifest = json.loads((reference_run / "stages" / "grpo" / "manifest.json").read_text())
     assert manifest["model_path"] == str(final) and manifest["input_model"].endswith("warmstart_model")
+    # Without a dashboard (cluster.dashboard=false) the stages run in the driver, and say so.
+    assert manifest["runner"] == "driver" and manifest["job_id"] is None and manifest["seconds"] >= 0
 
