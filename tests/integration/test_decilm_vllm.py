@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from rlplat.config.schema import RolloutConfig
 from rlplat.models.decilm import HeteroLlamaForCausalLM, greedy_decode
 from rlplat.models.decilm_format import ffn_width
+from rlplat.rollout.worker import EngineSpec, engine_env
 
 pytestmark = pytest.mark.slow
 
@@ -51,15 +53,11 @@ ENGINE_SCRIPT = textwrap.dedent("""
 
 
 def _engine_env() -> dict[str, str]:
+    """The environment a RolloutWorker gives its engine on CPU (one in-process engine), offline."""
     env = dict(os.environ)
-    env.update({
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        # One engine process, as RolloutWorker runs it for tensor_parallel_size 1.
-        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-        "VLLM_CPU_OMP_THREADS_BIND": "auto",
-    })
+    spec = EngineSpec("", "float32", "cpu", RolloutConfig(), 0, )
+    env.update({key: value for key, value in engine_env(spec).items() if value is not None})
+    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     return env
 
 

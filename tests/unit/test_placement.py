@@ -49,3 +49,14 @@ def test_a_tensor_parallel_engine_sees_the_gpus_its_workers_hold_and_a_teacher_g
     single = EngineSpec("m", "bfloat16", "gpu", RolloutConfig(), 0)
     assert "CUDA_VISIBLE_DEVICES" not in engine_env(single)
     assert plan_placement(ClusterConfig(device="gpu", devices_per_node=4), RolloutConfig()).engine_gpus > 0
+
+
+def test_an_eager_cpu_engine_runs_the_sampler_helpers_uncompiled() -> None:
+    """vLLM torch.compiles sampler helpers even with ``enforce_eager``; on CPU the engine turns
+    TorchDynamo off so that its first generation does not wait seconds for Inductor. GPU engines,
+    and CPU engines that ask for compilation, keep it."""
+    from rlplat.rollout.worker import EngineSpec, engine_env
+
+    assert engine_env(EngineSpec("m", "float32", "cpu", RolloutConfig(), 0))["TORCHDYNAMO_DISABLE"] == "1"
+    assert "TORCHDYNAMO_DISABLE" not in engine_env(EngineSpec("m", "float32", "cpu", RolloutConfig(enforce_eager=False), 0))
+    assert "TORCHDYNAMO_DISABLE" not in engine_env(EngineSpec("m", "bfloat16", "gpu", RolloutConfig(), 0))
