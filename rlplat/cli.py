@@ -1,9 +1,10 @@
 """The ``rlplat`` command (a console script of the package): one name for the module entry points.
 
-``rlplat train [OVERRIDE ...]`` is ``python -m rlplat.launch [OVERRIDE ...]`` and ``rlplat report
-RUN_DIR ... [--out DIR]`` is ``python -m rlplat.report``: the arguments are handed on unchanged
-and the exit code is theirs. The module forms keep working. Nothing heavy is imported before a
-command is chosen, so ``rlplat --help`` answers at once.
+``rlplat train [OVERRIDE ...]`` is ``python -m rlplat.launch [OVERRIDE ...]``, ``rlplat report
+RUN_DIR ... [--out DIR]`` is ``python -m rlplat.report`` and ``rlplat doctor [FLAG ...]`` is
+``python -m rlplat.doctor``: the arguments are handed on unchanged and the exit code is theirs.
+The module forms keep working. Nothing heavy is imported before a command is chosen, so
+``rlplat --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ Commands:
   report RUN_DIR ... [--out DIR]
                                redraw a run's report.md and plots, or overlay several runs
                                (= python -m rlplat.report)
+  doctor [--device cpu|gpu|auto] [--fp8] [--json PATH] [--keep DIR]
+                               check this machine before a run: versions, devices, /dev/shm, Ray,
+                               and the RL loop on a tiny model (= python -m rlplat.doctor; exit 0
+                               when no check fails)
 
 Options:
   -h, --help                   show this message and exit"""
@@ -41,7 +46,13 @@ def _report(args: Sequence[str]) -> int:
     return main(list(args))
 
 
-COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"train": _train, "report": _report}
+def _doctor(args: Sequence[str]) -> int:
+    from rlplat.doctor.__main__ import main
+
+    return main(list(args))
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"train": _train, "report": _report, "doctor": _doctor}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,7 +33,7 @@ def preflight(cfg: Config) -> None:
         _check_local_resources(cfg)
     _check_paths(cfg)
     if not cfg.cluster.address:
-        _check_shm(cfg)  # after the model directory is known to be readable: it sizes the sync
+        check_shm(cfg)  # after the model directory is known to be readable: it sizes the sync
 
 
 def _resolving(field: str, fix: str, fn: Callable[[], T]) -> T:
@@ -115,14 +115,18 @@ def _check_local_resources(cfg: Config) -> None:
                               "cluster with cluster.address, or add dry_run=true to print the plan only.")
 
 
-def _check_shm(cfg: Config) -> None:
+def check_shm(cfg: Config) -> str:
     """The weight sync writes a copy of the policy to ``sync.shm_dir`` (a tmpfs, /dev/shm by default,
     64 MB in a container unless told otherwise): does it have the room? Checked before a run starts,
-    not at its first sync, where a full tmpfs kills the learner writing it."""
+    not at its first sync, where a full tmpfs kills the learner writing it. Returns what was found
+    (one line, for ``python -m rlplat.doctor``); raises ``ConfigError`` when the room is missing."""
     import shutil
 
     from rlplat.runtime.plan_report import sync_bytes
+    from rlplat.sync.plan import IPC, transfer_backend
 
+    if transfer_backend(cfg.sync, cfg.cluster.device, cfg.cluster.colocate) == IPC:
+        return "no /dev/shm needed: the weights go to the engines as CUDA IPC handles (sync.backend)"
     shm, fix = cfg.sync.shm_dir, ("give the tmpfs more room (docker run --shm-size=..., or a larger /dev/shm), "
                                   "or point sync.shm_dir at a tmpfs that has it.")
     if not Path(shm).is_dir():
@@ -131,3 +135,4 @@ def _check_shm(cfg: Config) -> None:
     if free < need:
         raise ConfigError("sync.shm_dir", f"{shm} has {free / 2**20:.1f} MiB free; one weight sync writes "
                           f"{need / 2**20:.1f} MiB there.", fix)
+    return f"{shm} has {free / 2**20:.0f} MiB free; one weight sync writes {need / 2**20:.1f} MiB there"

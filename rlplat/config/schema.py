@@ -474,6 +474,11 @@ class PrefilterConfig:
 class SyncConfig:
     """Learner -> rollout weight sync."""
 
+    # How weights reach the engines (vLLM's weight-transfer backend, rlplat.sync.plan):
+    # "buckets": files the learners write (/dev/shm on their node, the Ray object store across
+    # nodes); "ipc": CUDA IPC handles to the learners' own GPU tensors (co-located GPU engines, no
+    # host copy); "auto": ipc for co-located GPU engines, buckets otherwise.
+    backend: Literal["auto", "buckets", "ipc"] = "auto"
     bucket_mb: int = 64
     # "auto": /dev/shm for engines on the learner's node, the Ray object store elsewhere.
     transport: Literal["auto", "shm", "object_store"] = "auto"

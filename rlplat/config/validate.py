@@ -7,6 +7,7 @@ machine's devices) is checked next, still before Ray starts, by ``rlplat.preflig
 
 from __future__ import annotations
 
+from rlplat.config.colocation import learners_offload
 from rlplat.config.errors import ConfigError
 from rlplat.config.schema import Config
 
@@ -23,6 +24,8 @@ def validate(cfg: Config) -> None:
     _check_mismatch(cfg)
     _check_async(cfg)
     _check_packing(cfg)
+    _check_offload(cfg)
+    _check_sync(cfg)
     _check_sft(cfg)
     _check_distill(cfg)
     _check_nas(cfg)
@@ -130,6 +133,31 @@ def _check_async(cfg: Config) -> None:
         raise ConfigError("grpo.async.max_staleness", "co-located GPU engines sleep while the learners train, so "
                           "they cannot generate the next step meanwhile.", "give the engines their own GPUs "
                           "(cluster.colocate=false cluster.rollout_devices=N), or set grpo.async.max_staleness=0.")
+
+
+def _check_sync(cfg: Config) -> None:
+    c = cfg.cluster
+    if cfg.sync.backend == "ipc" and not (c.device == "gpu" and c.colocate):
+        raise ConfigError("sync.backend", "CUDA IPC hands an engine the learner's tensors on the GPU they share, "
+                          "and here engines share no GPU with a learner.",
+                          "set sync.backend=auto (or buckets), or run co-located on GPU (cluster.device=gpu "
+                          "cluster.colocate=true).")
+
+
+def _check_offload(cfg: Config) -> None:
+    """DeepSpeed's state offload (``engine.offload_states``) exists for ZeRO 1-3 optimizers only,
+    and at stage 3 only for its own FusedAdam unless the optimizer already lives in host memory
+    (rlplat's GPU learners use torch's fused AdamW: no build at start)."""
+    if not learners_offload(cfg.cluster, cfg.rollout, cfg.learner):
+        return
+    stage, fix_off = cfg.learner.zero_stage, "or learner.offload_states=false (the learners keep the device)."
+    if stage == 0:
+        raise ConfigError("learner.zero_stage", "co-located GPU learners offload their state while the engines "
+                          "generate, and DeepSpeed offloads no ZeRO-0 optimizer.", f"set learner.zero_stage=1, 2 or 3, {fix_off}")
+    if stage == 3 and not cfg.learner.offload_optimizer:
+        raise ConfigError("learner.offload_optimizer", "at ZeRO-3, DeepSpeed's state offload moves only its own "
+                          "FusedAdam; rlplat's GPU learners use torch's fused AdamW.",
+                          f"set learner.offload_optimizer=true (optimizer state in host memory), {fix_off}")
 
 
 def _check_sft(cfg: Config) -> None:

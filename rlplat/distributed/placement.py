@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rlplat.config.schema import ClusterConfig, LearnerConfig, RolloutConfig
+from rlplat.config.schema import ClusterConfig, RolloutConfig
 
 # On CPU each bundle holds one learner and one engine process, each taking one logical CPU.
 CPU_PER_ACTOR = 1.0
@@ -103,15 +103,3 @@ def cpu_binds(plan: PlacementPlan, cores_per_node: int, devices_per_node: int) -
         hi = min(lo + per, cores_per_node) - 1
         binds.append(f"{lo}-{hi}" if hi > lo else str(lo))
     return binds
-
-
-
-def engines_sleep(cluster: ClusterConfig, rollout: RolloutConfig) -> bool:
-    """Whether the engines sleep while the learners train: co-located on GPU, handing the device over."""
-    return cluster.device == "gpu" and cluster.colocate and rollout.sleep_between_phases
-
-
-def learners_offload(cluster: ClusterConfig, rollout: RolloutConfig, learner: LearnerConfig) -> bool:
-    """Whether the learners move their state to host memory while the engines generate
-    (``learner.offload_states``; unset: wherever the engines sleep, i.e. share the learners' GPUs)."""
-    return engines_sleep(cluster, rollout) and learner.offload_states is not False

@@ -27,6 +27,7 @@ from rlplat.distributed.placement import PlacementPlan
 from rlplat.distributed.waits import HEALTH_GROUPS, Call, arm_faults, calls, in_bundle, wait_all
 from rlplat.faults import FaultInjector, FaultLog, FaultPlan
 from rlplat.learner.worker import LearnerSpec, LearnerWorker
+from rlplat.sync.ipc import IpcExport
 from rlplat.types import BucketSpec, ExportPlan, RankStepStats, SyncManifest, TrainShard
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,16 @@ class LearnerGroup:
         """Publish weights; returns rank 0's manifest."""
         manifests = self._all("sync", self.timeouts.sync_s, lambda w: w.export_weights.remote(plan))
         return manifests[0]
+
+    def export_ipc(self) -> list[IpcExport]:
+        """Every rank's CUDA IPC handles to its full weights (``LearnerWorker.export_ipc``); they
+        stay valid until ``release_ipc``."""
+        exports: list[IpcExport] = self._all("sync", self.timeouts.sync_s, lambda w: w.export_ipc.remote())
+        return exports
+
+    def release_ipc(self) -> None:
+        """Drop what ``export_ipc`` held (every engine has loaded it)."""
+        self._all("sync", self.timeouts.sync_s, lambda w: w.release_ipc.remote())
 
     def save(self, directory: str) -> None:
         """DeepSpeed checkpoint of every rank into ``directory``."""

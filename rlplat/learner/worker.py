@@ -29,6 +29,7 @@ from rlplat.models.decilm import HeteroLlamaForCausalLM, greedy_decode
 from rlplat.models.hf import load_causal_lm, save_causal_lm
 from rlplat.sync.buckets import pack, plan_buckets
 from rlplat.sync.fp8 import SCALE_SUFFIX, export_metas, fused_group, quantized_items
+from rlplat.sync.ipc import IpcExport, export_ipc
 from rlplat.sync.transport import bucket_paths, pack_to_file, remove_files
 from rlplat.types import BucketSpec, ExportPlan, MicroStats, RankStepStats, SyncManifest, TrainSequence, TrainShard
 
@@ -60,13 +61,20 @@ class LearnerSpec:
 class LearnerWorker:
     """One DeepSpeed rank; created as a Ray actor by ``LearnerGroup``."""
 
-    def __init__(self, spec: LearnerSpec, rank: int) -> None:
-        import ray
+    def __init__(self, spec: LearnerSpec, rank: int, node_id: str | None = None) -> None:
+        """``node_id``: the Ray node this rank runs on; None (a Ray actor, as ``LearnerGroup`` builds
+        it) asks Ray. A rank built outside Ray names its own (tests/gpu: the GPU checks run where
+        Ray is not installed)."""
+        if node_id is None:
+            import ray
 
+            node_id = ray.get_runtime_context().get_node_id()
         self.spec = spec
         self.rank = rank
-        self.node_id = ray.get_runtime_context().get_node_id()
+        self.node_id = node_id
         self._written: tuple[str, ...] = ()
+        # The tensors behind this rank's last CUDA IPC export (``export_ipc``), kept alive for the engines.
+        self._ipc_held: list[tuple[str, torch.Tensor]] = []
         self.faults = ArmedFaults(f"learner rank {rank}")
         if spec.device == "cpu":
             os.environ["DS_ACCELERATOR"] = "cpu"
@@ -172,7 +180,9 @@ class LearnerWorker:
     def _move_reference(self, device: str) -> None:
         """The reference model to ``device``. A ZeRO-3 reference is an inference engine holding only
         its shard (no optimizer state to offload): it stays."""
-        if isinstance(self.ref, torch.nn.Module):
+        # A DeepSpeed engine is an nn.Module too: ask how the reference was built, not its type
+        # (``.to`` on a ZeRO-3 engine would move its partitions behind DeepSpeed's back).
+        if self.ref is not None and self.spec.learner.zero_stage < 3:
             self.ref.to(device, non_blocking=device == "cpu")
 
     def _device(self) -> torch.device:
@@ -403,6 +413,24 @@ class LearnerWorker:
         """Remove this rank's bucket files (end of run)."""
         remove_files(self._written)
         self._written = ()
+
+    def export_ipc(self) -> IpcExport:
+        """CUDA IPC handles to this rank's full weights, on its GPU (``sync.backend=ipc``); every
+        rank must call it (ZeRO-3 gathers are collective). Below ZeRO-3 the handles name the
+        parameters themselves; at ZeRO-3 each is gathered and copied, and the copies are held. The
+        tensors stay alive, unchanged, until ``release_ipc``: no training step in between."""
+        held = []
+        for name, param in self.engine.module.named_parameters():
+            with _gathered(self.engine, [param]):
+                held.append((name, param.data.clone() if hasattr(param, "ds_shape") else param.data))
+        self._ipc_held = held
+        return export_ipc(held)
+
+    def release_ipc(self) -> None:
+        """Drop the tensors ``export_ipc`` held (ZeRO-3 copies are freed)."""
+        self._ipc_held = []
+        if self.spec.device != "cpu":
+            torch.cuda.empty_cache()
 
     # ----------------------------------------------------------------------------- checkpoints
 

@@ -50,6 +50,12 @@ class RolloutRestartLimit(RuntimeError):
     """More rollout-worker restarts than ``faults.max_rollout_restarts`` allows."""
 
 
+class NoWeightsForReplacement(RolloutRestartLimit):
+    """An engine was replaced between two CUDA IPC syncs (``sync.backend=ipc``): the handles died
+    with their sync and no other copy of the current weights exists for the new engine. Like the
+    restart bound, it ends the run with a failure checkpoint, from which a resume continues."""
+
+
 @dataclass(frozen=True)
 class _Chunk:
     """Positions of requests sent to one worker in one call; ``retried``: it failed once already."""
@@ -73,7 +79,10 @@ class RolloutGroup:
         self.fault_log = fault_log
         self.injector = injector or FaultInjector(FaultPlan(), fault_log)
         self.budget = PromptBudget(faults.prompt_retries, fault_log.dropped_prompts)
-        self.manifest: SyncManifest | None = None
+        # How a replacement engine gets the current weights: a call on the new worker (None: the
+        # weights the engines started from are current). Each load sets it; ``ipc_done`` clears it.
+        self._reload: Callable[[Any], Any] | None = None
+        self._weights_lost = False
         # The engines' processes start (and import vLLM) now, beside the other actors' start;
         # ``wait_started`` then builds the engines.
         self.workers = [self._spawn(i) for i in range(plan.num_engines)]
@@ -113,11 +122,15 @@ class RolloutGroup:
         log.warning("replacing rollout worker %d: %s", i, failure)
         self.fault_log.record(failure.phase, self.names[i], str(failure), detect_s, "replaced")
         ray.kill(self.workers[i], no_restart=True)
+        if self._weights_lost:
+            raise NoWeightsForReplacement(f"rollout worker {i} failed ({failure}) between two CUDA IPC weight syncs, "
+                                          "and no copy of the current weights exists for a new engine; resume "
+                                          "the run, or use sync.backend=buckets")
         self.workers[i] = self._spawn(i)
         self.infos[i] = self._start([i])[0]
-        if self.manifest is not None:
-            wait_all(calls([self.workers[i].load_weights.remote(self.manifest)], self.workers[i:i + 1],
-                           self.names[i:i + 1]), "sync", self.timeouts.actor_start_s, self.cfg.heartbeat_s)
+        if self._reload is not None:
+            wait_all(calls([self._reload(self.workers[i])], self.workers[i:i + 1], self.names[i:i + 1]), "sync",
+                     self.timeouts.actor_start_s, self.cfg.heartbeat_s)
 
     def _charge(self, restarts: int, reason: str) -> None:
         """Count ``restarts`` against ``faults.max_rollout_restarts``; raises past the bound."""
@@ -187,12 +200,32 @@ class RolloutGroup:
 
     def finish_load(self, manifest: SyncManifest, loading: Sequence[Call]) -> None:
         """Wait for ``start_load``'s calls within ``timeouts.sync_s``; replace the engines that failed."""
-        self.manifest = manifest
+        self._finish(lambda w: w.load_weights.remote(manifest), loading, manifest.version)
+
+    def load_ipc(self, update_info: dict[str, Any], version: int, nbytes: int) -> None:
+        """Load weights ``version`` into every engine through CUDA IPC handles (``rlplat.sync.ipc``),
+        within ``timeouts.sync_s``; a failed engine is replaced and loads the same handles. The
+        handles live until the learners release them: call ``ipc_done`` then."""
+        self._arm("sync")
+
+        def load(w: Any) -> Any:
+            return w.load_ipc.remote(update_info, version, nbytes)
+
+        self._finish(load, calls([load(w) for w in self.workers], self.workers, self.names), version)
+
+    def ipc_done(self) -> None:
+        """The IPC handles of the last load are gone: a later replacement cannot get the weights."""
+        self._reload, self._weights_lost = None, True
+
+    def _finish(self, reload: Callable[[Any], Any], loading: Sequence[Call], version: int) -> None:
+        """Wait for ``loading`` within ``timeouts.sync_s``, ``reload`` being how a replacement gets
+        this version; replace (and charge) the engines that failed."""
+        self._reload, self._weights_lost = reload, False
         outcomes = watch(loading, "sync", self.timeouts.sync_s, self.cfg.heartbeat_s)
         for i, out in enumerate(outcomes):
             if isinstance(out, (ActorFailure, PhaseTimeout)):
                 self._replace(i, out)
-                self._charge(1, f"rollout worker {i} failed while loading weights version {manifest.version}")
+                self._charge(1, f"rollout worker {i} failed while loading weights version {version}")
 
     def abandon_load(self, manifest: SyncManifest, loading: Sequence[Call]) -> None:
         """After a failed streamed export: stop the engines' loads at the abort marker (each engine
@@ -205,6 +238,11 @@ class RolloutGroup:
     def sleep(self) -> None:
         """GPU colocation: let engines free their memory while learners train."""
         wait_all(calls([w.sleep.remote() for w in self.workers], self.workers, self.names), "sleep",
+                 self.timeouts.sync_s, self.cfg.heartbeat_s)
+
+    def wake(self) -> None:
+        """After a sync: sleeping engines allocate their KV cache again (awake ones do nothing)."""
+        wait_all(calls([w.wake.remote() for w in self.workers], self.workers, self.names), "sync",
                  self.timeouts.sync_s, self.cfg.heartbeat_s)
 
     def greedy(self, prompts: list[list[int]], max_tokens: int) -> list[list[int]]:

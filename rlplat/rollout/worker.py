@@ -16,6 +16,7 @@ from typing import Any
 from rlplat.config.schema import RolloutConfig, SamplingConfig
 from rlplat.faults import ArmedFaults, FaultKind, inject
 from rlplat.models.decilm_format import is_decilm
+from rlplat.sync.plan import BUCKETS, IPC
 from rlplat.sync.transport import bucket_paths, mark_aborted, remove_files, write_bucket
 from rlplat.telemetry import LENGTH_BOUNDARIES, MetricTags, count, observe
 from rlplat.types import Generation, GenerationRequest, LoadReport, Sample, SyncManifest
@@ -40,6 +41,8 @@ class EngineSpec:
     crash_prompts: dict[str, FaultKind] = field(default_factory=dict)
     # Tags of the Ray metrics this engine exports (response lengths, tokens); None: none.
     metric_tags: MetricTags | None = None
+    # vLLM weight-transfer backend (``rlplat.sync.plan.transfer_backend``): bucket files or CUDA IPC.
+    weight_backend: str = BUCKETS
 
 
 def cpu_head_sizes() -> list[int]:
@@ -102,7 +105,8 @@ class RolloutWorker:
         self.rank = rank
         self.spec = spec
         self.version = 0
-        self.sleeping = False
+        # What vLLM freed at ``sleep`` and has not allocated again: "weights", "kv_cache".
+        self.asleep: set[str] = set()
         self.node_id = ray.get_runtime_context().get_node_id()
         self.faults = ArmedFaults(f"rollout worker {rank}")
 
@@ -110,6 +114,9 @@ class RolloutWorker:
         """Build the vLLM engine; returns ``info``."""
         from vllm import LLM
 
+        from rlplat.rollout import transfer
+
+        transfer.register()
         spec, r = self.spec, self.spec.rollout
         self.llm = LLM(
             model=spec.model_path,
@@ -121,7 +128,7 @@ class RolloutWorker:
             gpu_memory_utilization=r.gpu_memory_utilization,
             max_model_len=r.max_model_len,
             # FP8 kernels exist on GPU only; a CPU engine computes with the FP8-rounded weights the
-            # sync sends (rlplat.rollout.extension), which emulates FP8 weight numerics.
+            # sync sends (dequantized by rlplat.rollout.transfer), which emulates FP8 weight numerics.
             quantization="fp8" if r.precision == "fp8" and spec.device == "gpu" else None,
             enforce_eager=r.enforce_eager,
             enable_prefix_caching=r.enable_prefix_caching,
@@ -131,9 +138,11 @@ class RolloutWorker:
             # Logprobs of the distribution actually sampled from (after temperature/top_p),
             # which is what the PPO ratio needs.
             logprobs_mode="processed_logprobs",
-            worker_extension_cls="rlplat.rollout.extension.WeightReceiver",
+            weight_transfer_config={"backend": spec.weight_backend},
             distributed_executor_backend="ray" if r.tensor_parallel_size > 1 else None,
         )
+        # No rendezvous for either backend; IPC: one handle per tensor (not vLLM's packed buffer).
+        self.llm.init_weight_transfer_engine({"init_info": {"packed": False} if spec.weight_backend == IPC else {}})
         return self.info()
 
     def info(self) -> dict[str, Any]:
@@ -193,28 +202,43 @@ class RolloutWorker:
         return [list(o.outputs[0].token_ids) for o in outs]
 
     def load_weights(self, manifest: SyncManifest) -> LoadReport:
-        """Load weights version ``manifest.version`` from /dev/shm or the object store."""
+        """Load weights version ``manifest.version`` from its bucket files (/dev/shm, or fetched
+        from the object store). A sleeping engine gets its weights memory back first; its KV cache
+        waits for ``wake``."""
         self.faults.fire("sync")
         start = time.perf_counter()
         paths, own_copy = self._local_paths(manifest)
         try:
-            if self.sleeping:
-                self.llm.wake_up(tags=["weights"])
             # Streamed: wait for the files the learners are still writing (a fetched copy is whole).
             wait_s = 0.0 if own_copy else manifest.stream_wait_s
-            counts = self.llm.collective_rpc("rlplat_load_buckets",
-                                             args=(manifest.specs, paths, self.spec.dtype, wait_s))
+            self._transfer({"specs": manifest.specs, "paths": paths, "wait_s": wait_s}, manifest.version)
         finally:
             if own_copy:
                 remove_files(paths)
-        if self.sleeping:
-            self.llm.wake_up(tags=["kv_cache"])
-            self.sleeping = False
+        return LoadReport(manifest.version, time.perf_counter() - start, manifest.nbytes,
+                          sum(len(spec.entries) for spec in manifest.specs))
+
+    def load_ipc(self, update_info: dict[str, Any], version: int, nbytes: int) -> LoadReport:
+        """Load weights ``version`` through CUDA IPC (``sync.backend=ipc``): ``update_info`` holds
+        handles to the learners' tensors on each GPU (``rlplat.sync.ipc``); vLLM copies from the
+        one on this engine's GPU."""
+        self.faults.fire("sync")
+        start = time.perf_counter()
+        self._transfer(update_info, version)
+        return LoadReport(version, time.perf_counter() - start, nbytes, len(update_info["names"]))
+
+    def _transfer(self, update_info: dict[str, Any], version: int) -> None:
+        """One update through vLLM's weight-transfer protocol (start, one chunk, finish); the
+        backend chosen at start (``rlplat.rollout.transfer``, or vLLM's ``ipc``) reads the chunk in
+        every engine worker process."""
+        self._wake("weights")
+        self.llm.start_weight_update()
+        self.llm.update_weights({"update_info": update_info})
+        self.llm.finish_weight_update(str(version))
         # With rollout.enable_prefix_caching, cached KV was computed by the old weights: drop it (a
         # no-op without prefix caching; a sleeping engine's KV was dropped by its sleep already).
         self.llm.reset_prefix_cache()
-        self.version = manifest.version
-        return LoadReport(manifest.version, time.perf_counter() - start, manifest.nbytes, int(counts[0]))
+        self.version = version
 
     def abort_load(self, paths: Sequence[str]) -> None:
         """Stop a streamed load of ``paths`` that is waiting for files (their export failed)."""
@@ -237,10 +261,21 @@ class RolloutWorker:
 
     def sleep(self) -> None:
         """GPU colocation: free engine memory while the learner trains (level 2: weights too)."""
-        if self.spec.device == "gpu" and self.spec.rollout.sleep_between_phases and not self.sleeping:
+        if self.spec.device == "gpu" and self.spec.rollout.sleep_between_phases and not self.asleep:
             self.llm.sleep(level=2)
-            self.sleeping = True
+            self.asleep = {"weights", "kv_cache"}
+
+    def wake(self) -> None:
+        """Allocate the KV cache again after a sleep, once the weights are loaded and the learners
+        have handed the device back (a no-op for an engine that is awake)."""
+        self._wake("kv_cache")
+
+    def _wake(self, tag: str) -> None:
+        if tag in self.asleep:
+            self.llm.wake_up(tags=[tag])
+            self.asleep.discard(tag)
 
     def _ensure_awake(self) -> None:
-        if self.sleeping:
-            raise RuntimeError("engine is asleep: load new weights (load_weights) before generating")
+        if self.asleep:
+            raise RuntimeError(f"engine is asleep ({', '.join(sorted(self.asleep))}): load new weights and wake "
+                               "it before generating")

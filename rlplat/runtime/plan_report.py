@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlplat.algo.batching import num_optimizer_steps
+from rlplat.config.colocation import engines_sleep, learners_offload
 from rlplat.config.schema import Config
 from rlplat.config.validate import learner_world_size
-from rlplat.distributed.placement import engines_sleep, learners_offload, plan_placement
+from rlplat.distributed.placement import plan_placement
 from rlplat.models.costs import model_params
 from rlplat.models.decilm_format import is_decilm, read_decilm_config
 from rlplat.models.tiny import char_vocab

@@ -50,8 +50,9 @@ def fp8_rollouts(cfg: Config, precision: PrecisionState) -> bool:
     switched FP8 off earlier in this run. Says so once."""
     fp8 = cfg.rollout.precision == "fp8" and precision.fp8_fallbacks == 0
     if fp8 and cfg.cluster.device == "gpu":
-        log.warning("rollout.precision=fp8: vLLM FP8 kernels, weights sent as FP8 (a path this project's CPU "
-                    "CI does not run)")
+        log.warning("rollout.precision=fp8: vLLM quantizes the 16-bit weights it is sent to FP8 (weights "
+                    "crossing nodes travel as FP8 with one scale per fused group); a path this project's CPU "
+                    "CI does not run (docs/gpu.md)")
     elif fp8:
         log.warning("rollout.precision=fp8 on CPU: no FP8 kernels, so the engines compute with FP8-rounded "
                     "weights (emulated; no speed-up follows)")

@@ -35,7 +35,12 @@ class Rollouts(Protocol):
 
     def sleep(self) -> None:
         """GPU co-location: free the engines' memory while the learners train (the next weight
-        load wakes them)."""
+        load gives them their weights memory back, ``wake`` their KV cache)."""
+        ...
+
+    def wake(self) -> None:
+        """After a sync, once the learners have handed the device back: sleeping engines allocate
+        their KV cache again (awake ones do nothing)."""
         ...
 
 

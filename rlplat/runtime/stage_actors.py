@@ -14,9 +14,10 @@ from typing import TypeVar
 from ray.util.placement_group import PlacementGroup, remove_placement_group
 from typing_extensions import Self
 
+from rlplat.config.colocation import learners_offload
 from rlplat.config.schema import Config
 from rlplat.distributed.cluster import check_resources, create_placement_group
-from rlplat.distributed.placement import cpu_binds, learners_offload, plan_placement
+from rlplat.distributed.placement import cpu_binds, plan_placement
 from rlplat.faults import FaultInjector, FaultLog, parse_faults
 from rlplat.learner.group import LearnerGroup
 from rlplat.learner.teacher import TeacherGroup, TeacherSpec
@@ -26,6 +27,7 @@ from rlplat.rollout.worker import EngineSpec
 from rlplat.runtime.protocols import LoopParts
 from rlplat.runtime.scorer import Scorer
 from rlplat.runtime.weight_sync import WeightSync
+from rlplat.sync.plan import transfer_backend
 from rlplat.telemetry import MetricTags
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class StageActors:
         plan = parse_faults(cfg.faults.inject)
         injector = FaultInjector(plan, self.fault_log)
         self.plan = plan_placement(cfg.cluster, cfg.rollout)
+        self.transfer_backend = transfer_backend(cfg.sync, cfg.cluster.device, cfg.cluster.colocate)
         check_resources(self.plan)
         t = cfg.timeouts
         pg = create_placement_group(self.plan, t.actor_start_s)
@@ -83,7 +86,8 @@ class StageActors:
                                              cfg.faults.heartbeat_s, injector)
             if rollout:
                 spec = EngineSpec(model_path, cfg.model.dtype, cfg.cluster.device, cfg.rollout, cfg.seed,
-                                  crash_prompts=plan.crash_prompts, metric_tags=tags)
+                                  crash_prompts=plan.crash_prompts, metric_tags=tags,
+                                  weight_backend=self.transfer_backend)
                 binds = cpu_binds(self.plan, os.cpu_count() or 1, cfg.cluster.devices_per_node)
                 self.rollouts = RolloutGroup(spec, self.plan, pg, binds, t, cfg.faults, self.fault_log, injector)
             for part in (self.teachers, self.learners, self.rollouts, self.scorer):
@@ -119,7 +123,8 @@ class StageActors:
         them (``tag``: the run's /dev/shm file tag; ``fp8``: send FP8 weights)."""
         learners, rollouts = self.learner_group, self.rollout_group
         return LoopParts(learners, rollouts, self.reward_scorer,
-                         WeightSync(self.cfg.sync, learners, rollouts, tag=tag, fp8=fp8, device=self.cfg.cluster.device))
+                         WeightSync(self.cfg.sync, learners, rollouts, tag=tag, fp8=fp8, device=self.cfg.cluster.device,
+                                    backend=self.transfer_backend))
 
     def placement(self) -> dict[str, list[dict[str, object]]]:
         """Which actor runs where (node id, pid): written to ``placement.json`` by stages."""

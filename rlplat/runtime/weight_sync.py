@@ -15,7 +15,8 @@ from rlplat.config.schema import SyncConfig
 from rlplat.learner.group import LearnerGroup
 from rlplat.rollout.group import RolloutGroup
 from rlplat.runtime.protocols import SyncReport
-from rlplat.sync.plan import plan_export
+from rlplat.sync.ipc import merge_exports
+from rlplat.sync.plan import BUCKETS, IPC, plan_export
 from rlplat.sync.transport import bucket_paths
 from rlplat.types import ExportPlan, SyncManifest
 
@@ -27,13 +28,15 @@ class WeightSync:
 
     ``fp8``: the engines are FP8 (``rollout.precision=fp8``; the mismatch guardrail may turn it off):
     the payload is FP8 where ``plan_export`` says so for ``device``; ``engines_fp8``: whether the
-    last sync sent FP8 weights.
+    last sync sent FP8 weights. ``backend``: the engines' weight-transfer backend
+    (``rlplat.sync.plan.transfer_backend``): bucket files, or CUDA IPC handles.
     """
 
     def __init__(self, cfg: SyncConfig, learners: LearnerGroup, rollouts: RolloutGroup, tag: str,
-                 fp8: bool = False, device: str = "cpu") -> None:
+                 fp8: bool = False, device: str = "cpu", backend: str = BUCKETS) -> None:
         self.cfg = cfg
         self.device = device
+        self.backend = backend
         self.fp8 = fp8
         self.engines_fp8 = False
         self.learners = learners
@@ -45,6 +48,8 @@ class WeightSync:
     def sync(self, version: int) -> SyncReport:
         """Export, transfer and load ``version`` of the learners' weights into every engine."""
         start = time.perf_counter()
+        if self.backend == IPC:
+            return self._ipc(version, start)
         engine_nodes = self.rollouts.node_ids()
         learner_nodes = self.learners.node_ids()
         plan = plan_export(self.cfg, learner_nodes, engine_nodes, version, self.tag, self.fp8, self.device)
@@ -58,6 +63,22 @@ class WeightSync:
         self.engines_fp8 = plan.fp8
         n_shm = sum(n in shm_nodes for n in engine_nodes)
         return SyncReport(version, time.perf_counter() - start, self.last_nbytes, n_shm, len(engine_nodes) - n_shm)
+
+    def _ipc(self, version: int, start: float) -> SyncReport:
+        """CUDA IPC (``sync.backend=ipc``, co-located GPU engines): each learner rank hands out
+        handles to its own GPU tensors, each engine copies from the ones on its GPU, and the ranks
+        let go of them once every engine has loaded. The weights go in their own dtype: FP8 engines
+        quantize them (vLLM's online FP8), as within a node on GPU the bucket path does too."""
+        export = merge_exports(self.learners.export_ipc())
+        self.last_nbytes = export.nbytes
+        try:
+            self.rollouts.load_ipc(export.update_info(), version, export.nbytes)
+        finally:
+            self.rollouts.ipc_done()
+            self.learners.release_ipc()
+        self.engines_fp8 = False
+        engines = len(self.rollouts.node_ids())
+        return SyncReport(version, time.perf_counter() - start, export.nbytes, engines, 0)
 
     def _streamed(self, plan: ExportPlan, shm_nodes: frozenset[str]) -> None:
         """Export and load at once (``sync.stream``): the engines start first, with the bucket

@@ -38,8 +38,8 @@ from rlplat.algo.batching import split_for_ranks
 from rlplat.algo.grpo import advantages, minibatches, rollout_metrics, staleness, train_sequences
 from rlplat.algo.stats import reduce_train_step
 from rlplat.checkpoint import latest_checkpoint, load_run_state, save_checkpoint
+from rlplat.config.colocation import engines_sleep, learners_offload
 from rlplat.config.schema import Config
-from rlplat.distributed.placement import engines_sleep, learners_offload
 from rlplat.distributed.waits import ActorFailure, Interrupted, PhaseTimeout
 from rlplat.metrics import MetricsLogger, read_metrics, truncate_after
 from rlplat.models.hf import copy_tokenizer
@@ -165,7 +165,7 @@ class GRPOLoop:
         """A new run's ledger; FP8 engines get the initial weights FP8-rounded (version 0 again)."""
         ledger = StepLedger.fresh(self.curriculum.state_dict())
         if self.weight_sync.fp8:
-            ledger.synced(self.weight_sync.sync(0).version)
+            ledger.synced(self.sync_between_steps(0))
         return ledger
 
     def run(self) -> None:
@@ -216,6 +216,7 @@ class GRPOLoop:
         extra = {**reward_counters, **dynamic, **self.curriculum.metrics(), **self.precision.metrics()}
         with timer.phase("sync"):
             sync = self.sync(step, groups, timer, train, extra) if self.sync_due(step) else self.no_sync()
+            train.update(self.hand_back())
         timer.stop()  # the step's time excludes evaluation (``time/eval_s``)
         evaluation = self.evaluation.run(self.rollouts, self.scorer) if self.evaluation.due(step) else {}
         self.metrics.log(step_line(step, groups, timer, train, sync, trained,
@@ -319,9 +320,25 @@ class GRPOLoop:
         reports = [learners.train_step(split_for_ranks(batch, learners.world_size, on_policy=k == 0 and not lag),
                                        overdue)
                    for k, batch in enumerate(batches)]
-        if self.offloads:  # before the sync wakes the engines
-            moved["time/offload_s"] = learners.offload()
         return {**reduce_train_step(reports), **moved}
+
+    def hand_back(self) -> dict[str, float]:
+        """After the sync, co-located GPU learners hand the device back (their state to host memory,
+        ``time/offload_s``) and the engines allocate their KV cache again. The learners still hold
+        the device during the sync: a CUDA IPC sync hands the engines their GPU tensors."""
+        moved = {"time/offload_s": self.learners.offload()} if self.offloads else {}
+        if engines_sleep(self.cfg.cluster, self.cfg.rollout):
+            self.rollouts.wake()
+        return moved
+
+    def sync_between_steps(self, version: int) -> int:
+        """A sync before the first step (FP8 engines' initial weights, a resume's checkpoint): the
+        learners, offloaded since the engines were built, hold the device for it; the version."""
+        if self.offloads:
+            self.learners.reload()
+        version = self.weight_sync.sync(version).version
+        self.hand_back()
+        return version
 
     def with_learner_logprobs(self, seqs: Sequence[TrainSequence],
                               overdue: Callable[[], bool]) -> list[TrainSequence]:
@@ -361,7 +378,7 @@ class GRPOLoop:
         self.learners.load(str(path / "learner"))
         self.curriculum.load_state_dict(state.curriculum)
         ledger = StepLedger.resumed(state)
-        ledger.synced(self.weight_sync.sync(state.weights_version).version)
+        ledger.synced(self.sync_between_steps(state.weights_version))
         if state.lookahead:
             self.ahead.preload(step + 1, groups_from_state(state.lookahead))
         truncate_after(self.run_dir / "metrics.jsonl", step)

@@ -1,4 +1,5 @@
-"""Which learner ranks publish a weight version, and through which transport (pure)."""
+"""Which vLLM weight-transfer backend the engines use, which learner ranks publish a weight version,
+and through which transport (pure)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,19 @@ from collections.abc import Sequence
 
 from rlplat.config.schema import SyncConfig
 from rlplat.types import ExportPlan
+
+# vLLM weight-transfer backends: rlplat's bucket files (``rlplat.rollout.transfer``), and vLLM's
+# own CUDA IPC one (handles from ``rlplat.sync.ipc``).
+BUCKETS = "rlplat_shm"
+IPC = "ipc"
+
+
+def transfer_backend(cfg: SyncConfig, device: str, colocate: bool) -> str:
+    """The engines' weight-transfer backend: CUDA IPC where every engine shares its GPUs with
+    learners (``sync.backend`` auto or ipc), bucket files otherwise (CPU, separate GPU engines)."""
+    if cfg.backend == "ipc" or (cfg.backend == "auto" and device == "gpu" and colocate):
+        return IPC
+    return BUCKETS
 
 
 def plan_export(cfg: SyncConfig, learner_nodes: Sequence[str], engine_nodes: Sequence[str], version: int,

@@ -165,6 +165,10 @@ class FakeEngines:
         self.sleeps.append(self.ctx.log.step)
         self.ctx.events.append(("sleep", self.ctx.log.step))
 
+    def wake(self) -> None:
+        """Recorded."""
+        self.ctx.events.append(("wake", self.ctx.log.step))
+
 
 @dataclass
 class FakeLearners:

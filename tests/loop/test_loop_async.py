@@ -72,14 +72,28 @@ def test_engines_sleep_only_when_they_share_the_learners_devices(pool: RewardPoo
 
 
 def test_co_located_gpu_learners_hold_their_state_only_while_they_train(pool: RewardPool, tmp_path: Path) -> None:
-    """The engines sleep, the learners take their state back, train, and hand the device over again
-    before the sync wakes the engines; the seconds of each move are in the step's line."""
+    """The engines sleep, the learners take their state back, train, publish the weights while they
+    still hold the device (a CUDA IPC sync hands the engines their GPU tensors), then hand it over
+    and the engines wake; the seconds of each move are in the step's line."""
     run = Run(pool, tmp_path / "gpu", "cluster.device=gpu").go()
     step = [what for what, st in run.ctx.events if st == 2]
-    assert step == ["sleep", "reload", "train", "train", "offload", "sync"]
+    assert step == ["sleep", "reload", "train", "train", "sync", "offload", "wake"]
     assert all(r["time/offload_s"] == 0.5 and r["time/reload_s"] == 0.25 for r in run.metrics())
     kept = Run(pool, tmp_path / "kept", "cluster.device=gpu", "learner.offload_states=false").go()
-    assert [what for what, st in kept.ctx.events if st == 2] == ["sleep", "train", "train", "sync"]
+    assert [what for what, st in kept.ctx.events if st == 2] == ["sleep", "train", "train", "sync", "wake"]
     cpu = Run(pool, tmp_path / "cpu").go()
     assert [what for what, st in cpu.ctx.events if st == 2] == ["train", "train", "sync"]
     assert "time/offload_s" not in cpu.metrics()[0]
+
+
+def test_a_resumed_co_located_run_syncs_the_checkpoint_with_the_learners_on_the_device(pool: RewardPool,
+                                                                                        tmp_path: Path) -> None:
+    """The learners are offloaded from the moment the engines are built; a resume's sync of the
+    checkpoint into the engines takes them back onto the device first (a CUDA IPC sync reads their
+    GPU tensors), then hands the device to the engines again."""
+    gpu = ("cluster.device=gpu", "checkpoint.every=2")
+    with pytest.raises(Crash):
+        Run(pool, tmp_path / "run", *gpu, script=Script({("sync", 3): Crash()})).go()
+    again = Run(pool, tmp_path / "run", *gpu, resume=True)
+    again.go()
+    assert [what for what, _ in again.ctx.events][:4] == ["reload", "sync", "offload", "wake"]

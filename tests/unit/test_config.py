@@ -174,6 +174,12 @@ def test_wrong_type_is_rejected() -> None:
     (["grpo.async.max_staleness=1", "cluster.device=gpu", "dry_run=true"], "grpo.async.max_staleness"),
     # vLLM's FP8 on GPU needs 16-bit activations.
     (["rollout.precision=fp8", "cluster.device=gpu", "model.dtype=float32", "dry_run=true"], "rollout.precision"),
+    # DeepSpeed's state offload (co-located GPU learners) has no ZeRO-0 optimizer to move, and at
+    # ZeRO-3 moves only its own FusedAdam unless the optimizer lives in host memory.
+    (["cluster.device=gpu", "model.dtype=bfloat16", "learner.zero_stage=0", "dry_run=true"], "learner.zero_stage"),
+    (["cluster.device=gpu", "model.dtype=bfloat16", "learner.zero_stage=3", "dry_run=true"],
+     "learner.offload_optimizer"),
+    (["sync.backend=ipc"], "sync.backend"),
     (["grpo.async.max_stalenes=1"], "grpo.async.max_stalenes"),
     (["stages=[sft,grpo]"], "sft.data"),
     (["cluster.num_nodes=4"], "cluster.num_nodes"),

@@ -42,3 +42,16 @@ def test_a_missing_shm_dir_is_refused_and_the_default_passes(tmp_path: Path) -> 
         preflight(cfg)
     cfg, _ = load([f"hydra.run.dir={tmp_path / 'run'}"])
     preflight(cfg)  # /dev/shm here holds one sync of the tiny model
+
+
+def test_a_cuda_ipc_sync_needs_no_shm_dir(tmp_path: Path) -> None:
+    """Co-located GPU engines take the learners' weights as CUDA IPC handles: no /dev/shm copy."""
+    from rlplat.preflight import check_shm
+
+    nowhere = f"sync.shm_dir={tmp_path / 'nowhere'}"
+    cfg, _ = load([f"hydra.run.dir={tmp_path / 'run'}", "cluster.device=gpu", "model.dtype=bfloat16", nowhere])
+    assert "CUDA IPC" in check_shm(cfg)
+    cfg, _ = load([f"hydra.run.dir={tmp_path / 'run'}", "cluster.device=gpu", "model.dtype=bfloat16",
+                   "sync.backend=buckets", nowhere])
+    with pytest.raises(ConfigError, match="is not a directory"):
+        check_shm(cfg)
