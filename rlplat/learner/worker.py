@@ -78,6 +78,9 @@ class LearnerWorker:
         self.faults = ArmedFaults(f"learner rank {rank}")
         if spec.device == "cpu":
             os.environ["DS_ACCELERATOR"] = "cpu"
+            # Nothing a CPU learner runs is compiled, yet DeepSpeed's import decorates functions
+            # with torch.compile, which loads TorchDynamo (about 1 s of each learner's start).
+            os.environ["TORCHDYNAMO_DISABLE"] = "1"
             torch.set_num_threads(spec.learner.cpu_threads)
         os.environ.update({
             "MASTER_ADDR": spec.master_addr, "MASTER_PORT": str(spec.master_port),

@@ -42,12 +42,11 @@ def test_a_wheel_install_runs_the_dry_run_with_its_own_configs(tmp_path: Path) -
     assert "rlplat dry run: experiment 'tiny'" in out
     out = _run(python, "-m", "rlplat.launch", "+experiment=ultra_grpo", "dry_run=true", cwd=tmp_path)
     assert "72 node(s) x 8 GPU" in out
-    # vLLM loads the installed plugins in each of its processes: rlplat's weight-transfer backend
-    # is then registered there without rlplat code calling it (a TP worker process).
-    out = _run(python, "-c", "from vllm.plugins import load_general_plugins as load; load(); "
-               "from vllm.distributed.weight_transfer import WeightTransferEngineFactory as F; "
-               "print(sorted(F._registry))", cwd=tmp_path)
-    assert "'rlplat_shm'" in out, out
+    # vLLM loads the installed ``vllm.general_plugins`` in each of its processes: the wheel declares
+    # rlplat's weight-transfer backend there, so a TP worker process registers it too.
+    out = _run(python, "-c", "from importlib.metadata import entry_points as e; "
+               "print([p.value for p in e(group='vllm.general_plugins')])", cwd=tmp_path)
+    assert "'rlplat.rollout.transfer:register'" in out, out
 
 
 def test_the_cpu_and_gpu_extras_pin_one_vllm_release() -> None:
