@@ -27,6 +27,7 @@ HEARTBEAT_S = 5.0
 # A frozen actor is declared failed within the heartbeat timeout plus 5 s (a probe interval and the
 # machine's scheduling slack), not at the phase deadline.
 DETECT_BOUND_S = HEARTBEAT_S + 5.0
+MISMATCH_KEYS = ("mismatch/ratio_mean", "mismatch/ratio_max", "mismatch/kl", "mismatch/clipped_frac")
 
 
 def _grpo(reference_run: Path, run_dir: Path, *inject: str, extra: tuple[str, ...] = (),
@@ -75,16 +76,23 @@ def test_replaced_actors_and_a_lost_machine_lose_nothing(reference_run: Path, tm
     assert _last(run, "faults/rollout_restarts") == 2 and _last(run, "faults/reward_restarts") == 1
 
 
-def test_a_prompt_that_crashes_engines_is_dropped_and_a_hanging_reward_is_bounded(reference_run: Path,
-                                                                                   tmp_path: Path) -> None:
+def test_a_crashing_prompt_a_hanging_reward_and_fp8_engines_that_fall_back_in_one_run(reference_run: Path,
+                                                                                       tmp_path: Path) -> None:
     """A prompt that kills every engine given it is dropped (not charged to the restart bound) and
-    replaced; a reward that hangs is cut at ``reward.timeout_s`` and counted."""
+    replaced; a reward that hangs is cut at ``reward.timeout_s`` and counted. The same run's engines
+    are FP8 (on CPU: FP8-rounded weights, emulated), its PPO ratio is corrected by TIS with the
+    learners' own old log-probs (FAST gives two optimizer steps per rollout, and a learner refuses
+    to train the second without them), and the guardrail switches FP8 off when the mismatch stays
+    high. One launch for the three: none of them depends on the others' outcome."""
     # The first prompt step 1 draws (the uniform curriculum over the 64 RL prompts, seed 0).
     uid = f"arith:{build_curriculum('uniform', uids=[f'arith:{i}' for i in range(64)], seed=0, total_steps=4).next_batch(8)[0]}"
     run = tmp_path / "run"
     rc, out = _grpo(reference_run, run, f"prompt:exit@{uid}", env=plugin_env(),
                     extra=("faults.max_rollout_restarts=0", "reward.components={sometimes_hangs: 1.0}",
-                           "reward.modules=[slow_rewards]", "reward.timeout_s=2"))
+                           "reward.modules=[slow_rewards]", "reward.timeout_s=2",
+                           # Any FP8 rounding exceeds this threshold: the guard must trip after two steps.
+                           "rollout.precision=fp8", "grpo.mismatch.mode=tis", "grpo.mismatch.guard_kl=1e-12",
+                           "grpo.mismatch.guard_steps=2"))
     assert rc == 0, out[-3000:]
     rows = read_metrics(run / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
@@ -93,3 +101,20 @@ def test_a_prompt_that_crashes_engines_is_dropped_and_a_hanging_reward_is_bounde
     assert any(e["action"] == "dropped" and uid in str(e["actor"]) for e in _history(run))
     assert sum(r["reward/timeouts"] for r in rows) > 0
     assert json.loads((run / "report.json").read_text())["steps"] == 4
+    _assert_fp8_fell_back(run, out, rows)
+
+
+def _assert_fp8_fell_back(run: Path, out: str, rows: list[dict[str, float]]) -> None:
+    """FP8 engines, TIS and the guardrail as the run above logs and checkpoints them."""
+    assert "FP8-rounded weights (emulated" in out and "mismatch/kl above grpo.mismatch.guard_kl=1e-12" in out
+    assert all(k in r for k in MISMATCH_KEYS for r in rows)
+    assert rows[0]["optimizer_steps"] == 2
+    # Steps 1-3 generate with FP8 weights (the guard trips after step 2; step 3's sync is full).
+    assert [r["rollout/fp8_emulated"] for r in rows] == [1, 1, 1, 0]
+    assert [r["faults/fp8_fallbacks"] for r in rows] == [0, 0, 1, 1]
+    fp8_bytes, full_bytes = rows[0]["sync/bytes"], rows[2]["sync/bytes"]
+    assert rows[1]["sync/bytes"] == fp8_bytes and fp8_bytes < full_bytes / 2  # 1 byte per linear weight
+    # FP8 rounding is the mismatch: it is gone once the engines hold full-precision weights.
+    assert rows[0]["mismatch/kl"] > 0 and rows[3]["mismatch/kl"] < rows[0]["mismatch/kl"] / 10
+    state = load_run_state(latest_checkpoint(run)[1])  # type: ignore[index]
+    assert state.precision["fp8_fallbacks"] == 1 and any(e["action"] == "fallback" for e in state.faults["history"])
