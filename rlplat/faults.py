@@ -235,6 +235,12 @@ class ArmedFaults:
         inject(self._armed.pop(phase, None), f"{self.who} {phase}")
 
 
+class PromptsExhausted(RuntimeError):
+    """A step's prompts kept being dropped (they crash the engines) through every round of
+    replacement draws: the dataset is full of such prompts, and a short batch would be trained
+    without a word. The run ends with a failure checkpoint; the fault log names the prompts."""
+
+
 class PromptBudget:
     """Which engine restarts a bad prompt caused, so that they do not count against the engines.
 

@@ -41,6 +41,7 @@ from rlplat.checkpoint import latest_checkpoint, load_run_state, save_checkpoint
 from rlplat.config.colocation import engines_sleep, learners_offload
 from rlplat.config.schema import Config
 from rlplat.distributed.waits import ActorFailure, Interrupted, PhaseTimeout
+from rlplat.faults import PromptsExhausted
 from rlplat.metrics import MetricsLogger, read_metrics, truncate_after
 from rlplat.models.hf import copy_tokenizer
 from rlplat.report import write_summary
@@ -181,7 +182,8 @@ class GRPOLoop:
                                     f"continue with resume={self.run_dir}")
         except Interrupted as err:
             raise self._preempted(err) from err
-        except (RolloutRestartLimit, RewardRestartLimit, PhaseTimeout, ActorFailure, MismatchGuardStop) as err:
+        except (RolloutRestartLimit, RewardRestartLimit, PhaseTimeout, ActorFailure, MismatchGuardStop,
+                PromptsExhausted) as err:
             self._checkpoint_after_failure(err)
             raise
         finally:
@@ -261,7 +263,7 @@ class GRPOLoop:
                            refill: bool = True) -> list[ScoredGroup]:
         """``grpo.samples_per_prompt`` scored samples for each prompt at ``idx``; with ``refill``,
         prompts dropped for crashing engines are replaced by fresh draws of the curriculum, at most
-        ``_MAX_DRAWS`` attempts deep."""
+        ``_MAX_DRAWS`` attempts deep (then ``PromptsExhausted``)."""
         cfg, stop = self.cfg, self.stop.requested
         items, requests = self.prompts.requests(idx, cfg.seed, step, attempt)
         with timer.phase("rollout"):
@@ -272,7 +274,12 @@ class GRPOLoop:
         with timer.phase("reward"):
             groups = self.scorer.score([k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept], stop)
         missing = len(idx) - len(kept)
-        if refill and missing and attempt < _MAX_DRAWS:
+        if refill and missing and attempt >= _MAX_DRAWS:
+            raise PromptsExhausted(f"step {step}: {missing} prompt(s) dropped for crashing the engines, and so were "
+                                   f"the replacements of {_MAX_DRAWS // _REPLACEMENT_ATTEMPTS} rounds of draws; "
+                                   "the dropped prompts are in the run's fault log (faults/dropped_prompts): "
+                                   "remove them from the dataset, or raise faults.prompt_retries")
+        if refill and missing:
             more = self.curriculum.next_batch(missing, refill=True)
             groups += self.generate_and_score(more, step, attempt + _REPLACEMENT_ATTEMPTS, timer)
         return groups

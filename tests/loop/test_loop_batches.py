@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from harness import Run, prompt_items
 from rewards import RewardPool
+from rlplat.faults import PromptsExhausted
 from rlplat.metrics import STEP_KEYS
 from rlplat.runtime.timing import PhaseTimer
 from rlplat.stages.grpo import _MAX_DRAWS, _REPLACEMENT_ATTEMPTS
@@ -63,9 +66,17 @@ def test_dropped_prompts_are_replaced_with_fresh_seeds(pool: RewardPool, tmp_pat
 
 def test_replacement_draws_are_bounded(pool: RewardPool, tmp_path: Path) -> None:
     """When every prompt is dropped, replacement draws stop after ``_MAX_DRAWS / _REPLACEMENT_ATTEMPTS``
-    rounds instead of looping: ``generate_and_score`` returns what it has (nothing)."""
+    rounds instead of looping, and the step fails (``PromptsExhausted``) rather than train a short
+    batch; the run ends with the failure checkpoint of its last finished step."""
     everything = frozenset(it.uid for it in prompt_items())
     run = Run(pool, tmp_path / "run", crashing=everything)
-    groups = run.loop.generate_and_score(run.loop.curriculum.next_batch(8), 1, 0, PhaseTimer())
-    assert groups == []
+    with pytest.raises(PromptsExhausted, match=r"faults\.prompt_retries"):
+        run.loop.generate_and_score(run.loop.curriculum.next_batch(8), 1, 0, PhaseTimer())
     assert len(run.engines.calls) == _MAX_DRAWS // _REPLACEMENT_ATTEMPTS + 1
+    # A run whose prompts all crash from step 3 on (resumed after 2 good steps) stops at step 3 and
+    # keeps the steps it trained.
+    Run(pool, tmp_path / "late", "grpo.total_steps=2").go()
+    late = Run(pool, tmp_path / "late", resume=True, crashing=everything)
+    with pytest.raises(PromptsExhausted):
+        late.go()
+    assert late.steps() == [1, 2] and late.checkpoint_step() == 2
