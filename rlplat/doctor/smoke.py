@@ -26,7 +26,7 @@ import ray
 
 from rlplat.algo.batching import split_for_ranks
 from rlplat.algo.stats import reduce_train_step
-from rlplat.config.colocation import engines_sleep, learners_offload
+from rlplat.config.colocation import engines_sleep
 from rlplat.config.schema import (
     ClusterConfig,
     Config,
@@ -41,6 +41,7 @@ from rlplat.distributed.cluster import check_resources, start_ray
 from rlplat.distributed.placement import plan_placement
 from rlplat.doctor.runner import CheckFailed, Skip
 from rlplat.models.tiny import char_vocab
+from rlplat.runtime.handoff import hand_back, take_device
 from rlplat.runtime.plan_report import param_count
 from rlplat.runtime.protocols import Publisher, SyncReport
 from rlplat.runtime.stage_actors import StageActors
@@ -306,22 +307,14 @@ class Smoke:
         return replace(self.cfg, rollout=replace(self.cfg.rollout, precision="fp8"))
 
     def _take_device(self) -> None:
-        """Before training or a sync between steps (GPU, co-located): the engine sleeps and the
-        learner's state comes back to the device (``GRPOLoop.train``, ``sync_between_steps``)."""
+        """Before training or a sync between steps, as ``GRPOLoop`` orders them (``runtime.handoff``)."""
         actors = self._actors()
-        if engines_sleep(self.cfg.cluster, self.cfg.rollout):
-            actors.rollout_group.sleep()
-        if learners_offload(self.cfg.cluster, self.cfg.rollout, self.cfg.learner):
-            actors.learner_group.reload()
+        take_device(self.cfg, actors.learner_group, actors.rollout_group)
 
     def _hand_back(self) -> None:
-        """After a sync (GPU, co-located): the learner's state goes to host memory and the engine
-        allocates its KV cache again (``GRPOLoop.hand_back``)."""
+        """After a sync, as ``GRPOLoop`` orders it (``runtime.handoff``)."""
         actors = self._actors()
-        if learners_offload(self.cfg.cluster, self.cfg.rollout, self.cfg.learner):
-            actors.learner_group.offload()
-        if engines_sleep(self.cfg.cluster, self.cfg.rollout):
-            actors.rollout_group.wake()
+        hand_back(self.cfg, actors.learner_group, actors.rollout_group)
 
     def _sync(self, version: int) -> SyncReport:
         if self.weight_sync is None:

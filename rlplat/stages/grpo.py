@@ -38,7 +38,6 @@ from rlplat.algo.batching import split_for_ranks
 from rlplat.algo.grpo import advantages, minibatches, rollout_metrics, staleness, train_sequences
 from rlplat.algo.stats import reduce_train_step
 from rlplat.checkpoint import latest_checkpoint, load_run_state, save_checkpoint
-from rlplat.config.colocation import engines_sleep, learners_offload
 from rlplat.config.schema import Config
 from rlplat.distributed.waits import ActorFailure, Interrupted, PhaseTimeout
 from rlplat.faults import PromptsExhausted
@@ -48,6 +47,7 @@ from rlplat.report import write_summary
 from rlplat.report.document import load_run, write_report
 from rlplat.rollout.group import RolloutRestartLimit
 from rlplat.runtime.evaluation import HeldOutEval
+from rlplat.runtime.handoff import hand_back, take_device
 from rlplat.runtime.ledger import RunRecords, StepLedger
 from rlplat.runtime.lookahead import Lookahead, groups_from_state
 from rlplat.runtime.pass_rates import shared_store
@@ -154,7 +154,6 @@ class GRPOLoop:
         self.weight_sync = parts.weight_sync
         self.prompts, self.evaluation, self.curriculum = prompts, evaluation, curriculum
         self.fault_log = records.faults
-        self.offloads = learners_offload(self.cfg.cluster, self.cfg.rollout, self.cfg.learner)
         self.precision = PrecisionGuard(self.cfg, self.weight_sync, records.precision, records.faults)
         self.ahead = Lookahead()
         self.ledger = self._restore() if ctx.resume else self._fresh()
@@ -315,11 +314,7 @@ class GRPOLoop:
         # Co-located GPU engines hand the device to the learners, which take their state back from
         # host memory. Engines on devices of their own never sleep: in asynchronous GRPO they are
         # generating the next batch now, and vLLM's sleep aborts the requests in flight.
-        moved: dict[str, float] = {}
-        if engines_sleep(cfg.cluster, cfg.rollout):
-            self.rollouts.sleep()
-        if self.offloads:
-            moved["time/reload_s"] = learners.reload()
+        moved = take_device(cfg, learners, self.rollouts)
         overdue = self.stop.overdue(cfg.faults.preempt_grace_s)
         batches = minibatches(seqs, cfg.grpo.global_batch, cfg.seed, step)
         if (len(batches) > 1 or lag) and (cfg.old_logprobs == "learner" or cfg.grpo.mismatch.needs_learner_logprobs):
@@ -333,16 +328,13 @@ class GRPOLoop:
         """After the sync, co-located GPU learners hand the device back (their state to host memory,
         ``time/offload_s``) and the engines allocate their KV cache again. The learners still hold
         the device during the sync: a CUDA IPC sync hands the engines their GPU tensors."""
-        moved = {"time/offload_s": self.learners.offload()} if self.offloads else {}
-        if engines_sleep(self.cfg.cluster, self.cfg.rollout):
-            self.rollouts.wake()
-        return moved
+        return hand_back(self.cfg, self.learners, self.rollouts)
 
     def sync_between_steps(self, version: int) -> int:
         """A sync before the first step (FP8 engines' initial weights, a resume's checkpoint): the
-        learners, offloaded since the engines were built, hold the device for it; the version."""
-        if self.offloads:
-            self.learners.reload()
+        learners, offloaded since the engines were built, hold the device for it, the engines
+        asleep, as for training; the version."""
+        take_device(self.cfg, self.learners, self.rollouts)
         version = self.weight_sync.sync(version).version
         self.hand_back()
         return version

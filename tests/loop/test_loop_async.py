@@ -89,11 +89,12 @@ def test_co_located_gpu_learners_hold_their_state_only_while_they_train(pool: Re
 def test_a_resumed_co_located_run_syncs_the_checkpoint_with_the_learners_on_the_device(pool: RewardPool,
                                                                                         tmp_path: Path) -> None:
     """The learners are offloaded from the moment the engines are built; a resume's sync of the
-    checkpoint into the engines takes them back onto the device first (a CUDA IPC sync reads their
-    GPU tensors), then hands the device to the engines again."""
+    checkpoint into the engines puts the engines to sleep and takes the learners back onto the
+    device first, as for training (a CUDA IPC sync reads their GPU tensors), then hands the device
+    to the engines again."""
     gpu = ("cluster.device=gpu", "checkpoint.every=2")
     with pytest.raises(Crash):
         Run(pool, tmp_path / "run", *gpu, script=Script({("sync", 3): Crash()})).go()
     again = Run(pool, tmp_path / "run", *gpu, resume=True)
     again.go()
-    assert [what for what, _ in again.ctx.events][:4] == ["reload", "sync", "offload", "wake"]
+    assert [what for what, _ in again.ctx.events][:5] == ["sleep", "reload", "sync", "offload", "wake"]
