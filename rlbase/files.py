@@ -28,6 +28,9 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "w", *, fsync: bool 
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        # mkstemp creates the file 0600; the file it becomes gets what ``open`` would have given it
+        # (0666 less the umask), so that a run's files on a shared file system stay readable.
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
             yield f
             f.flush()
@@ -37,6 +40,21 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "w", *, fsync: bool 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """This process's umask, read without changing it (Linux reports it in /proc; elsewhere it is
+    set and restored at once)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, fsync: bool = False) -> None:

@@ -35,7 +35,7 @@ import os
 import re
 import signal
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
@@ -241,6 +241,14 @@ class PromptsExhausted(RuntimeError):
     without a word. The run ends with a failure checkpoint; the fault log names the prompts."""
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """Positions of the requests sent to one engine in one call; ``retried``: it failed once already."""
+
+    idx: tuple[int, ...]
+    retried: bool = False
+
+
 class PromptBudget:
     """Which engine restarts a bad prompt caused, so that they do not count against the engines.
 
@@ -273,6 +281,14 @@ class PromptBudget:
             self._undecided.discard(uid)
             return True
         return False
+
+    def retry(self, chunk: Chunk, uids: Sequence[str]) -> list[Chunk]:
+        """What to send again after ``chunk`` (the prompts ``uids``, in order) failed, its failure
+        already counted (``failed``): the chunk once more whole, then its prompts one by one; nothing
+        when it held one prompt and that prompt is now dropped."""
+        if len(chunk.idx) > 1:
+            return [Chunk(chunk.idx, retried=True)] if not chunk.retried else [Chunk((i,), True) for i in chunk.idx]
+        return [] if self.drop_if_spent(uids[0]) else [Chunk(chunk.idx, retried=True)]
 
     def succeeded(self, uids: Iterable[str]) -> None:
         """``uids`` were generated: they are not the cause of earlier failures."""

@@ -21,8 +21,8 @@ def prepare_run_dir(cfg: Config, run_dir: Path) -> bool:
     """
     saved = run_dir / "config.yaml"
     if cfg.resume:
-        if latest_checkpoint(run_dir) is None and not (run_dir / "stages").exists():
-            raise ConfigError("resume", f"{run_dir} has no complete checkpoint to continue from.",
+        if not resumable(run_dir):
+            raise ConfigError("resume", f"{run_dir} has no complete checkpoint or finished stage to continue from.",
                               "start a new run (drop resume=...) or point resume at a run with checkpoints/.")
         _write_config(cfg, saved)
         return True
@@ -32,6 +32,20 @@ def prepare_run_dir(cfg: Config, run_dir: Path) -> bool:
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_config(cfg, saved)
     return False
+
+
+def resumable(run_dir: Path) -> bool:
+    """Whether ``resume=run_dir`` has something to continue from: a complete checkpoint, or a stage
+    that finished (its manifest; a resumed pipeline skips it)."""
+    return latest_checkpoint(run_dir) is not None or any((run_dir / "stages").glob("*/manifest.json"))
+
+
+def how_to_continue(run_dir: Path) -> str:
+    """The sentence a failed run ends with: resume when something was saved, else start afresh."""
+    if resumable(run_dir):
+        return f"Continue with: python -m rlplat.launch resume={run_dir}"
+    return (f"Nothing was saved to continue from: once the cause is fixed, start again (remove {run_dir}, or "
+            "give the new run another hydra.run.dir).")
 
 
 def _write_config(cfg: Config, path: Path) -> None:

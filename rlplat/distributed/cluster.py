@@ -81,7 +81,7 @@ def start_ray(cluster: ClusterConfig, log_to_driver: bool | None = None) -> str 
                                include_dashboard=cluster.dashboard, dashboard_host="127.0.0.1",
                                dashboard_port=cluster.dashboard_port, runtime_env=runtime_env,
                                log_to_driver=cluster.log_to_driver, configure_logging=False,
-                               _node_ip_address=LOOPBACK)
+                               _node_ip_address=LOOPBACK, _system_config=LOCAL_SYSTEM_CONFIG)
             return _url(ctx.dashboard_url)
         except Exception as err:
             # Ray gives a new node's raylet a fixed 30 s to register (ray/_private/node.py); an
@@ -137,6 +137,10 @@ def _url(address: str | None) -> str | None:
 
 
 LOOPBACK = "127.0.0.1"
+# A local instance starts no idle Python workers ahead of need: Ray prestarts one per logical CPU
+# for tasks, but a run's work is actors with environments of their own (engines, learners), so the
+# prestarted workers only sat idle, about 3 CPU-seconds of each launch on a 2-core machine.
+LOCAL_SYSTEM_CONFIG = {"prestart_worker_first_driver": False, "enable_worker_prestart": False}
 # Starts of a local Ray instance before giving up (Ray's own start-up deadline is fixed).
 _START_ATTEMPTS = 3
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import ray
@@ -37,7 +37,7 @@ from rlplat.distributed.waits import (
     wait_all,
     watch,
 )
-from rlplat.faults import FaultInjector, FaultLog, FaultPlan, PromptBudget
+from rlplat.faults import Chunk, FaultInjector, FaultLog, FaultPlan, PromptBudget
 from rlplat.rollout.worker import EngineSpec, RolloutWorker
 from rlplat.types import Generation, GenerationRequest, Sample, SyncManifest
 
@@ -54,14 +54,6 @@ class NoWeightsForReplacement(RolloutRestartLimit):
     """An engine was replaced between two CUDA IPC syncs (``sync.backend=ipc``): the handles died
     with their sync and no other copy of the current weights exists for the new engine. Like the
     restart bound, it ends the run with a failure checkpoint, from which a resume continues."""
-
-
-@dataclass(frozen=True)
-class _Chunk:
-    """Positions of requests sent to one worker in one call; ``retried``: it failed once already."""
-
-    idx: tuple[int, ...]
-    retried: bool = False
 
 
 class RolloutGroup:
@@ -149,7 +141,7 @@ class RolloutGroup:
         self._arm("generate")
         results: list[list[Sample] | None] = [None] * len(requests)
         live = [i for i, r in enumerate(requests) if r.uid not in self.budget.dropped]
-        queue = deque(_Chunk(tuple(c)) for c in _split(live, len(self.workers)) if c)
+        queue = deque(Chunk(tuple(c)) for c in _split(live, len(self.workers)) if c)
         engine_s = 0.0
         while queue:
             batch = [queue.popleft() for _ in range(min(len(queue), len(self.workers)))]
@@ -174,13 +166,11 @@ class RolloutGroup:
                                       "prompts, are failing")
         return Generation(results, engine_s)
 
-    def _retry(self, chunk: _Chunk, uids: Sequence[str]) -> list[_Chunk]:
-        """What to send again after ``chunk`` failed: itself once, then its prompts one by one; a
-        prompt that failed alone with its budget spent is dropped instead."""
-        if len(chunk.idx) > 1:
-            return [_Chunk(chunk.idx, retried=True)] if not chunk.retried else [_Chunk((i,), True) for i in chunk.idx]
-        if not self.budget.drop_if_spent(uids[0]):
-            return [_Chunk(chunk.idx, retried=True)]
+    def _retry(self, chunk: Chunk, uids: Sequence[str]) -> list[Chunk]:
+        """What to send again after ``chunk`` failed (``PromptBudget.retry``); logs a dropped prompt."""
+        again = self.budget.retry(chunk, uids)
+        if again:
+            return again
         log.warning("prompt %s crashed rollout workers %d times: dropped for the rest of the run (faults.prompt_retries"
                     "=%d)", uids[0], self.budget.crashes[uids[0]], self.cfg.prompt_retries)
         self.fault_log.dropped_prompts.append(uids[0])

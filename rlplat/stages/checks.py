@@ -52,10 +52,19 @@ def check_model_dir(field: str, path: str | None, fix: str) -> None:
         return
     p = Path(path)
     if not (p / "config.json").is_file():
+        if not p.exists() and _looks_like_a_hub_id(path):
+            raise ConfigError(field, f"{path} is not a local directory; it looks like a Hugging Face Hub id, "
+                              "and runs never download (the hubs are offline in every actor).",
+                              f"download it first: huggingface-cli download {path} --local-dir models/"
+                              f"{path.split('/')[-1]}, then set {field}=models/{path.split('/')[-1]}.")
         raise ConfigError(field, f"{p} is not a Hugging Face model directory (no config.json"
                           f"{'' if p.exists() else '; the path does not exist'}).", fix)
     if not os.access(p / "config.json", os.R_OK):
         raise ConfigError(field, f"{p}/config.json is not readable.", "fix the permissions.")
+    if not any(next(p.glob(pattern), None) for pattern in WEIGHT_FILES):
+        raise ConfigError(field, f"{p} has config.json but no weights (none of {', '.join(WEIGHT_FILES)}).",
+                          "copy the weight files into it (a partial download or a copy of the configs "
+                          "only leaves them out), or point it at the complete directory.")
     if is_decilm(p):
         try:
             read_decilm_config(p)
@@ -72,6 +81,16 @@ def check_model_dir(field: str, path: str | None, fix: str) -> None:
                           f"{str(err).strip().splitlines()[0] if str(err).strip() else 'no message'}).",
                           "copy the tokenizer files (tokenizer.json, tokenizer_config.json, ...) of the model "
                           "it was trained from into it.") from err
+
+
+# What a Hugging Face model directory's weights are called (single file, shards, their indexes).
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def _looks_like_a_hub_id(path: str) -> bool:
+    """``org/name`` as the Hub spells a repository (not a path anyone would write for a directory)."""
+    parts = path.split("/")
+    return len(parts) == 2 and all(parts) and not path.startswith((".", "~")) and " " not in path
 
 
 def check_cpu_head_sizes(cfg: Config, shapes: list[tuple[str, ModelShape]]) -> None:

@@ -25,6 +25,7 @@ from typing import TypeVar
 
 from rlbase import atomic_write
 from rlplat.config.errors import ConfigError
+from rlplat.runs import how_to_continue
 from rlplat.runtime.signals import Preempted
 
 T = TypeVar("T")
@@ -51,7 +52,7 @@ def run_guarded(run_dir: Path, work: Callable[[], T]) -> tuple[int, T | None]:
         return EXIT_OK, work()
     except StageFailed as err:
         print(f"rlplat: the run failed: {err}\n(the stage's traceback, if it got that far: {run_dir / 'error.log'}) "
-              f"Continue with: python -m rlplat.launch resume={run_dir}", file=sys.stderr)
+              f"{how_to_continue(run_dir)}", file=sys.stderr)
         return EXIT_FAILED, None
     except ConfigError as err:
         print(f"rlplat: {err}", file=sys.stderr)
@@ -61,9 +62,7 @@ def run_guarded(run_dir: Path, work: Callable[[], T]) -> tuple[int, T | None]:
         return EXIT_PREEMPTED, None
     except Exception as err:  # noqa: BLE001 - every failure ends in one clear message
         (run_dir / "error.log").write_text(traceback.format_exc())
-        print(f"rlplat: the run failed: {err}\n(traceback in {run_dir / 'error.log'}) "
-              f"The last complete checkpoint (if any) is under "
-              f"{run_dir / 'checkpoints'}; continue with: python -m rlplat.launch resume={run_dir}",
+        print(f"rlplat: the run failed: {err}\n(traceback in {run_dir / 'error.log'}) {how_to_continue(run_dir)}",
               file=sys.stderr)
         return EXIT_FAILED, None
 

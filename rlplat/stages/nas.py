@@ -102,9 +102,8 @@ class NASStage:
         copy_tokenizer(Path(ctx.model_path), out)
         with torch.no_grad():
             kl = kl_per_token(parent(held_out).logits, child(held_out).logits)
-        throughput = measure_throughput(cfg, ctx.model_path, str(out), held_out[:, :8].tolist())
-        pass_rates = {"parent": held_out_pass_rate(cfg, ctx.model_path),
-                      "child": held_out_pass_rate(cfg, str(out))} if n.pass_rate else {}
+        throughput, pass_rates = serve_parent_and_child(cfg, {"parent": ctx.model_path, "child": str(out)},
+                                                        held_out[:, :8].tolist())
         result = {
             "parent": ctx.model_path, "child": str(out), "throughput": throughput,
             "param_ratio": model_params(child.config) / model_params(parent.config), "kl_to_parent": kl,
@@ -292,46 +291,45 @@ def _variant_name(variant: AttentionConfig | FFNConfig) -> str:
     return json.dumps(asdict(variant), sort_keys=True)
 
 
-def held_out_pass_rate(cfg: Config, model_path: str) -> float | None:
-    """The held-out pass rate of ``model_path`` as GRPO's evaluation measures it (same prompts,
-    samples, seeds and reward), with engines and a scorer started for the purpose; None when
-    ``grpo.eval_prompts`` holds no prompt out."""
+def serve_parent_and_child(cfg: Config, paths: dict[str, str],
+                           prompts: list[list[int]]) -> tuple[dict[str, Any], dict[str, float | None]]:
+    """Parent and child (``paths``: "parent", "child") served in turn by the stage's engines: each
+    one's vLLM greedy throughput and, with ``nas.pass_rate``, its held-out pass rate.
+
+    Throughput: new tokens per second of the same ``nas.throughput_prompts`` prompts in one batch,
+    exactly ``nas.throughput_tokens`` new tokens each, after a warm-up (start-up excluded); the
+    median of ``nas.throughput_repeats`` rounds, and the child's over the parent's. The pass rate is
+    GRPO's evaluation (same prompts, samples, seeds and reward; None when ``grpo.eval_prompts``
+    holds no prompt out). One set of engines per model serves both figures, on the devices the
+    stage's plan gives its engines.
+    """
+    n = cfg.nas
+    batch = [prompts[i % len(prompts)] for i in range(n.throughput_prompts)]
+    seconds: dict[str, list[float]] = {}
+    pass_rates: dict[str, float | None] = {}
+    for name, path in paths.items():
+        with StageActors(cfg, path, 0.0, learners=False, scorer=n.pass_rate) as actors:
+            engines = actors.rollout_group
+            engines.greedy(batch[:2], 4)  # warm-up, not timed
+            seconds[name] = []
+            for _ in range(n.throughput_repeats):
+                start = time.perf_counter()
+                engines.greedy(batch, n.throughput_tokens)
+                seconds[name].append(time.perf_counter() - start)
+            if n.pass_rate:
+                pass_rates[name] = _held_out_pass_rate(cfg, path, actors)
+    tokens = len(batch) * n.throughput_tokens
+    rate = {name: tokens / statistics.median(s) for name, s in seconds.items()}
+    return {"parent_tokens_per_s": rate["parent"], "child_tokens_per_s": rate["child"],
+            "ratio": rate["child"] / rate["parent"], "seconds": seconds, "prompts": len(batch),
+            "new_tokens": n.throughput_tokens}, pass_rates
+
+
+def _held_out_pass_rate(cfg: Config, model_path: str, actors: StageActors) -> float | None:
+    """GRPO's held-out evaluation of ``model_path``, served by ``actors``."""
     from transformers import AutoTokenizer
 
     _, held_out = load_prompt_sets(cfg, AutoTokenizer.from_pretrained(model_path))
     if not len(held_out):
         return None
-    with StageActors(cfg, model_path, 0.0, learners=False) as actors:
-        return HeldOutEval(cfg, held_out).run(actors.rollout_group, actors.reward_scorer)["eval/pass_rate"]
-
-
-def measure_throughput(cfg: Config, parent_path: str, child_path: str, prompts: list[list[int]]) -> dict[str, Any]:
-    """vLLM greedy generation throughput (new tokens per second) of parent and child: the same
-    ``nas.throughput_prompts`` prompts in one batch, exactly ``nas.throughput_tokens`` new tokens
-    each, rounds alternating parent and child after a warm-up of each; medians and their ratio."""
-    from rlplat.rollout.worker import EngineSpec, RolloutWorker
-
-    n = cfg.nas
-    batch = [prompts[i % len(prompts)] for i in range(n.throughput_prompts)]
-    worker = ray.remote(num_cpus=1)(RolloutWorker)
-    engines = {name: worker.remote(EngineSpec(path, cfg.model.dtype, cfg.cluster.device, cfg.rollout, cfg.seed), 0)
-               for name, path in (("parent", parent_path), ("child", child_path))}
-    try:
-        t = cfg.timeouts
-        ray.get([engine.start.remote() for engine in engines.values()], timeout=t.actor_start_s)
-        for engine in engines.values():
-            ray.get(engine.greedy.remote(batch[:2], 4), timeout=t.generate_s)  # warm-up, not timed
-        seconds: dict[str, list[float]] = {name: [] for name in engines}
-        for _ in range(n.throughput_repeats):
-            for name, engine in engines.items():
-                start = time.perf_counter()
-                ray.get(engine.greedy.remote(batch, n.throughput_tokens), timeout=t.generate_s)
-                seconds[name].append(time.perf_counter() - start)
-    finally:
-        for engine in engines.values():
-            ray.kill(engine)
-    tokens = len(batch) * n.throughput_tokens
-    rate = {name: tokens / statistics.median(s) for name, s in seconds.items()}
-    return {"parent_tokens_per_s": rate["parent"], "child_tokens_per_s": rate["child"],
-            "ratio": rate["child"] / rate["parent"], "seconds": seconds, "prompts": len(batch),
-            "new_tokens": n.throughput_tokens}
+    return HeldOutEval(cfg, held_out).run(actors.rollout_group, actors.reward_scorer)["eval/pass_rate"]

@@ -42,13 +42,16 @@ def reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_dir
 
 
-# prefilter -> grpo with a progressive curriculum, dynamic sampling, held-out evaluation, TIS and the
-# shared pass-rate store, the stages as Ray jobs: what the curriculum and the monitoring tests read.
+# prefilter -> grpo with a progressive curriculum, dynamic sampling, held-out evaluation (and the
+# toggle's), TIS, packed rows and the shared pass-rate store, the stages as Ray jobs: what the
+# curriculum and the monitoring tests read.
 MONITORED = ["stages=[prefilter,grpo]", "curriculum.name=progressive", "curriculum.dynamic_sampling=true",
              "curriculum.dynamic_max_rounds=1", "prefilter.samples=4", "grpo.eval_every=2", "grpo.eval_prompts=8",
              "grpo.eval_samples=2", "reward.components={coin_flip: 1.0}", "reward.modules=[coin_rewards]",
              "grpo.mismatch.mode=tis", "grpo.old_logprobs=learner", "cluster.dashboard=true",
              "curriculum.shared_store=true",
+             # GRPO on packed rows under a token budget, the toggle measured in both modes.
+             "learner.pack_tokens=96", "learner.max_tokens_per_micro_batch=384", "grpo.toggle_eval=true",
              # One learner beside one engine: what is tested is the curriculum and what reaches
              # Prometheus, not the ranks.
              "cluster.devices_per_node=1"]

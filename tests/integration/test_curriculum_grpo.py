@@ -78,3 +78,11 @@ def test_every_step_line_carries_the_curriculum_metrics(pipeline_run: Path) -> N
     # Held-out evaluation at steps 2 and 4 only.
     assert [("eval/pass_rate" in r) for r in rows] == [False, True, False, True]
 
+
+def test_grpo_trains_packed_rows_and_measures_the_toggle_in_both_modes(pipeline_run: Path) -> None:
+    """``learner.pack_tokens`` and a token budget per micro-batch; ``grpo.toggle_eval`` at the end."""
+    rows = read_metrics(pipeline_run / "metrics.jsonl")
+    assert all(0.5 < r["positions/real_share"] <= 1.0 for r in rows)
+    manifest = json.loads((pipeline_run / "stages" / "grpo" / "manifest.json").read_text())
+    for key in ("toggle/on_compliance", "toggle/off_compliance", "toggle/on_pass_rate", "toggle/off_pass_rate"):
+        assert 0.0 <= manifest["metrics"][key] <= 1.0, key

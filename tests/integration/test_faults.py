@@ -79,16 +79,20 @@ def test_replaced_actors_and_a_lost_machine_lose_nothing(reference_run: Path, tm
 def test_a_crashing_prompt_a_hanging_reward_and_fp8_engines_that_fall_back_in_one_run(reference_run: Path,
                                                                                        tmp_path: Path) -> None:
     """A prompt that kills every engine given it is dropped (not charged to the restart bound) and
-    replaced; a reward that hangs is cut at ``reward.timeout_s`` and counted. The same run's engines
+    replaced; a reward that hangs is cut at ``reward.timeout_s`` and counted. Two prompts a step,
+    one per engine, and ``faults.prompt_retries=0``: the prompt fails alone and is dropped at its
+    first failure, so one engine is replaced (how a failed chunk is retried whole, then prompt by
+    prompt, is ``PromptBudget.retry``'s, tested in tests/unit/test_fault_plan.py). The same run's engines
     are FP8 (on CPU: FP8-rounded weights, emulated), its PPO ratio is corrected by TIS with the
     learners' own old log-probs (FAST gives two optimizer steps per rollout, and a learner refuses
     to train the second without them), and the guardrail switches FP8 off when the mismatch stays
     high. One launch for the three: none of them depends on the others' outcome."""
     # The first prompt step 1 draws (the uniform curriculum over the 64 RL prompts, seed 0).
-    uid = f"arith:{build_curriculum('uniform', uids=[f'arith:{i}' for i in range(64)], seed=0, total_steps=4).next_batch(8)[0]}"
+    uid = f"arith:{build_curriculum('uniform', uids=[f'arith:{i}' for i in range(64)], seed=0, total_steps=4).next_batch(2)[0]}"
     run = tmp_path / "run"
     rc, out = _grpo(reference_run, run, f"prompt:exit@{uid}", env=plugin_env(),
-                    extra=("faults.max_rollout_restarts=0", "reward.components={sometimes_hangs: 1.0}",
+                    extra=("grpo.prompts_per_step=2", "grpo.samples_per_prompt=16", "faults.prompt_retries=0",
+                           "faults.max_rollout_restarts=0", "reward.components={sometimes_hangs: 1.0}",
                            "reward.modules=[slow_rewards]", "reward.timeout_s=2",
                            # Any FP8 rounding exceeds this threshold: the guard must trip after two steps.
                            "rollout.precision=fp8", "grpo.mismatch.mode=tis", "grpo.mismatch.guard_kl=1e-12",
@@ -96,7 +100,7 @@ def test_a_crashing_prompt_a_hanging_reward_and_fp8_engines_that_fall_back_in_on
     assert rc == 0, out[-3000:]
     rows = read_metrics(run / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
-    assert all(r["reward/samples"] == 8 * 4 for r in rows)  # the batch is refilled to its size
+    assert all(r["reward/samples"] == 2 * 16 for r in rows)  # the batch is refilled to its size
     assert rows[-1]["faults/dropped_prompts"] == 1 and rows[-1]["faults/rollout_restarts"] == 0
     assert any(e["action"] == "dropped" and uid in str(e["actor"]) for e in _history(run))
     assert sum(r["reward/timeouts"] for r in rows) > 0

@@ -1,7 +1,7 @@
 """Stages as Ray jobs: submitted through the real Jobs API of the run's own dashboard, listed there
 with their metadata, skipped on a re-run when their manifest still stands, and a failing stage
-stopping the pipeline with its log path. Without a dashboard the stages run in the driver: the
-reference run shows it (test_e2e)."""
+stopping the pipeline with its log path (one run: two stages pass, the third fails). Without a
+dashboard the stages run in the driver: the reference run shows it (test_e2e)."""
 
 from __future__ import annotations
 
@@ -46,13 +46,20 @@ def _jobs_seen_while_running(proc: Any, port: int, run: Path) -> dict[str, dict[
     return seen
 
 
-def test_stages_run_as_ray_jobs_listed_by_the_dashboard_and_a_rerun_skips_them(tmp_path: Path) -> None:
+FAILING = "pipeline_stages:FailingStage"
+
+
+def test_stages_run_as_ray_jobs_a_failing_one_stops_the_pipeline_and_a_rerun_skips_the_done_ones(
+        tmp_path: Path) -> None:
+    """Two stages run as jobs, the third fails: the pipeline stops there with its log path and never
+    starts the fourth. The re-run skips the two whose manifests still stand and fails again at the
+    third (one launch each: what a user who fixed nothing would see)."""
     run, port = tmp_path / "run", free_port()
-    proc = start(run, f"stages=[{FIRST},{PASS_ON}]", "cluster.dashboard=true", f"cluster.dashboard_port={port}",
-                 env=plugin_env())
+    proc = start(run, f"stages=[{FIRST},{PASS_ON},{FAILING},grpo]", "cluster.dashboard=true",
+                 f"cluster.dashboard_port={port}", env=plugin_env())
     seen = _jobs_seen_while_running(proc, port, run)
     rc, out = finish(proc, run)
-    assert rc == 0, out[-3000:]
+    assert rc == 1, out[-3000:]
     for stage in (FIRST, PASS_ON):
         manifest = _manifest(run, stage)
         assert manifest["runner"] == "ray_job" and manifest["job_id"] == seen[stage]["submission_id"]
@@ -60,21 +67,18 @@ def test_stages_run_as_ray_jobs_listed_by_the_dashboard_and_a_rerun_skips_them(t
         assert "Running entrypoint" in (run / "stages" / stage.replace("/", "_") / "job.log").read_text()
     assert _manifest(run, PASS_ON)["metrics"] == {"pass_on/upstream": 1}
     assert "stage first done" in out  # each stage prints its figures as it ends (its own name)
+    _assert_failed_at_the_failing_stage(run, out)
     before = {s: _manifest(run, s) for s in (FIRST, PASS_ON)}
 
     rc, out = resume(run, env=plugin_env())
-    assert rc == 0, out[-3000:]
+    assert rc == 1, out[-3000:]
     assert out.count("up to date") >= 2
     assert {s: _manifest(run, s) for s in (FIRST, PASS_ON)} == before  # neither ran again
+    _assert_failed_at_the_failing_stage(run, out)
 
 
-def test_a_failing_stage_stops_the_pipeline_with_its_log_path(tmp_path: Path) -> None:
-    run, port = tmp_path / "run", free_port()
-    rc, out = finish(start(run, "stages=[pipeline_stages:FailingStage,grpo]", "cluster.dashboard=true",
-                           f"cluster.dashboard_port={port}", env=plugin_env()), run)
-    assert rc == 1, out[-3000:]
-    log = run / "stages" / "pipeline_stages:FailingStage" / "job.log"
+def _assert_failed_at_the_failing_stage(run: Path, out: str) -> None:
+    log = run / "stages" / FAILING / "job.log"
     assert f"its log: {log}" in out and "boom: the failing test stage" in log.read_text()
     assert "boom: the failing test stage" in (run / "error.log").read_text()
     assert not (run / "stages" / "grpo").exists()
-

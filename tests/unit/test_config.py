@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -209,25 +211,48 @@ def test_bad_config_is_caught_before_ray(overrides: list[str], field: str) -> No
     assert "Fix:" in str(err.value)
 
 
-def _launch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "rlplat.launch", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+@dataclass(frozen=True)
+class Launched:
+    """What a launch that ends before Ray starts returned and printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture()
+def launch_main(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+            capsys: pytest.CaptureFixture[str]) -> Callable[..., Launched]:
+    """The launcher's ``main`` in this process, in ``tmp_path``: every launch here ends before Ray
+    starts (a config error or a dry run), so a process of its own would only add its imports
+    (test_launch_exits_2_with_one_paragraph_on_bad_config runs the real command once)."""
+    from rlplat.launch import main
+
+    monkeypatch.chdir(tmp_path)
+
+    def launch(*args: str) -> Launched:
+        code = main(list(args))
+        out = capsys.readouterr()
+        return Launched(code, out.out, out.err)
+
+    return launch
 
 
 def test_launch_exits_2_with_one_paragraph_on_bad_config(tmp_path: Path) -> None:
-    out = _launch("grpo.total_stepz=3", cwd=tmp_path)
+    out = subprocess.run([sys.executable, "-m", "rlplat.launch", "grpo.total_stepz=3"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     msg = out.stderr.strip()
     assert "grpo.total_stepz" in msg and "Did you mean 'total_steps'" in msg and "\n" not in msg
 
 
-def test_launch_ultra_without_cluster_fails_fast(tmp_path: Path) -> None:
-    out = _launch("+experiment=ultra_grpo", cwd=tmp_path)
+def test_launch_ultra_without_cluster_fails_fast(launch_main: Callable[..., Launched], tmp_path: Path) -> None:
+    out = launch_main("+experiment=ultra_grpo")
     assert out.returncode == 2 and "72 nodes" in out.stderr and "cluster.address" in out.stderr
 
 
-def test_launch_ultra_dry_run_prints_plan(tmp_path: Path) -> None:
-    out = _launch("+experiment=ultra_grpo", "dry_run=true", cwd=tmp_path)
+def test_launch_ultra_dry_run_prints_plan(launch_main: Callable[..., Launched], tmp_path: Path) -> None:
+    out = launch_main("+experiment=ultra_grpo", "dry_run=true")
     assert out.returncode == 0, out.stderr
     assert "72 node(s) x 8 GPU = 576 devices" in out.stdout
     assert "72 x vLLM TP8" in out.stdout and "Memory per device" in out.stdout
@@ -244,37 +269,37 @@ def test_run_dir_holding_another_run_is_not_overwritten(tmp_path: Path) -> None:
         prepare_run_dir(cfg, tmp_path / "r")
 
 
-def test_launch_refuses_a_run_dir_holding_another_run(tmp_path: Path) -> None:
+def test_launch_refuses_a_run_dir_holding_another_run(launch_main: Callable[..., Launched], tmp_path: Path) -> None:
     run = tmp_path / "r"
     run.mkdir()
     (run / "config.yaml").write_text("seed: 1\n")
-    out = _launch(f"hydra.run.dir={run}", cwd=tmp_path)
+    out = launch_main(f"hydra.run.dir={run}")
     assert out.returncode == 2 and "already holds a run" in out.stderr and f"resume={run}" in out.stderr
 
 
-def test_launch_names_file_and_row_of_a_malformed_dataset(tmp_path: Path) -> None:
+def test_launch_names_file_and_row_of_a_malformed_dataset(launch_main: Callable[..., Launched], tmp_path: Path) -> None:
     data = tmp_path / "d.jsonl"
     data.write_text('{"question": "1+1", "answer": "2"}\n{"question": "2+2", "answer": "4"}\n{"answer": "6"}\n')
-    out = _launch("stages=[grpo]", "data.source=file", f"data.file.path={data}", cwd=tmp_path)
+    out = launch_main("stages=[grpo]", "data.source=file", f"data.file.path={data}")
     assert out.returncode == 2, out.stderr
     assert str(data) in out.stderr and "row 3" in out.stderr and "question" in out.stderr
 
 
-def test_launch_names_file_and_row_of_a_malformed_sft_row_before_ray(tmp_path: Path) -> None:
+def test_launch_names_file_and_row_of_a_malformed_sft_row_before_ray(launch_main: Callable[..., Launched], tmp_path: Path) -> None:
     data = tmp_path / "sft.jsonl"
     data.write_text('{"input": "q", "output": "a", "reasoning": "off"}\n{"input": "q", "output": "a", "reasoning": "on"}\n')
-    out = _launch("stages=[sft,grpo]", f"sft.data={data}", cwd=tmp_path)
+    out = launch_main("stages=[sft,grpo]", f"sft.data={data}")
     assert out.returncode == 2, out.stderr
     assert str(data) in out.stderr and "row 2" in out.stderr and "<think>" in out.stderr and "sft.data" in out.stderr
 
 
-def test_launch_reports_a_missing_dataset_file(tmp_path: Path) -> None:
-    out = _launch("stages=[grpo]", "data.source=file", f"data.file.path={tmp_path / 'nope.jsonl'}", cwd=tmp_path)
+def test_launch_reports_a_missing_dataset_file(launch_main: Callable[..., Launched], tmp_path: Path) -> None:
+    out = launch_main("stages=[grpo]", "data.source=file", f"data.file.path={tmp_path / 'nope.jsonl'}")
     assert out.returncode == 2 and "nope.jsonl" in out.stderr
 
 
-def test_resume_of_a_directory_without_checkpoints_is_refused(tmp_path: Path) -> None:
-    out = _launch(f"resume={tmp_path}", cwd=tmp_path)
+def test_resume_of_a_directory_without_checkpoints_is_refused(launch_main: Callable[..., Launched], tmp_path: Path) -> None:
+    out = launch_main(f"resume={tmp_path}")
     assert out.returncode == 2 and "resume" in out.stderr
 
 
@@ -289,6 +314,37 @@ def test_a_model_directory_without_a_loadable_tokenizer_is_a_config_error(tmp_pa
     with pytest.raises(ConfigError) as err:
         check(load([f"model.path={model}"])[0])
     assert err.value.field == "model.path" and "no loadable tokenizer" in str(err.value)
+
+
+def test_a_model_directory_without_weights_is_refused_before_ray(tmp_path: Path) -> None:
+    """A directory holding config.json and a tokenizer only (the configs of a partial download)
+    passed the checks, started Ray and a job, and failed in the learner 54 s later."""
+    from rlplat.models.tiny import build_tiny_llama
+
+    model = build_tiny_llama(tmp_path / "model")
+    for weights in model.glob("*.safetensors"):
+        weights.unlink()
+    with pytest.raises(ConfigError) as err:
+        check(load([f"model.path={model}", "stages=[grpo]"])[0])
+    assert err.value.field == "model.path" and "no weights" in str(err.value) and "*.safetensors" in str(err.value)
+
+
+def test_a_hub_id_as_model_path_says_to_download_it_first() -> None:
+    with pytest.raises(ConfigError) as err:
+        check(load(["model.path=Qwen/Qwen3-0.6B", "stages=[grpo]"])[0])
+    assert err.value.field == "model.path" and "Hugging Face Hub id" in str(err.value)
+    assert "huggingface-cli download Qwen/Qwen3-0.6B --local-dir models/Qwen3-0.6B" in str(err.value)
+
+
+def test_a_failed_run_suggests_resume_only_when_something_was_saved(tmp_path: Path) -> None:
+    from rlplat.runs import how_to_continue
+
+    assert "Nothing was saved" in how_to_continue(tmp_path) and "resume=" not in how_to_continue(tmp_path)
+    (tmp_path / "stages" / "grpo").mkdir(parents=True)  # a stage that started and failed: nothing to skip
+    assert "resume=" not in how_to_continue(tmp_path)
+    (tmp_path / "stages" / "sft").mkdir()
+    (tmp_path / "stages" / "sft" / "manifest.json").write_text("{}")  # a finished stage a resume skips
+    assert f"resume={tmp_path}" in how_to_continue(tmp_path)
 
 
 def test_a_distillation_text_file_with_a_bad_row_is_named_before_ray(tmp_path: Path) -> None:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from rlplat.faults import ArmedFaults, FaultInjector, FaultLog, FaultSpec, InjectedFault, PromptBudget, parse_faults
+from rlplat.faults import (
+    ArmedFaults,
+    Chunk,
+    FaultInjector,
+    FaultLog,
+    FaultSpec,
+    InjectedFault,
+    PromptBudget,
+    parse_faults,
+)
 
 
 def test_specs_parse_and_fire_once_per_run() -> None:
@@ -55,6 +64,25 @@ def test_a_bad_prompt_is_dropped_and_its_failures_are_not_charged() -> None:
     budget.failed(["bad"])  # alone, with its budget spent
     assert budget.drop_if_spent("bad") and budget.dropped == {"bad"}
     assert budget.take_charged() == 0  # all three failures involved the dropped prompt
+
+
+def test_a_failed_chunk_is_retried_whole_once_then_prompt_by_prompt_until_the_culprit_is_dropped() -> None:
+    """What a rollout group sends again as a prompt that kills every engine given it keeps failing."""
+    budget, uids = PromptBudget(retries=1), ("a", "bad", "c")
+    chunk = Chunk((4, 5, 6))
+    budget.failed(uids)
+    [whole] = budget.retry(chunk, uids)
+    assert whole == Chunk((4, 5, 6), retried=True)
+    budget.failed(uids)
+    assert budget.retry(whole, uids) == [Chunk((4,), True), Chunk((5,), True), Chunk((6,), True)]
+    budget.failed(["bad"])  # alone: its third failure, over retries=1
+    assert budget.retry(Chunk((5,), True), ["bad"]) == [] and budget.dropped == {"bad"}
+    lone = PromptBudget(retries=1)
+    lone.failed(["x"])  # a prompt alone from the start gets its retry
+    assert lone.retry(Chunk((0,)), ["x"]) == [Chunk((0,), True)] and not lone.dropped
+    never = PromptBudget(retries=0)
+    never.failed(["x"])  # retries=0: dropped at its first failure alone
+    assert never.retry(Chunk((0,)), ["x"]) == [] and never.dropped == {"x"}
 
 
 def test_an_engine_fault_is_charged_once_its_prompts_succeed() -> None:
