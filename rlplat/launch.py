@@ -128,7 +128,12 @@ def _run(cfg: Config, run_dir: Path, resume: bool) -> int:
     from rlplat.report import format_report, summarize
     from rlplat.stages.pipeline import run_pipeline
 
+    # Where to look, before anything else prints (Ray's own notices come with its start).
+    print(f"rlplat: run directory {run_dir}{' (resumed)' if resume else ''}\n"
+          f"  follow it: tensorboard --logdir {run_dir / 'tensorboard'}", flush=True)
     dashboard = start_ray(cfg.cluster)
+    if dashboard:
+        print(f"  Ray dashboard: {dashboard}", flush=True)
     code, final = run_guarded(run_dir, lambda: run_pipeline(cfg, run_dir, resume,
                                                             dashboard if cfg.cluster.dashboard else None))
     if code != EXIT_OK:

@@ -56,11 +56,27 @@ def load(overrides: list[str]) -> tuple[Config, Path]:
     if resume is not None:
         return _load_resumed(resume, [o for o in overrides if not o.startswith("resume=")])
     data, run_dir = _compose(overrides)
+    data["stages"] = own_model_stages(data, overrides)
     if data.get("run_dir") not in (Config().run_dir, str(run_dir)):
         raise ConfigError("run_dir", f"run_dir={data['run_dir']} is set in a config file, where it does not choose "
                           "the run directory.", "set hydra.run.dir there instead (hydra: {run: {dir: DIR}}), or give "
                           "run_dir=DIR on the command line.")
     return to_config({**data, "run_dir": str(run_dir)}), run_dir
+
+
+def own_model_stages(data: dict[str, Any], overrides: list[str]) -> list[str]:
+    """The stages of the composed config ``data``: GRPO alone when ``model.path`` names a model of
+    one's own and nothing chose the stages (the default's ``warmstart`` teaches the tiny built-in
+    model the synthetic task's format, which a model of one's own neither needs nor fits)."""
+    stages = list(data["stages"])
+    chosen = any(o.partition("=")[0].lstrip("+") == "stages" for o in overrides)
+    if data["model"].get("path") and not chosen and tuple(stages) == Config().stages:
+        import logging
+
+        logging.getLogger(__name__).info("model.path is set and stages= is not: running stages=[grpo] (the "
+                                         "built-in warm start is for the tiny default model)")
+        return ["grpo"]
+    return stages
 
 
 def run_dir_alias(overrides: list[str]) -> list[str]:

@@ -377,7 +377,8 @@ class DatasetConfig:
     metadata forwarded to the reward.
     """
 
-    # Local .jsonl, .json (array of objects or JSON lines) or .parquet file.
+    # Local .jsonl, .json (array of objects or JSON lines) or .parquet file, or a directory written
+    # by datasets' save_to_disk (a dataset dictionary's "train" split).
     path: str | None = None
     # Column holding the question (a non-empty string).
     prompt_field: str = "question"

@@ -17,6 +17,7 @@ def validate(cfg: Config) -> None:
     _check_batches(cfg)
     _check_cluster(cfg)
     _check_engine(cfg)
+    _check_sampling(cfg)
     _check_stages(cfg)
     _check_prefilter_and_eval(cfg)
     _check_data(cfg)
@@ -90,6 +91,24 @@ def _check_cluster(cfg: Config) -> None:
         raise ConfigError("rollout.tensor_parallel_size", f"{tp} does not divide the {engine_devices} rollout "
                           "devices (an engine must sit inside one node).", "choose a tensor_parallel_size "
                           "dividing cluster.devices_per_node.")
+
+
+def _check_sampling(cfg: Config) -> None:
+    """Sampling values vLLM and the learners can use, and a context with room for a prompt."""
+    r, s = cfg.rollout, cfg.rollout.sampling
+    if s.temperature <= 0:
+        raise ConfigError("rollout.sampling.temperature", f"must be above 0, found {s.temperature}: GRPO samples "
+                          "several answers per prompt, and the learners divide the logits by it.",
+                          "set rollout.sampling.temperature=1.0 (the paper's), or another positive value.")
+    if not 0 < s.top_p <= 1:
+        raise ConfigError("rollout.sampling.top_p", f"must be in (0, 1], found {s.top_p}.",
+                          "set rollout.sampling.top_p=1.0 (the paper's), or a fraction above 0.")
+    _positive("rollout.sampling.max_new_tokens", s.max_new_tokens)
+    if r.max_model_len <= s.max_new_tokens:
+        raise ConfigError("rollout.max_model_len", f"max_model_len={r.max_model_len} leaves no room for a prompt "
+                          f"beside max_new_tokens={s.max_new_tokens} (a sequence holds both).",
+                          f"raise rollout.max_model_len above {s.max_new_tokens} plus your longest prompt, or "
+                          "lower rollout.sampling.max_new_tokens.")
 
 
 def _check_engine(cfg: Config) -> None:

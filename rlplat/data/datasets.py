@@ -1,6 +1,7 @@
 """Local prompt datasets for GRPO: read, validate, render into ``PromptItem``s.
 
-A dataset is one local file (``.jsonl``, ``.json`` or ``.parquet``) read with the Hugging Face
+A dataset is one local file (``.jsonl``, ``.json`` or ``.parquet``), or a directory written by
+``Dataset.save_to_disk`` (its ``train`` split for a dataset dictionary), read with the Hugging Face
 ``datasets`` library (offline: nothing is fetched). Each row gives a question and a reference
 answer, optionally a system prompt, an id and metadata forwarded to the reward. Everything is
 validated before :func:`load_prompts` returns, so the launcher can call it before Ray starts and
@@ -116,14 +117,53 @@ def _read_rows(cfg: DatasetConfig) -> list[dict[str, Any]]:
     """All rows of the file as dicts, after file-level and column-level checks."""
     if not cfg.path:
         raise DataError("(none)", "no dataset file is configured", f"set {_KEY}.path to a .jsonl, .json or .parquet file")
+    if is_saved_dataset(_path(cfg)):
+        rows = _load_saved(cfg)
+    else:
+        _check_file(cfg)
+        rows = _load_with_datasets(cfg)
+    if not rows:
+        raise DataError(_path(cfg), "the dataset has no rows", "point to a file with at least one row")
+    _check_columns(cfg, rows)
+    return rows
+
+
+def is_saved_dataset(path: str) -> bool:
+    """Whether ``path`` is a directory ``datasets`` wrote with ``save_to_disk`` (a dataset, or a
+    dataset dictionary of splits)."""
+    return os.path.isdir(path) and any(os.path.isfile(os.path.join(path, name))
+                                       for name in ("state.json", "dataset_dict.json"))
+
+
+def _load_saved(cfg: DatasetConfig) -> list[dict[str, Any]]:
+    """The rows of a ``save_to_disk`` directory: the dataset, or its ``train`` split."""
+    import datasets
+
+    try:
+        saved = datasets.load_from_disk(_path(cfg))
+    except (OSError, ValueError, datasets.exceptions.DatasetsError) as err:
+        raise DataError(_path(cfg), f"the saved dataset cannot be read ({type(err).__name__}: {err})",
+                        "save it again with Dataset.save_to_disk") from err
+    if isinstance(saved, datasets.DatasetDict):
+        if "train" not in saved:
+            raise DataError(_path(cfg), f"the saved dataset has no 'train' split (splits {sorted(saved)})",
+                            "save the split to train on alone, or under the name 'train'")
+        saved = saved["train"]
+    rows: list[dict[str, Any]] = saved.to_list()
+    return rows
+
+
+def _check_file(cfg: DatasetConfig) -> None:
+    """The configured path is a file of a type ``datasets`` reads."""
     if not os.path.isfile(_path(cfg)):
-        what = "is a directory" if os.path.isdir(_path(cfg)) else "does not exist"
+        what = "is a directory datasets did not save (no state.json)" if os.path.isdir(_path(cfg)) \
+            else "does not exist"
         # Relative paths resolve against the working directory, which a launcher may have changed.
         where = "" if os.path.isabs(_path(cfg)) else f" (resolved to {os.path.abspath(_path(cfg))})"
         raise DataError(
             _path(cfg),
             f"the file {what}{where}",
-            f"set {_KEY}.path to an existing .jsonl, .json or .parquet file",
+            f"set {_KEY}.path to an existing .jsonl, .json or .parquet file, or a save_to_disk directory",
         )
     if _suffix(_path(cfg)) not in _BUILDERS:
         raise DataError(
@@ -131,11 +171,6 @@ def _read_rows(cfg: DatasetConfig) -> list[dict[str, Any]]:
             f"unsupported file type {_suffix(_path(cfg))!r}",
             "convert it to .jsonl, .json or .parquet (the suffix selects the reader)",
         )
-    rows = _load_with_datasets(cfg)
-    if not rows:
-        raise DataError(_path(cfg), "the dataset has no rows", "point to a file with at least one row")
-    _check_columns(cfg, rows)
-    return rows
 
 
 def _load_with_datasets(cfg: DatasetConfig) -> list[dict[str, Any]]:
@@ -200,7 +235,7 @@ def _diagnose_json(cfg: DatasetConfig, check_rows: bool = True) -> None:
     With ``check_rows`` every record is also validated as ``load_prompts`` would; without it only
     the JSON syntax and the record shape (an object) are checked.
     """
-    if _BUILDERS[_suffix(_path(cfg))] != "json":
+    if _BUILDERS.get(_suffix(_path(cfg))) != "json":
         return
     try:
         records = _parse_json_records(cfg)
@@ -349,7 +384,7 @@ def _row_system(cfg: DatasetConfig, row: dict[str, Any], index: int) -> str | No
 
 def _uid(cfg: DatasetConfig, row: dict[str, Any], index: int) -> str:
     if cfg.id_field is None:
-        return f"{os.path.basename(_path(cfg))}:{index + 1}"
+        return f"{os.path.basename(os.path.normpath(_path(cfg)))}:{index + 1}"
     value = row.get(cfg.id_field)
     if value is None or isinstance(value, (bool, list, dict)):
         found = "nothing" if value is None else _describe(value)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from rlplat.config.schema import DatasetConfig
-from rlplat.data.chat import Message, encode, render_prompt, system_prompt
+from rlplat.data.chat import Message, encode, end_of_turn, render_prompt, system_prompt
 from rlplat.data.datasets import DataError, read_rows, row_error
 from rlplat.types import TrainSequence
 
@@ -99,10 +99,11 @@ def render_sft_prompt(ex: SFTExample, tokenizer: PreTrainedTokenizerBase) -> str
 
 
 def to_train_sequence(ex: SFTExample, tokenizer: PreTrainedTokenizerBase) -> TrainSequence:
-    """The example as a supervised sequence: the rendered prompt and the response with EOS, on
-    which the loss falls."""
+    """The example as a supervised sequence: the rendered prompt and the response closed by the
+    token that ends the model's turn (``end_of_turn``: the template's, else EOS), on which the
+    loss falls."""
     return TrainSequence(encode(tokenizer, render_sft_prompt(ex, tokenizer)),
-                         encode(tokenizer, ex.output + (tokenizer.eos_token or "")), (), 0.0)
+                         encode(tokenizer, ex.output + (end_of_turn(tokenizer) or "")), (), 0.0)
 
 
 def final_answer(text: str) -> str:

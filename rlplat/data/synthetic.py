@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlplat.config.schema import SyntheticTaskConfig
-from rlplat.data.chat import THINKING_ON, build_messages, encode, render_prompt
+from rlplat.data.chat import THINKING_ON, build_messages, encode, end_of_turn, render_prompt
 from rlplat.data.sft import SFTExample
 from rlplat.types import PromptItem, TrainSequence
 
@@ -133,8 +133,9 @@ def to_prompt_items(problems: list[ArithProblem], tokenizer: Any) -> list[Prompt
 
 
 def worked_sequences(problems: list[ArithProblem], solutions: list[str], tokenizer: Any) -> list[TrainSequence]:
-    """Supervised sequences: each problem's "detailed thinking on" prompt, then its solution and EOS."""
-    eos = tokenizer.eos_token or ""
+    """Supervised sequences: each problem's "detailed thinking on" prompt, then its solution and the
+    token that ends the model's turn (``end_of_turn``)."""
+    eos = end_of_turn(tokenizer) or ""
     return [TrainSequence(encode(tokenizer, it.text), encode(tokenizer, sol + eos), (), 0.0)
             for it, sol in zip(to_prompt_items(problems, tokenizer), solutions, strict=True)]
 

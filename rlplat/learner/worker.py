@@ -466,8 +466,10 @@ class LearnerWorker:
         outs = []
         for prompt in prompt_token_ids:
             ids = torch.tensor([prompt], device=self._device())
-            gen = model.generate(ids, do_sample=False, max_new_tokens=max_tokens, min_new_tokens=max_tokens,
-                                 pad_token_id=self.pad_id)
+            # An explicit mask: without one, generate() masks every token equal to the pad id, and
+            # a model with no pad token (Llama-3) pads with 0, which may be its BOS.
+            gen = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_tokens,
+                                 min_new_tokens=max_tokens, pad_token_id=self.pad_id)
             outs.append(gen[0, len(prompt):].tolist())
         return outs
 

@@ -93,9 +93,31 @@ class ShmBucketEngine(WeightTransferEngine[ShmInitInfo, ShmUpdateInfo]):
         from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
 
         finalize_layerwise_reload(self.model, self.model_config)
+        reprocess_tied_head(self.model)
 
     def shutdown(self) -> None:
         """Nothing held between updates."""
+
+
+def reprocess_tied_head(model: Any) -> None:
+    """Process a tied LM head again after a reload (Qwen2, Qwen3, Gemma: ``tie_word_embeddings``).
+
+    The head shares the embedding's storage, but no checkpoint tensor is its own (the model's
+    ``load_weights`` drops ``lm_head.weight``), so vLLM's layerwise reload leaves it as it was: on
+    CPU its kernels kept computing logits with the old weights (greedy outputs differed from the
+    learner's after the first sync). Running its processing again from the shared, just loaded
+    weights fixes it; an untied head (its own weights, reloaded) is left alone.
+    """
+    head = getattr(model, "lm_head", None)
+    embed = getattr(getattr(model, "model", None), "embed_tokens", None)
+    if head is None or embed is None or head is embed:
+        return
+    head_w, embed_w = getattr(head, "weight", None), getattr(embed, "weight", None)
+    if head_w is None or embed_w is None or head_w.data_ptr() != embed_w.data_ptr():
+        return
+    method = getattr(head, "quant_method", None)
+    if method is not None:
+        method.process_weights_after_loading(head)
 
 
 def register() -> None:

@@ -7,13 +7,16 @@ as a ``SyncManifest`` (see ``rlplat.sync``).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rlplat.config.schema import RolloutConfig, SamplingConfig
+from rlplat.data.chat import stop_token_ids
 from rlplat.faults import ArmedFaults, FaultKind, inject
 from rlplat.models.decilm_format import is_decilm
 from rlplat.sync.plan import BUCKETS, IPC
@@ -76,6 +79,15 @@ def engine_env(spec: EngineSpec) -> dict[str, str | None]:
             # and about 11 s with two engines on two cores, for kernels no faster than eager ones.
             env["TORCHDYNAMO_DISABLE"] = "1"
     return env
+
+
+def _generation_eos(model_path: str) -> int | list[int] | None:
+    """``eos_token_id`` of the model's ``generation_config.json`` (None without one)."""
+    path = Path(model_path) / "generation_config.json"
+    if not path.is_file():
+        return None
+    value = json.loads(path.read_text(encoding="utf-8")).get("eos_token_id")
+    return value if isinstance(value, int | list) else None
 
 
 def _batching_args(spec: EngineSpec) -> dict[str, Any]:
@@ -143,6 +155,7 @@ class RolloutWorker:
         )
         # No rendezvous for either backend; IPC: one handle per tensor (not vLLM's packed buffer).
         self.llm.init_weight_transfer_engine({"init_info": {"packed": False} if spec.weight_backend == IPC else {}})
+        self.stop_ids = list(stop_token_ids(self.llm.get_tokenizer(), _generation_eos(spec.model_path)))
         return self.info()
 
     def info(self) -> dict[str, Any]:
@@ -167,7 +180,9 @@ class RolloutWorker:
         self._ensure_awake()
         params = [
             SamplingParams(n=n, temperature=sampling.temperature, top_p=sampling.top_p,
-                           max_tokens=sampling.max_new_tokens, logprobs=0, seed=req.seed)
+                           max_tokens=sampling.max_new_tokens, logprobs=0, seed=req.seed,
+                           # The model's turn ends here (vLLM stops at the tokenizer's EOS alone).
+                           stop_token_ids=self.stop_ids)
             for req in requests
         ]
         prompts = [{"prompt_token_ids": list(req.prompt_token_ids)} for req in requests]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rlplat.algo.batching import num_optimizer_steps
 from rlplat.config.colocation import engines_sleep, learners_offload
+from rlplat.config.errors import ConfigError
 from rlplat.config.schema import Config
 from rlplat.config.validate import learner_world_size
 from rlplat.distributed.placement import plan_placement
@@ -126,7 +127,11 @@ def param_count(cfg: Config) -> float:
         return cfg.model.params_b * 1e9
     if cfg.model.path and is_decilm(cfg.model.path):
         return float(model_params(read_decilm_config(cfg.model.path)))
-    if cfg.model.path and (Path(cfg.model.path) / "config.json").exists():
+    if cfg.model.path and not (Path(cfg.model.path) / "config.json").exists():
+        raise ConfigError("model.params_b", f"the plan cannot size the model: {cfg.model.path} has no config.json "
+                          "on this machine.", "set model.params_b=<billions of parameters>, or plan where the "
+                          "model is.")
+    if cfg.model.path:
         c = json.loads((Path(cfg.model.path) / "config.json").read_text())
         h, i, n, v = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"], c["vocab_size"]
         kv = h * c.get("num_key_value_heads", c["num_attention_heads"]) // c["num_attention_heads"]
@@ -167,6 +172,19 @@ def estimate_memory(cfg: Config) -> MemoryEstimate:
                           engine_w / GIB, kv / GIB, optimizer / GIB if offload else 0.0)
 
 
+def _files_line(cfg: Config) -> str:
+    """The files the run would read, and whether each is on this machine: a dry run reads none of
+    them (they usually name the cluster's), so its "valid" says nothing about them."""
+    named = [("model.path", cfg.model.path),
+             ("data.file.path", cfg.data.file.path if cfg.data.source == "file" else None),
+             ("sft.data", cfg.sft.data if "sft" in cfg.stages and cfg.sft.source == "file" else None),
+             ("distill.data", cfg.distill.data if "distill" in cfg.stages else None),
+             ("distill.teacher_path", cfg.distill.teacher_path if "distill" in cfg.stages else None)]
+    present = [f"{field}={path} ({'here' if Path(path).exists() else 'not on this machine'})"
+               for field, path in named if path]
+    return f"Files (not read by a dry run): {'; '.join(present) if present else 'none named'}"
+
+
 def describe(cfg: Config) -> str:
     """The dry-run text: plan, layout, per-device memory."""
     plan = plan_placement(cfg.cluster, cfg.rollout)
@@ -180,6 +198,7 @@ def describe(cfg: Config) -> str:
     phases = phase_memory(cfg, m)
     lines = [
         f"rlplat dry run: experiment '{cfg.experiment}' (config valid; nothing started)",
+        _files_line(cfg),
         f"Cluster: {c.num_nodes} node(s) x {per_node} {c.device.upper()} = {c.num_nodes * per_node} devices, "
         f"{'co-located' if c.colocate else 'separate'} learners and engines, placement {c.placement_strategy}",
         f"Per node: {learners_per_node} learner rank(s), {engines_per_node} vLLM engine(s) "

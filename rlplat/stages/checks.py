@@ -83,6 +83,26 @@ def check_model_dir(field: str, path: str | None, fix: str) -> None:
                           "it was trained from into it.") from err
 
 
+def check_prompts_fit(cfg: Config, model_path: str | None = None) -> None:
+    """Tokenize the RL prompts with the tokenizer of ``model_path`` (default ``model.path``): a
+    prompt longer than ``rollout.max_model_len - rollout.sampling.max_new_tokens`` is refused now,
+    not once Ray and the stage have started. Without a model directory (the tiny default, built at
+    run time, whose prompts the config sizes) there is nothing to check here. The model directory
+    itself was checked first (``check_model_dir``).
+
+    Raises:
+        ConfigError: at ``rollout.max_model_len`` for a prompt too long, or the dataset's own error.
+    """
+    path = model_path or cfg.model.path
+    if not path:
+        return
+    from transformers import AutoTokenizer
+
+    from rlplat.runtime.prompts import load_prompt_sets
+
+    load_prompt_sets(cfg, AutoTokenizer.from_pretrained(path))
+
+
 # What a Hugging Face model directory's weights are called (single file, shards, their indexes).
 WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json")
 

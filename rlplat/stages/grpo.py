@@ -78,6 +78,12 @@ class GRPOStage:
                        "sync", "checkpoint")
     starts_engines = True  # it samples with the rollout engines (rlplat.stages.checks)
 
+    def preflight(self, cfg: Config) -> None:
+        """Before Ray (``rlplat.stages.checks``): every prompt fits the engines' context."""
+        from rlplat.stages.checks import check_prompts_fit
+
+        check_prompts_fit(cfg)
+
     def run(self, ctx: StageContext) -> StageManifest:
         from transformers import AutoTokenizer
 

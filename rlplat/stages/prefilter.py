@@ -121,11 +121,13 @@ class PrefilterStage:
     starts_engines = True  # it samples with the rollout engines (rlplat.stages.checks)
 
     def preflight(self, cfg: Config) -> None:
-        """Before Ray (``rlplat.stages.checks``): the reference model directory, when one is named."""
-        from rlplat.stages.checks import check_model_dir
+        """Before Ray (``rlplat.stages.checks``): the reference model directory, when one is named,
+        and every prompt fitting the engines' context."""
+        from rlplat.stages.checks import check_model_dir, check_prompts_fit
 
         check_model_dir("prefilter.model_path", cfg.prefilter.model_path, "point it at the reference model, "
                         "or set it to null to prefilter with the stage's input model.")
+        check_prompts_fit(cfg, cfg.prefilter.model_path)
 
     def run(self, ctx: StageContext) -> StageManifest:
         from transformers import AutoTokenizer

@@ -50,3 +50,11 @@ def test_run_directory_holds_config_checkpoints_model_and_report(reference_run: 
     # Without a dashboard (cluster.dashboard=false) the stages run in the driver, and say so.
     assert manifest["runner"] == "driver" and manifest["job_id"] is None and manifest["seconds"] >= 0
 
+
+def test_the_launcher_says_where_the_run_is_before_anything_else(reference_run: Path) -> None:
+    """The run directory and how to follow it come first, before Ray's own notices."""
+    from launch_helpers import log_path
+
+    lines = log_path(reference_run).read_text().splitlines()
+    assert lines[0] == f"rlplat: run directory {reference_run}"
+    assert lines[1] == f"  follow it: tensorboard --logdir {reference_run / 'tensorboard'}"

@@ -182,6 +182,13 @@ def test_wrong_type_is_rejected() -> None:
     (["cluster.device=gpu", "model.dtype=bfloat16", "learner.zero_stage=3", "dry_run=true"],
      "learner.offload_optimizer"),
     (["sync.backend=ipc"], "sync.backend"),
+    # Sampling values, and a context with no room for a prompt (it was reported after Ray started).
+    (["rollout.sampling.temperature=-1"], "rollout.sampling.temperature"),
+    (["rollout.sampling.temperature=0"], "rollout.sampling.temperature"),
+    (["rollout.sampling.top_p=0"], "rollout.sampling.top_p"),
+    (["rollout.sampling.top_p=1.5"], "rollout.sampling.top_p"),
+    (["rollout.sampling.max_new_tokens=0"], "rollout.sampling.max_new_tokens"),
+    (["rollout.max_model_len=16", "rollout.sampling.max_new_tokens=48"], "rollout.max_model_len"),
     (["grpo.async.max_stalenes=1"], "grpo.async.max_stalenes"),
     (["stages=[sft,grpo]"], "sft.data"),
     (["cluster.num_nodes=4"], "cluster.num_nodes"),
@@ -327,6 +334,32 @@ def test_a_model_directory_without_weights_is_refused_before_ray(tmp_path: Path)
     with pytest.raises(ConfigError) as err:
         check(load([f"model.path={model}", "stages=[grpo]"])[0])
     assert err.value.field == "model.path" and "no weights" in str(err.value) and "*.safetensors" in str(err.value)
+
+
+def test_a_prompt_too_long_for_the_engines_is_refused_before_ray(tmp_path: Path) -> None:
+    """It was reported after Ray and the stage had started (46 s), twice."""
+    from rlplat.models.tiny import build_tiny_llama
+
+    model = build_tiny_llama(tmp_path / "model")
+    data = tmp_path / "rl.jsonl"
+    data.write_text('{"question": "1+1", "answer": "2"}\n' + '{"question": "%s", "answer": "3"}\n' % ("1+" * 200))
+    args = [f"model.path={model}", "data.source=file", f"data.file.path={data}", "rollout.max_model_len=128"]
+    with pytest.raises(ConfigError) as err:
+        check(load(args)[0])
+    assert err.value.field == "rollout.max_model_len" and "max_model_len - max_new_tokens = 80" in str(err.value)
+    with pytest.raises(ConfigError) as err:  # the prefilter's engines read the same prompts
+        check(load([*args, "stages=[prefilter]"])[0])
+    assert err.value.field == "rollout.max_model_len"
+
+
+def test_a_model_of_ones_own_trains_with_grpo_alone_unless_the_stages_are_given(tmp_path: Path) -> None:
+    """With ``model.path`` and no ``stages=`` the run started the built-in warm start and failed in it."""
+    from rlplat.models.tiny import build_tiny_llama
+
+    model = build_tiny_llama(tmp_path / "model")
+    assert load([f"model.path={model}"])[0].stages == ("grpo",)
+    assert load([f"model.path={model}", "stages=[warmstart,grpo]"])[0].stages == ("warmstart", "grpo")
+    assert load([])[0].stages == ("warmstart", "grpo")  # the tiny default keeps its warm start
 
 
 def test_a_hub_id_as_model_path_says_to_download_it_first() -> None:

@@ -93,6 +93,26 @@ def test_parquet_file_and_numeric_answers(tmp_path: Path) -> None:
     assert [(i.uid, i.question, i.reference) for i in items] == [("7", "one?", "1"), ("8", "two?", "2.5")]
 
 
+def test_a_directory_saved_with_save_to_disk(tmp_path: Path) -> None:
+    """A dataset a user saved with ``datasets`` (GSM8K style), and a dataset dictionary's train split."""
+    import datasets
+
+    rows = {"question": ["one?", "two?"], "answer": ["so #### 1", "so #### 2"]}
+    datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "plain"))
+    items = load_prompts(DatasetConfig(path=str(tmp_path / "plain"), answer_format="gsm8k"))
+    assert [(i.uid, i.question, i.reference) for i in items] == [("plain:1", "one?", "1"), ("plain:2", "two?", "2")]
+    splits = datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows),
+                                   "test": datasets.Dataset.from_dict({"question": ["x?"], "answer": ["#### 9"]})})
+    splits.save_to_disk(str(tmp_path / "splits"))
+    assert len(load_prompts(DatasetConfig(path=str(tmp_path / "splits"), answer_format="gsm8k"))) == 2
+    datasets.DatasetDict({"test": splits["test"]}).save_to_disk(str(tmp_path / "no_train"))
+    with pytest.raises(DataError, match="no 'train' split"):
+        load_prompts(DatasetConfig(path=str(tmp_path / "no_train")))
+    (tmp_path / "not_saved").mkdir()
+    with pytest.raises(DataError, match="did not save"):
+        load_prompts(DatasetConfig(path=str(tmp_path / "not_saved")))
+
+
 def test_json_array_file(tmp_path: Path) -> None:
     path = _write(tmp_path, "p.json", '[{"question": "a?", "answer": "x"}, {"question": "b?", "answer": "y"}]')
     assert [i.reference for i in load_prompts(DatasetConfig(path=path))] == ["x", "y"]
@@ -137,14 +157,22 @@ def test_chat_template_without_toggle_and_suffix(tokenizer: PreTrainedTokenizerF
     assert item.question == "What is 2 + 3?"
 
 
-def test_chat_template_rejecting_system_role_is_a_data_error(tokenizer: PreTrainedTokenizerFast) -> None:
+def test_a_template_that_refuses_a_system_role_gets_the_toggle_in_the_user_turn(
+        tokenizer: PreTrainedTokenizerFast, caplog: pytest.LogCaptureFixture) -> None:
+    """Mistral-style templates raise on a system message: the toggle line opens the user turn instead
+    (with a warning); a template that fails on that too is the row's data error."""
     strict = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer, unk_token="[UNK]")
     strict.chat_template = (
         "{% for m in messages %}{% if m['role'] == 'system' %}"
         "{{ raise_exception('System role not supported') }}{% endif %}{{ m['content'] }}{% endfor %}"
     )
-    with pytest.raises(DataError, match="System role not supported") as exc:
-        load_prompts(DatasetConfig(path=GSM8K, thinking="on"), strict)
+    with caplog.at_level("WARNING"):
+        items = load_prompts(DatasetConfig(path=GSM8K, thinking="on"), strict)
+    assert items[2].text == f"{THINKING_ON}\n\nWhat is 2 + 3?" and "refuses a system turn" in caplog.text
+    broken = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer, unk_token="[UNK]")
+    broken.chat_template = "{{ raise_exception('no template works') }}"
+    with pytest.raises(DataError, match="no template works") as exc:
+        load_prompts(DatasetConfig(path=GSM8K, thinking="on"), broken)
     assert "row 1" in str(exc.value) and "thinking=none" in str(exc.value)
 
 

@@ -77,3 +77,23 @@ def test_the_plan_says_when_the_architecture_is_unknown() -> None:
 
     cfg, _ = load(["+experiment=nano_grpo", "dry_run=true", "model.hidden_size=0"])
     assert activation_gib(cfg, True) is None and "activations  unknown" in describe(cfg)
+
+
+def test_a_dry_run_names_the_files_it_did_not_read_and_cannot_size_a_model_it_cannot_see(tmp_path: Path) -> None:
+    """It said "config valid" for a model and data file that did not exist, and sized the model as
+    the tiny default (0.0008B)."""
+    from rlplat.config.errors import ConfigError
+    from rlplat.runtime.plan_report import describe
+
+    data = tmp_path / "rl.jsonl"
+    data.write_text('{"question": "1+1", "answer": "2"}\n')
+    cfg, _ = load(["model.path=/cluster/models/llama3-8b", "stages=[grpo]", "data.source=file",
+                   f"data.file.path={data}", "dry_run=true"])
+    with pytest.raises(ConfigError) as err:
+        describe(cfg)
+    assert err.value.field == "model.params_b" and "/cluster/models/llama3-8b" in str(err.value)
+    cfg, _ = load(["model.path=/cluster/models/llama3-8b", "model.params_b=8", "stages=[grpo]", "data.source=file",
+                   f"data.file.path={data}", "dry_run=true"])
+    text = describe(cfg)
+    assert "model.path=/cluster/models/llama3-8b (not on this machine)" in text
+    assert f"data.file.path={data} (here)" in text and "Model: 8B parameters" in text
