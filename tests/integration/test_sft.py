@@ -17,9 +17,7 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "sft_toggle.jsonl"
 def test_sft_stage_trains_packed_rows_and_writes_a_loadable_model(tmp_path: Path) -> None:
     run = tmp_path / "run"
     rc, out = launch(run, "stages=[sft]", f"sft.data={DATA}", "sft.steps=150", "sft.batch_size=16",
-                     "sft.pack_tokens=96", "sft.eval_rows=8", "cluster.dashboard=false",
-                     # One learner and one engine: SFT on two ranks is the reference run's warm start.
-                     "cluster.devices_per_node=1", fast=False)
+                     "sft.pack_tokens=96", "sft.eval_rows=8", "cluster.dashboard=false", fast=False)
     assert rc == 0, out[-3000:]
     manifest = json.loads((run / "stages" / "sft" / "manifest.json").read_text())
     model = Path(manifest["model_path"])
