@@ -12,6 +12,7 @@ this, or any other rule, is reported with the file and row number before any wor
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -98,12 +99,13 @@ def render_sft_prompt(ex: SFTExample, tokenizer: PreTrainedTokenizerBase) -> str
     return render_prompt(messages, tokenizer)
 
 
-def to_train_sequence(ex: SFTExample, tokenizer: PreTrainedTokenizerBase) -> TrainSequence:
-    """The example as a supervised sequence: the rendered prompt and the response closed by the
-    token that ends the model's turn (``end_of_turn``: the template's, else EOS), on which the
-    loss falls."""
-    return TrainSequence(encode(tokenizer, render_sft_prompt(ex, tokenizer)),
-                         encode(tokenizer, ex.output + (end_of_turn(tokenizer) or "")), (), 0.0)
+def to_train_sequences(examples: Sequence[SFTExample], tokenizer: PreTrainedTokenizerBase) -> list[TrainSequence]:
+    """The examples as supervised sequences: each rendered prompt, and its response closed by the
+    token that ends the model's turn (``end_of_turn``: the template's, else EOS; found once for
+    all of them), on which the loss falls."""
+    turn_end = end_of_turn(tokenizer) or ""
+    return [TrainSequence(encode(tokenizer, render_sft_prompt(ex, tokenizer)), encode(tokenizer, ex.output + turn_end),
+                          (), 0.0) for ex in examples]
 
 
 def final_answer(text: str) -> str:

@@ -181,7 +181,8 @@ class RolloutWorker:
         params = [
             SamplingParams(n=n, temperature=sampling.temperature, top_p=sampling.top_p,
                            max_tokens=sampling.max_new_tokens, logprobs=0, seed=req.seed,
-                           # The model's turn ends here (vLLM stops at the tokenizer's EOS alone).
+                           # Where the model's turn ends: the template's end of turn is not always
+                           # among the EOS ids vLLM stops at by itself.
                            stop_token_ids=self.stop_ids)
             for req in requests
         ]

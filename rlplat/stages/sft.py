@@ -11,7 +11,7 @@ complete Hugging Face directory, for the next stage.
 from __future__ import annotations
 
 from rlplat.config.schema import Config
-from rlplat.data.sft import SFTExample, read_sft_examples, to_train_sequence
+from rlplat.data.sft import SFTExample, read_sft_examples, to_train_sequences
 from rlplat.data.synthetic import split_problems, toggle_examples
 from rlplat.runtime.supervised import train_supervised
 from rlplat.runtime.toggle_eval import measure_toggle
@@ -48,7 +48,7 @@ class SFTStage:
         tokenizer = AutoTokenizer.from_pretrained(ctx.model_path)
         train, held_out = sft_examples(cfg)
         out = ctx.run_dir / "sft_model"
-        metrics = train_supervised(cfg, ctx.model_path, [to_train_sequence(ex, tokenizer) for ex in train], out,
+        metrics = train_supervised(cfg, ctx.model_path, to_train_sequences(train, tokenizer), out,
                                    stage_metrics(ctx, self.name, cfg.sft.steps, SFT_BAR_KEYS))
         if held_out:
             metrics.update(measure_toggle(cfg, str(out), held_out))

@@ -21,7 +21,7 @@ from ray.util.placement_group import remove_placement_group
 from rlplat.algo.batching import split_for_ranks
 from rlplat.config.schema import ClusterConfig, Config, LearnerConfig, RolloutConfig, SyncConfig
 from rlplat.data.chat import THINKING_ON, build_messages, end_of_turn, render_prompt, stop_token_ids
-from rlplat.data.sft import SFTExample, to_train_sequence
+from rlplat.data.sft import SFTExample, to_train_sequences
 from rlplat.distributed.cluster import create_placement_group
 from rlplat.distributed.placement import cpu_binds, plan_placement
 from rlplat.faults import FaultLog
@@ -65,7 +65,7 @@ def test_the_turn_ends_where_the_family_s_template_says(family_dirs: dict[str, P
         text = render_prompt(build_messages(THINKING_ON, "What is 2 + 3?"), tok)
     assert THINKING_ON in text and text.index(THINKING_ON) < text.index("What is 2 + 3?")
     assert ("refuses a system turn" in caplog.text) == (name == "mistral")
-    seq = to_train_sequence(SFTExample((("user", "What is 2 + 3?"),), "<think>2+3=5</think>5", "on", None), tok)
+    [seq] = to_train_sequences([SFTExample((("user", "What is 2 + 3?"),), "<think>2+3=5</think>5", "on", None)], tok)
     assert seq.completion_ids[-1] == tok.convert_tokens_to_ids(family.end_of_turn)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from rlplat.data.datasets import DataError
-from rlplat.data.sft import read_sft_examples, think_blocks_ok, to_train_sequence
+from rlplat.data.sft import read_sft_examples, think_blocks_ok, to_train_sequences
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sft_toggle.jsonl"
 
@@ -45,7 +45,7 @@ def test_the_toggle_is_the_system_prompt_and_the_loss_is_on_the_response(tmp_pat
 
     tok = AutoTokenizer.from_pretrained(build_tiny_llama(tmp_path / "m"))
     on, off = read_sft_examples(str(DATA))[:2]
-    seq_on, seq_off = to_train_sequence(on, tok), to_train_sequence(off, tok)
+    seq_on, seq_off = to_train_sequences([on, off], tok)
     prompt_on = tok.decode(list(seq_on.prompt_ids))
     assert "detailed thinking on" in prompt_on and "What is 19 + 83?" in prompt_on
     assert "detailed thinking off" in tok.decode(list(seq_off.prompt_ids))
