@@ -37,6 +37,9 @@ def ray_local() -> Iterator[None]:
     from rlplat.config.schema import ClusterConfig
     from rlplat.distributed.cluster import start_ray
 
+    # Ray's workers inherit this environment: the test plugins (rewards) are importable by them.
+    plugins = str(REPO / "tests" / "integration" / "plugins")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [plugins, os.environ.get("PYTHONPATH")]))
     start_ray(ClusterConfig(num_cpus=8, dashboard=False))
     yield
     ray.shutdown()

@@ -25,8 +25,7 @@ from rlplat.algo.microbatches import MicroBatching, collate_micro_batch, micro_b
 from rlplat.algo.mismatch import mismatch_weights
 from rlplat.config.schema import DistillConfig, GRPOConfig, LearnerConfig
 from rlplat.faults import ArmedFaults, FaultKind
-from rlplat.models.decilm import HeteroLlamaForCausalLM, greedy_decode
-from rlplat.models.hf import load_causal_lm, save_causal_lm
+from rlplat.models.hf import greedy_decode, load_causal_lm, save_causal_lm
 from rlplat.sync.buckets import pack, plan_buckets
 from rlplat.sync.fp8 import SCALE_SUFFIX, export_metas, fused_group, quantized_items
 from rlplat.sync.ipc import IpcExport, export_ipc
@@ -458,20 +457,11 @@ class LearnerWorker:
 
     @torch.no_grad()
     def greedy(self, prompt_token_ids: list[list[int]], max_tokens: int) -> list[list[int]]:
-        """Greedy completions from the learner's own weights (to compare with the engine's)."""
+        """Greedy completions from the learner's own weights (to compare with the engine's): plain
+        argmax, EOS ids neither stopping nor suppressed, as the engine's ``ignore_eos``."""
         model = self.engine.module
         model.eval()
-        if isinstance(model, HeteroLlamaForCausalLM):  # rlplat's own module has no generate()
-            return [greedy_decode(model, prompt, max_tokens) for prompt in prompt_token_ids]
-        outs = []
-        for prompt in prompt_token_ids:
-            ids = torch.tensor([prompt], device=self._device())
-            # An explicit mask: without one, generate() masks every token equal to the pad id, and
-            # a model with no pad token (Llama-3) pads with 0, which may be its BOS.
-            gen = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_tokens,
-                                 min_new_tokens=max_tokens, pad_token_id=self.pad_id)
-            outs.append(gen[0, len(prompt):].tolist())
-        return outs
+        return [greedy_decode(model, prompt, max_tokens) for prompt in prompt_token_ids]
 
     def heartbeat(self) -> float:
         """Liveness: answered from the actor's ``health`` concurrency group, beside any long call."""

@@ -27,7 +27,6 @@ imported here: no vLLM, Ray or DeepSpeed (docs/design.md, "Layers and import rul
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,18 +254,6 @@ def attention_bool_mask(attention_mask: Tensor | None, length: int) -> Tensor | 
     # NaN, and a NaN in a padding row would still poison gradients through the masked loss.
     eye = torch.eye(length, dtype=torch.bool, device=keys.device)[None, None]
     return allowed | (eye & ~allowed.any(dim=-1, keepdim=True))
-
-
-@torch.no_grad()
-def greedy_decode(model: HeteroLlamaForCausalLM, prompt_ids: Sequence[int], max_new_tokens: int) -> list[int]:
-    """The ``max_new_tokens`` tokens argmax decoding appends to ``prompt_ids`` (no early stop at EOS;
-    each step recomputes the whole sequence: a reference, not a server)."""
-    device = model.lm_head.weight.device
-    ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)
-    for _ in range(max_new_tokens):
-        nxt = model(ids).logits[:, -1].argmax(dim=-1, keepdim=True)
-        ids = torch.cat([ids, nxt], dim=1)
-    return ids[0, len(prompt_ids):].tolist()
 
 
 # --- save, load, convert --------------------------------------------------------------------------

@@ -9,6 +9,7 @@ rlplat computes with its own module (transformers has no class for it) and vLLM 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +50,18 @@ def save_causal_lm(model: nn.Module, directory: str | Path) -> None:
         save_decilm(model, directory)
     else:
         model.save_pretrained(str(directory), safe_serialization=True)  # type: ignore[operator]
+
+
+@torch.no_grad()
+def greedy_decode(model: nn.Module, prompt_ids: Sequence[int], max_new_tokens: int) -> list[int]:
+    """The ``max_new_tokens`` tokens argmax decoding appends to ``prompt_ids`` (any causal LM whose
+    forward returns ``.logits``: a transformers model or rlplat's DeciLM module). No early stop and
+    no suppression of EOS ids (``generate(min_new_tokens=...)`` would pick the runner-up where the
+    model's argmax ends its turn, unlike an engine's ``ignore_eos``); each step recomputes the whole
+    sequence: a reference for exactness checks, not a server."""
+    device = next(model.parameters()).device
+    ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)
+    for _ in range(max_new_tokens):
+        nxt = model(ids).logits[:, -1].argmax(dim=-1, keepdim=True)
+        ids = torch.cat([ids, nxt], dim=1)
+    return ids[0, len(prompt_ids):].tolist()

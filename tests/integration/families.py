@@ -5,7 +5,8 @@ llama3 rope scaling and no pad token; Qwen2 with tied embeddings and qkv biases;
 norms; Mistral; Phi-3 with fused ``qkv_proj``/``gate_up_proj``), a byte-level BPE tokenizer trained
 here with ``tokenizers`` on the synthetic task's text, the family's special tokens and chat template
 (its own end-of-turn token, its own way of placing the system prompt; Mistral's refuses a system
-role), and a ``generation_config.json`` whose ``eos_token_id`` lists every token that ends a turn.
+role), and a ``generation_config.json`` whose ``eos_token_id`` lists every token that ends a turn
+(Qwen2's, as its base checkpoints', leaves the template's end of turn out).
 The weights are random; what is tested is that every part of rlplat reads the family right.
 """
 
@@ -106,8 +107,9 @@ FAMILIES = {f.name: f for f in (
     Family("llama3", ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
            "<|begin_of_text|>", "<|end_of_text|>", None, "<|eot_id|>", ("<|end_of_text|>", "<|eot_id|>"),
            LLAMA3_TEMPLATE, _llama3),
+    # As Qwen2.5's base checkpoints: generation_config lists <|endoftext|> alone, not the turn's end.
     Family("qwen2", ("<|endoftext|>", "<|im_start|>", "<|im_end|>"), None, "<|endoftext|>", "<|endoftext|>",
-           "<|im_end|>", ("<|im_end|>", "<|endoftext|>"), CHATML_TEMPLATE, _qwen2),
+           "<|im_end|>", ("<|endoftext|>",), CHATML_TEMPLATE, _qwen2),
     Family("qwen3", ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"), None, "<|im_end|>",
            "<|endoftext|>", "<|im_end|>", ("<|im_end|>", "<|endoftext|>"), CHATML_TEMPLATE, _qwen3),
     Family("mistral", ("<unk>", "<s>", "</s>"), "<s>", "</s>", None, "</s>", ("</s>",), MISTRAL_TEMPLATE, _mistral),

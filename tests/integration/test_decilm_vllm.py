@@ -19,8 +19,9 @@ import pytest
 import torch
 
 from rlplat.config.schema import RolloutConfig
-from rlplat.models.decilm import HeteroLlamaForCausalLM, greedy_decode
+from rlplat.models.decilm import HeteroLlamaForCausalLM
 from rlplat.models.decilm_format import ffn_width
+from rlplat.models.hf import greedy_decode
 from rlplat.rollout.worker import EngineSpec, engine_env
 
 pytestmark = pytest.mark.slow

@@ -32,7 +32,8 @@ from rlplat.distributed.cluster import create_placement_group
 from rlplat.distributed.placement import cpu_binds, plan_placement
 from rlplat.faults import FaultLog
 from rlplat.learner.group import LearnerGroup
-from rlplat.models.decilm import HeteroLlamaForCausalLM, greedy_decode, load_decilm
+from rlplat.models.decilm import HeteroLlamaForCausalLM, load_decilm
+from rlplat.models.hf import greedy_decode
 from rlplat.rollout.group import RolloutGroup
 from rlplat.rollout.worker import EngineSpec
 from rlplat.runtime.stage_actors import learner_spec

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from rlplat.models.decilm import HeteroLlamaForCausalLM, from_llama, greedy_decode, load_decilm, save_decilm
+from rlplat.models.decilm import HeteroLlamaForCausalLM, from_llama, load_decilm, save_decilm
 from rlplat.models.decilm_format import (
     AttentionConfig,
     BlockConfig,
@@ -23,6 +23,7 @@ from rlplat.models.decilm_format import (
     read_decilm_config,
     validate_blocks,
 )
+from rlplat.models.hf import greedy_decode
 
 FULL = AttentionConfig("full", 2)
 NO_ATTN = AttentionConfig("none")
