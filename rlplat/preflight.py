@@ -4,8 +4,8 @@
 config names (stages, advantage estimator, reward components and their options, the curriculum and
 its options), reads the model and dataset files, runs the checks each stage declares for what it
 reads (its ``preflight`` method: ``rlplat.stages.checks``), and compares the plan with the local
-machine. Every problem is a ``ConfigError`` (exit code 2). A dry run checks the components only:
-its model and data paths usually name another machine's files.
+machine. Every problem is a ``ConfigError`` (exit code 2). A dry run checks the components, and
+the files only when every one it names is on this machine (its paths usually name a cluster's).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import TypeVar
 from rlbase import FieldError
 from rlplat.config.errors import ConfigError
 from rlplat.config.schema import Config
+from rlplat.runtime.plan_report import files_here
 from rlplat.stages.checks import check_cpu_head_sizes, check_model_dir, stage_preflight
 
 T = TypeVar("T")
@@ -28,6 +29,8 @@ def preflight(cfg: Config) -> None:
     """Raise ``ConfigError`` for the first problem found."""
     _check_components(cfg)
     if cfg.dry_run:
+        if files_here(cfg):
+            _check_paths(cfg)
         return
     if not cfg.cluster.address:
         _check_local_resources(cfg)

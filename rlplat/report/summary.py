@@ -51,9 +51,10 @@ def time_split(summary: Mapping[str, Any]) -> str:
 
 
 def format_report(summary: dict[str, Any]) -> str:
-    """A short human summary of ``summarize`` output."""
+    """A short human summary of ``summarize`` output (a run without GRPO steps, SFT alone for
+    example, has only its directory to report)."""
     if not summary.get("steps"):
-        return f"no GRPO steps recorded; run directory: {summary.get('run_dir')}"
+        return f"Run directory: {summary.get('run_dir')}"
     split = time_split(summary)
     return (f"GRPO: {summary['steps']} steps in {summary['time/total_s']:.0f} s; pass rate "
             f"{summary['pass_rate/start']:.3f} (first 3 steps) -> {summary['pass_rate/end']:.3f} (last 3); "

@@ -172,17 +172,30 @@ def estimate_memory(cfg: Config) -> MemoryEstimate:
                           engine_w / GIB, kv / GIB, optimizer / GIB if offload else 0.0)
 
 
-def _files_line(cfg: Config) -> str:
-    """The files the run would read, and whether each is on this machine: a dry run reads none of
-    them (they usually name the cluster's), so its "valid" says nothing about them."""
+def named_files(cfg: Config) -> list[tuple[str, str]]:
+    """(field, path) of every file or directory the run would read."""
     named = [("model.path", cfg.model.path),
              ("data.file.path", cfg.data.file.path if cfg.data.source == "file" else None),
              ("sft.data", cfg.sft.data if "sft" in cfg.stages and cfg.sft.source == "file" else None),
              ("distill.data", cfg.distill.data if "distill" in cfg.stages else None),
              ("distill.teacher_path", cfg.distill.teacher_path if "distill" in cfg.stages else None)]
+    return [(field, path) for field, path in named if path]
+
+
+def files_here(cfg: Config) -> bool:
+    """Whether the run names files and every one is on this machine: a dry run then reads and checks
+    them as a launch would (``rlplat.preflight``); else it reads none (they name the cluster's)."""
+    named = named_files(cfg)
+    return bool(named) and all(Path(path).exists() for _, path in named)
+
+
+def _files_line(cfg: Config) -> str:
+    """The files the run would read, whether each is on this machine, and whether they were read."""
     present = [f"{field}={path} ({'here' if Path(path).exists() else 'not on this machine'})"
-               for field, path in named if path]
-    return f"Files (not read by a dry run): {'; '.join(present) if present else 'none named'}"
+               for field, path in named_files(cfg)]
+    if files_here(cfg):
+        return f"Files (read and checked as a launch would): {'; '.join(present)}"
+    return f"Files (not read by a dry run unless all are here): {'; '.join(present) if present else 'none named'}"
 
 
 def describe(cfg: Config) -> str:

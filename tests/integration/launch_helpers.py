@@ -50,11 +50,12 @@ def start(run_dir: Path, *extra: str, fast: bool = True, env: Mapping[str, str] 
     return _popen(args, run_dir, env)
 
 
-def _popen(args: Sequence[str], run_dir: Path, env: Mapping[str, str] | None) -> subprocess.Popen[str]:
+def _popen(args: Sequence[str], run_dir: Path, env: Mapping[str, str] | None,
+           cwd: Path | None = None) -> subprocess.Popen[str]:
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path(run_dir), "a", encoding="utf-8") as log:
         return subprocess.Popen([sys.executable, "-m", "rlplat.launch", *args], stdout=log, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True, env=None if env is None else dict(env))
+                                text=True, start_new_session=True, env=None if env is None else dict(env), cwd=cwd)
 
 
 def finish(proc: subprocess.Popen[str], run_dir: Path, timeout: float = TIMEOUT_S) -> tuple[int, str]:
@@ -71,6 +72,12 @@ def finish(proc: subprocess.Popen[str], run_dir: Path, timeout: float = TIMEOUT_
 def launch(run_dir: Path, *extra: str, fast: bool = True, env: Mapping[str, str] | None = None) -> tuple[int, str]:
     """A new run to completion; returns its exit code and output."""
     return finish(start(run_dir, *extra, fast=fast, env=env), run_dir)
+
+
+def launch_as_given(args: Sequence[str], run_dir: Path, cwd: Path) -> tuple[int, str]:
+    """``python -m rlplat.launch ARGS`` in ``cwd``, nothing added (``run_dir``: the run directory
+    ``args`` name, for the log beside it), to completion; returns its exit code and output."""
+    return finish(_popen(args, run_dir, None, cwd), run_dir)
 
 
 def resume(run_dir: Path, *extra: str, env: Mapping[str, str] | None = None) -> tuple[int, str]:

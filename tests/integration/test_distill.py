@@ -23,7 +23,7 @@ def _manifest(run: Path, stage: str) -> dict[str, Any]:
 def test_a_teacher_is_distilled_into_a_smaller_student_then_fine_tuned(reference_run: Path, tmp_path: Path) -> None:
     """The tiny_pipeline chain, shortened: warm-started teacher (the reference run's warm start) ->
     distill -> sft (toggle, packed rows). One learner and one teacher: the subject is the stages and
-    their hand-over, not the ranks (test_sft trains two ranks; GRPO after SFT, on packed rows with
+    their hand-over, not the ranks (test_your_model's SFT trains two ranks; GRPO after SFT, on packed rows with
     the toggle measured, is the monitored run's: test_curriculum_grpo)."""
     run, teacher_dir = tmp_path / "run", reference_run / "warmstart_model"
     rc, out = launch(run, f"model.path={teacher_dir}", "stages=[distill,sft]", "distill.student=new",

@@ -64,10 +64,22 @@ def test_a_plugin_stages_own_check_runs_at_preflight(tmp_path: Path) -> None:
 
 
 def test_a_dry_run_skips_the_stages_checks(tmp_path: Path) -> None:
-    """A dry run's paths usually name another machine's files."""
+    """A dry run's paths usually name another machine's files (here: no file named at all)."""
     CHECKED.clear()
     preflight(replace(_cfg(tmp_path, "preflighted_test_stage"), dry_run=True))
     assert CHECKED == []
+
+
+def test_a_dry_run_checks_the_files_when_every_one_is_here(tmp_path: Path) -> None:
+    """A row without its answer stops a dry run whose files are all on this machine (exit 2 before
+    anything starts, as a launch would); beside a model directory of another machine, nothing is read."""
+    (tmp_path / "rows.jsonl").write_text('{"question": "What is 1 + 1?"}\n')
+    cfg = _cfg(tmp_path, "grpo")
+    cfg = replace(cfg, dry_run=True, data=replace(cfg.data, source="file"))
+    with pytest.raises(ConfigError) as err:
+        preflight(cfg)
+    assert err.value.field.startswith("data.file") and "answer" in str(err.value)
+    preflight(replace(cfg, model=replace(cfg.model, path="/cluster/models/m")))
 
 
 def test_a_field_error_from_a_stage_check_is_a_config_error(tmp_path: Path) -> None:
