@@ -138,7 +138,7 @@ def test_synced_engine_matches_learner_greedy(rollouts: RolloutGroup, tiny_model
 def test_decilm_child_trains_and_syncs_exactly(ray_local: None, decilm_child: tuple[Path, HeteroLlamaForCausalLM]) -> None:
     """A heterogeneous child (no-attention, no-FFN and GQA blocks): vLLM's DeciLM engine and rlplat's
     module in the learners (with a reference copy and gradient checkpointing) agree before and after
-    a training step and a sync; the learners save it back as DeciLM."""
+    a training step and a sync; the learners save it back as DeciLM; an FP8 sync loads."""
     path, module = decilm_child
     # One engine and one learner rank: with the module's two engines they fill the session's 8 CPUs.
     rollouts, engine_pg = _engines(str(path), 1)
@@ -158,6 +158,9 @@ def test_decilm_child_trains_and_syncs_exactly(ray_local: None, decilm_child: tu
         saved = load_decilm(out)
         assert saved.config == module.config
         assert [greedy_decode(saved, p, 16) for p in PROMPTS] == after
+        # FP8 weights for the child's engine: the blocks' own projections, its missing ones skipped.
+        fp8 = WeightSync(SyncConfig(), learners, rollouts, tag="decilm8", fp8=True).sync(3)
+        assert 0 < fp8.nbytes and len(rollouts.greedy(PROMPTS, 4)[0]) == 4
     finally:
         learners.shutdown()
         remove_placement_group(pg)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import replace
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # before `datasets` is first imported
 
@@ -275,3 +277,44 @@ def test_extract_reference_gsm8k() -> None:
     assert extract_reference("a\n#### 1,234 ", "gsm8k") == "1234"
     assert extract_reference("no marker", "gsm8k") is None
     assert extract_reference("  x ", "plain") == "x"
+
+
+# ---------------------------------------------------------------------------------------------
+# From the file to the reward
+# ---------------------------------------------------------------------------------------------
+
+
+def _as(fmt: str, tmp_path: Path, source: str) -> str:
+    """The rows of JSONL file ``source`` written as ``fmt`` (jsonl: the file itself)."""
+    import datasets
+
+    if fmt == "jsonl":
+        return source
+    rows = datasets.load_dataset("json", data_files=source, split="train")
+    out = tmp_path / f"rows.{fmt}"
+    if fmt == "json":
+        out.write_text(json.dumps(list(rows)))
+    elif fmt == "parquet":
+        rows.to_parquet(str(out))
+    else:
+        rows.save_to_disk(str(out))
+    return str(out)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "parquet", "saved"])
+@pytest.mark.parametrize("shape", ["gsm8k", "math"])
+def test_each_file_shape_reaches_the_math_verifier(tmp_path: Path, fmt: str, shape: str) -> None:
+    """Every prompt of the shipped GSM8K and MATH fixtures, in each file format, as the GRPO loop hands
+    it to the reward (``reward_inputs``): an answer with the file's reference scores 1, another 0."""
+    from rewards import build_reward
+    from rlplat.config.schema import RewardConfig
+    from rlplat.runtime.scorer import reward_inputs, reward_spec
+    from rlplat.types import Sample
+
+    cfg = (DatasetConfig(answer_format="gsm8k") if shape == "gsm8k" else
+           DatasetConfig(prompt_field="problem", answer_field="solution", answer_format="boxed"))
+    items = load_prompts(replace(cfg, path=_as(fmt, tmp_path, GSM8K if shape == "gsm8k" else MATH)))
+    samples = [[Sample((1,), f"<think>worked</think>The answer is \\boxed{{{answer}}}.", (0.0,), 0)
+                for answer in (item.reference, "12345")] for item in items]
+    outs = build_reward(reward_spec(RewardConfig())).score_batch(reward_inputs(items, samples))
+    assert len(items) >= 2 and [o.score for o in outs] == [1.0, 0.0] * len(items)
