@@ -129,6 +129,10 @@ class LearnerConfig:
     """DeepSpeed learners."""
 
     zero_stage: Literal[0, 1, 2, 3] = 1
+    # ZeRO-3: build the policy and the reference already partitioned (DeepSpeed's zero.Init; weights
+    # read in and written out one tensor at a time, rlplat/learner/zero3.py), so no rank ever holds a
+    # whole copy. False: each rank loads whole models that DeepSpeed then shards (comparisons only).
+    sharded_init: bool = True
     lr: float = 2e-4
     # Linear warm-up over this many optimizer steps. A fresh Adam's first updates are about
     # lr * sign(grad) for every weight, which noisy RL gradients turn into a random jump.

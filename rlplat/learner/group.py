@@ -178,6 +178,10 @@ class LearnerGroup:
         gathers parameters collectively, so rank 0 cannot generate alone."""
         return self._all("generate", self.timeouts.generate_s, lambda w: w.greedy.remote(prompts, max_tokens))[0]
 
+    def memory(self) -> list[dict[str, float]]:
+        """Each rank's host memory (``LearnerWorker.memory``: what loading the models cost at its peak)."""
+        return self._all("actor_start", self.timeouts.actor_start_s, lambda w: w.memory.remote())
+
     def node_ids(self) -> list[str]:
         """Node id of each rank."""
         return [info["node_id"] for info in self.infos]

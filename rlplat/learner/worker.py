@@ -25,6 +25,7 @@ from rlplat.algo.microbatches import MicroBatching, collate_micro_batch, micro_b
 from rlplat.algo.mismatch import mismatch_weights
 from rlplat.config.schema import DistillConfig, GRPOConfig, LearnerConfig
 from rlplat.faults import ArmedFaults, FaultKind
+from rlplat.learner.zero3 import gathered_state_dict, load_sharded, prepare_sharded
 from rlplat.models.hf import greedy_decode, load_causal_lm, save_causal_lm
 from rlplat.sync.buckets import pack, plan_buckets
 from rlplat.sync.fp8 import SCALE_SUFFIX, export_metas, fused_group, quantized_items
@@ -106,16 +107,37 @@ class LearnerWorker:
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, timeout=timeout)
         torch.manual_seed(self.spec.seed)
         dtype = getattr(torch, self.spec.dtype)
-        model = load_causal_lm(self.spec.model_path, dtype)
+        ds_cfg = build_ds_config(self.spec.learner, self.spec.lr, self.spec.world_size,
+                                 self.spec.device, self.spec.dtype)
+        if self._sharded:
+            prepare_sharded()  # its imports, outside the window measured below
+        before = _host_memory(reset_peak=True)
+        model = self._load(dtype, ds_cfg)
         if self.spec.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         self.pad_id = model.config.pad_token_id or 0
-        self.ref = self._load_reference(dtype) if self.spec.learner.reference_model else None
-        ds_cfg = build_ds_config(self.spec.learner, self.spec.lr, self.spec.world_size,
-                                 self.spec.device, self.spec.dtype)
+        self.ref = self._load_reference(dtype, ds_cfg) if self.spec.learner.reference_model else None
+        loaded = _host_memory()
         self.engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(),
                                                config=ds_cfg)
+        # What loading the models cost this rank's host at its peak, and the peak of the whole
+        # start-up (DeepSpeed's own buffers included); ``sharded``: built sharded.
+        self.load_memory = {"load_peak_bytes": loaded["peak"] - before["current"],
+                            "setup_peak_bytes": max(before["peak"], _host_memory()["peak"]),
+                            "sharded": float(self._sharded)}
         return {"node_id": self.node_id, "pid": os.getpid(), "rank": self.rank}
+
+    @property
+    def _sharded(self) -> bool:
+        """Whether the models are built already partitioned (ZeRO-3 with ``learner.sharded_init``)."""
+        return self.spec.learner.zero_stage == 3 and self.spec.learner.sharded_init
+
+    def _load(self, dtype: torch.dtype, ds_cfg: dict[str, Any]) -> Any:
+        """The model of ``model_path``: partitioned from its creation on (``rlplat.learner.zero3``),
+        or whole on this rank until DeepSpeed shards it."""
+        if self._sharded:
+            return load_sharded(self.spec.model_path, dtype, ds_cfg, self.rank)
+        return load_causal_lm(self.spec.model_path, dtype)
 
     def _rendezvous_store(self, timeout: timedelta) -> Any:
         """The torch.distributed store, served by rank 0 on ``master_addr`` only.
@@ -138,12 +160,12 @@ class LearnerWorker:
         return TCPStore(addr, port, world, is_master=True, timeout=timeout,
                         master_listen_fd=self._store_socket.fileno(), use_libuv=True)
 
-    def _load_reference(self, dtype: torch.dtype) -> Any:
+    def _load_reference(self, dtype: torch.dtype, ds_cfg: dict[str, Any]) -> Any:
         """Frozen copy of the initial policy; sharded by a ZeRO-3 inference engine when the policy
         is (a whole copy per rank would not fit at scale)."""
         import deepspeed
 
-        ref = load_causal_lm(self.spec.model_path, dtype)
+        ref = self._load(dtype, ds_cfg)
         ref.requires_grad_(False)
         if self.spec.learner.zero_stage < 3:
             return ref.eval().to(self._device())
@@ -448,10 +470,22 @@ class LearnerWorker:
 
     def save_hf(self, directory: str) -> None:
         """Write the policy as a model directory in its own format (transformers or DeciLM; rank 0
-        writes; collective)."""
-        with _gathered(self.engine, list(self.engine.module.parameters())):
+        writes; collective). ZeRO-3 parameters are gathered one at a time, never all at once."""
+        module = self.engine.module
+        if self.engine.zero_optimization_stage() == 3:
+            state = gathered_state_dict(module, self.rank)
             if self.rank == 0:
-                save_causal_lm(self.engine.module, directory)
+                save_causal_lm(module, directory, state)
+        elif self.rank == 0:
+            save_causal_lm(module, directory)
+
+    def memory(self) -> dict[str, float]:
+        """This rank's host memory: what loading the models cost at its peak (``load_peak_bytes``,
+        from before the policy was read to after the reference was), the peak of its whole start-up
+        (``setup_peak_bytes``), whether the models were built sharded, and the process's peak and
+        current resident bytes now."""
+        now = _host_memory()
+        return {**self.load_memory, "peak_bytes": now["peak"], "current_bytes": now["current"]}
 
     # ----------------------------------------------------------------------------- evaluation
 
@@ -501,6 +535,22 @@ def _clear_stale_build_lock(extension: str) -> None:
         logging.getLogger(__name__).warning("removing the stale build lock %s (%.0f s old)", lock, age)
         with contextlib.suppress(OSError):
             os.remove(lock)
+
+
+def _host_memory(reset_peak: bool = False) -> dict[str, float]:
+    """This process's resident memory in bytes: ``current`` (VmRSS) and ``peak`` (VmHWM: since the
+    process started, or since the last call with ``reset_peak``, which reads, then starts the peak
+    again from now: Linux's ``clear_refs``)."""
+    fields = {}
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = float(value.split()[0]) * 1024
+    if reset_peak:
+        with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+    return {"current": fields["VmRSS"], "peak": fields["VmHWM"]}
 
 
 def _gathered(engine: Any, params: list[torch.nn.Parameter]) -> Any:

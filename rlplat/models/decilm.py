@@ -258,28 +258,33 @@ def attention_bool_mask(attention_mask: Tensor | None, length: int) -> Tensor | 
 
 # --- save, load, convert --------------------------------------------------------------------------
 
-def save_decilm(model: HeteroLlamaForCausalLM, out_dir: str | Path) -> Path:
+def save_decilm(model: HeteroLlamaForCausalLM, out_dir: str | Path, state_dict: dict[str, Tensor] | None = None) -> Path:
     """Write ``model`` to ``out_dir`` (created) as ``config.json``, ``configuration_decilm.py`` and
-    ``model.safetensors``; returns the directory. Copy a tokenizer in beside it
-    (``rlplat.models.hf.copy_tokenizer``) before serving it: vLLM loads it with
-    ``trust_remote_code=True``."""
+    ``model.safetensors`` (its weights, or ``state_dict`` when given: a sharded model's, gathered);
+    returns the directory. Copy a tokenizer in beside it (``rlplat.models.hf.copy_tokenizer``)
+    before serving it: vLLM loads it with ``trust_remote_code=True``."""
     from safetensors.torch import save_file
 
     out = write_decilm_config(model.config, out_dir)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in (state_dict or model.state_dict()).items()}
     save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
     return out
 
 
-def _load_tensors(path: Path) -> dict[str, Tensor]:
-    """Every tensor of a directory's ``model.safetensors``, or of the shards its index names."""
-    from safetensors.torch import load_file
-
+def weight_files(path: Path) -> list[Path]:
+    """The safetensors files of a model directory (DeciLM or transformers): ``model.safetensors``, or
+    the shards its index names."""
     index = path / f"{WEIGHTS_FILE}.index.json"
     if index.exists():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return {k: v for shard in shards for k, v in load_file(str(path / shard)).items()}
-    return load_file(str(path / WEIGHTS_FILE))
+        return [path / shard for shard in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+    return [path / WEIGHTS_FILE]
+
+
+def _load_tensors(path: Path) -> dict[str, Tensor]:
+    """Every tensor of a directory's weight files."""
+    from safetensors.torch import load_file
+
+    return {k: v for file in weight_files(path) for k, v in load_file(str(file)).items()}
 
 
 def load_decilm(path: str | Path) -> HeteroLlamaForCausalLM:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from rlplat.models.decilm import HeteroLlamaForCausalLM, load_decilm, save_decilm
-from rlplat.models.decilm_format import is_decilm
+from rlplat.models.decilm_format import is_decilm, read_decilm_config
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "tokenizer.model", "vocab.json", "merges.txt", "generation_config.json")
@@ -44,12 +44,31 @@ def load_causal_lm(path: str | Path, dtype: torch.dtype) -> Any:
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
 
 
-def save_causal_lm(model: nn.Module, directory: str | Path) -> None:
-    """Write ``model`` (as ``load_causal_lm`` returns it) into ``directory`` in its own format."""
+def causal_lm_from_config(path: str | Path, dtype: torch.dtype) -> Any:
+    """The causal LM of model directory ``path`` built from its config alone, its weights neither
+    read nor initialised (for a caller that fills them in itself: ZeRO-3's sharded start,
+    ``rlplat.learner.zero3``, whose partitioned parameters transformers' initialisers cannot index)."""
+    if is_decilm(path):
+        return HeteroLlamaForCausalLM(read_decilm_config(Path(path)))
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(path)), dtype=dtype)
+    model.tie_weights()  # no_init_weights skips the tying too (a tied head stays one parameter)
+    if (Path(path) / "generation_config.json").is_file():
+        # As from_pretrained: its EOS list is what a saved model must carry on (save_pretrained writes it).
+        model.generation_config = GenerationConfig.from_pretrained(str(path))
+    return model
+
+
+def save_causal_lm(model: nn.Module, directory: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+    """Write ``model`` (as ``load_causal_lm`` returns it) into ``directory`` in its own format, with
+    its own weights or ``state_dict`` (a sharded model's, gathered)."""
     if isinstance(model, HeteroLlamaForCausalLM):
-        save_decilm(model, directory)
+        save_decilm(model, directory, state_dict)
     else:
-        model.save_pretrained(str(directory), safe_serialization=True)  # type: ignore[operator]
+        model.save_pretrained(str(directory), state_dict=state_dict, safe_serialization=True)  # type: ignore[operator]
 
 
 @torch.no_grad()

@@ -91,6 +91,11 @@ RUN = ("cluster.devices_per_node=1", "rollout.max_model_len=128", "rollout.sampl
        "reward.components={coin_flip: 1.0}", "reward.modules=[coin_rewards]")
 
 
+# Families whose learner runs ZeRO-3: built partitioned, read in and saved one tensor at a time
+# (rlplat.learner.zero3), a tied head (Qwen2) and fused projections (Phi-3) among them.
+ZERO3 = frozenset({"qwen2", "phi3"})
+
+
 @pytest.fixture(scope="module")
 def scorer(ray_local: None) -> Iterator[Scorer]:
     """The reward scorer actor of ``RUN``, shared by the families' runs."""
@@ -105,7 +110,8 @@ def scorer(ray_local: None) -> Iterator[Scorer]:
 def served(request: pytest.FixtureRequest, ray_local: None, family_dirs: dict[str, Path],
            tmp_path: Path) -> Iterator[tuple[Config, LearnerGroup, RolloutGroup]]:
     """One learner rank and one engine on the family's checkpoint, with the config of a run from it."""
-    cfg, _ = load([f"hydra.run.dir={tmp_path / 'run'}", f"model.path={family_dirs[request.param]}", *RUN])
+    zero = "learner.zero_stage=3" if request.param in ZERO3 else "learner.zero_stage=1"
+    cfg, _ = load([f"hydra.run.dir={tmp_path / 'run'}", f"model.path={family_dirs[request.param]}", zero, *RUN])
     path = cfg.model.path
     assert path is not None
     plan = plan_placement(cfg.cluster, cfg.rollout)

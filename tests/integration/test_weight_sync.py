@@ -137,13 +137,14 @@ def test_synced_engine_matches_learner_greedy(rollouts: RolloutGroup, tiny_model
 
 def test_decilm_child_trains_and_syncs_exactly(ray_local: None, decilm_child: tuple[Path, HeteroLlamaForCausalLM]) -> None:
     """A heterogeneous child (no-attention, no-FFN and GQA blocks): vLLM's DeciLM engine and rlplat's
-    module in the learners (with a reference copy and gradient checkpointing) agree before and after
+    module in ZeRO-3 learners (built partitioned, with a reference and gradient checkpointing) agree before and after
     a training step and a sync; the learners save it back as DeciLM; an FP8 sync loads."""
     path, module = decilm_child
     # One engine and one learner rank: with the module's two engines they fill the session's 8 CPUs.
     rollouts, engine_pg = _engines(str(path), 1)
     try:
-        learners, pg = _learners(str(path), 1, reference_model=True, gradient_checkpointing=True, ranks=1)
+        # ZeRO-3: the child is built partitioned and read in tensor by tensor (rlplat.learner.zero3).
+        learners, pg = _learners(str(path), 3, reference_model=True, gradient_checkpointing=True, ranks=1)
     except BaseException:
         rollouts.shutdown()
         remove_placement_group(engine_pg)
