@@ -266,7 +266,30 @@ def _fit_warnings(cfg: Config, phases: PhaseMemory) -> list[str]:
             ("model.gradient_checkpointing=true", not cfg.model.gradient_checkpointing),
             ("a smaller learner.micro_batch_size or learner.max_tokens_per_micro_batch",
              cfg.learner.micro_batch_size > 1 or bool(cfg.learner.max_tokens_per_micro_batch)),
-            ("splitting each sequence over several ranks (sequence parallelism, which rlplat does not have yet)",
-             True)) if applies]
+            (_sequence_parallel_hint(cfg, phases), True)) if applies]
         out.append(f"  to fit: {', '.join(hints)}")
     return out
+
+
+def sequence_parallel_fit(cfg: Config, phases: PhaseMemory) -> tuple[int, float] | None:
+    """The smallest number of ranks of a node (a power of 2) whose sequence parallelism would bring
+    the training phase within ``cluster.device_memory_gib``, and the training GiB then: each rank
+    keeps the activations of 1/N of every sequence. None: activations unknown, or no such N."""
+    if phases.activations is None:
+        return None
+    rest = phases.training - phases.activations
+    n = 1
+    while n <= cfg.cluster.devices_per_node:
+        if rest + phases.activations / n <= cfg.cluster.device_memory_gib:
+            return n, rest + phases.activations / n
+        n *= 2
+    return None
+
+
+def _sequence_parallel_hint(cfg: Config, phases: PhaseMemory) -> str:
+    """The "to fit" words for sequence parallelism, with the size that would fit if one does."""
+    fit = sequence_parallel_fit(cfg, phases)
+    what = "splitting each sequence over several ranks (sequence parallelism, which rlplat does not have yet"
+    if fit is None or fit[0] == 1:
+        return what + ")"
+    return f"{what}: over {fit[0]} ranks, training would need {fit[1]:.2f} GiB)"

@@ -138,7 +138,8 @@ def test_synced_engine_matches_learner_greedy(rollouts: RolloutGroup, tiny_model
 def test_decilm_child_trains_and_syncs_exactly(ray_local: None, decilm_child: tuple[Path, HeteroLlamaForCausalLM]) -> None:
     """A heterogeneous child (no-attention, no-FFN and GQA blocks): vLLM's DeciLM engine and rlplat's
     module in ZeRO-3 learners (built partitioned, with a reference and gradient checkpointing) agree before and after
-    a training step and a sync; the learners save it back as DeciLM; an FP8 sync loads."""
+    a training step and a sync (greedy tokens, and the log-probs of sampled ones); the learners save it
+    back as DeciLM; an FP8 sync loads."""
     path, module = decilm_child
     # One engine and one learner rank: with the module's two engines they fill the session's 8 CPUs.
     rollouts, engine_pg = _engines(str(path), 1)
@@ -152,6 +153,7 @@ def test_decilm_child_trains_and_syncs_exactly(ray_local: None, decilm_child: tu
     try:
         before = rollouts.greedy(PROMPTS, 16)
         assert before == learners.greedy(PROMPTS, 16) == [greedy_decode(module, p, 16) for p in PROMPTS]
+        _sampled_logprobs_are_the_module_s(rollouts, module)
         after = _update_and_sync(learners, rollouts, "decilm")
         assert after != before, "the update should change greedy outputs (lr is large)"
         out = path.parent / "saved"
@@ -167,6 +169,20 @@ def test_decilm_child_trains_and_syncs_exactly(ray_local: None, decilm_child: tu
         remove_placement_group(pg)
         rollouts.shutdown()
         remove_placement_group(engine_pg)
+
+
+def _sampled_logprobs_are_the_module_s(rollouts: RolloutGroup, module: HeteroLlamaForCausalLM) -> None:
+    """vLLM's DeciLM engine gives every token it samples the log-probability rlplat's module gives it."""
+    import torch
+
+    reqs = [GenerationRequest(f"d{i}", tuple(p), seed=i) for i, p in enumerate(PROMPTS)]
+    for req, [sample] in zip(reqs, _every_group(rollouts.generate(reqs, 1, SamplingConfig(max_new_tokens=8))),
+                             strict=True):
+        ids, start = [*req.prompt_token_ids, *sample.token_ids], len(req.prompt_token_ids)
+        with torch.no_grad():
+            logits = module(torch.tensor([ids])).logits[0, start - 1:-1].double()
+        ours = torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(sample.token_ids)[:, None])[:, 0]
+        assert torch.allclose(ours, torch.tensor(sample.logprobs, dtype=torch.float64), atol=1e-3)
 
 
 def test_an_abandoned_streamed_load_stops_at_the_abort_marker(ray_local: None, tiny_model: str,
