@@ -86,7 +86,8 @@ def test_ultra_grpo_does_not_fit_and_the_plan_says_which_sequence_parallel_size_
     phases = phase_memory(cfg, estimate_memory(cfg))
     assert phases.activations == pytest.approx(act) and phases.training == pytest.approx(state + act)  # 204.94
     assert state + act / 2 > 80 >= state + act / 4
-    assert sequence_parallel_fit(cfg, phases) == (4, pytest.approx(state + act / 4))  # 53.08
+    fit = sequence_parallel_fit(cfg, phases)
+    assert fit is not None and fit[0] == 4 and fit[1] == pytest.approx(state + act / 4)  # 53.08
     assert f"over 4 ranks, training would need {state + act / 4:.2f} GiB" in describe(cfg)
 
 
