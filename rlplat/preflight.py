@@ -76,6 +76,7 @@ def _check_components(cfg: Config) -> None:
 def _check_paths(cfg: Config) -> None:
     check_model_dir("model.path", cfg.model.path, "point model.path at a local directory with config.json, "
                     "weights and tokenizer.")
+    _check_sharded_start(cfg)
     stage_preflight(cfg)  # each stage's own files (its ``preflight`` method)
     if not cfg.model.path:
         check_cpu_head_sizes(cfg, [("model.tiny", cfg.model.tiny)])
@@ -91,6 +92,17 @@ def _check_paths(cfg: Config) -> None:
         if path and not Path(path).is_file():
             raise ConfigError(field, f"{path} does not exist.", f"point it at {what} a prefilter run wrote, or "
                               "set it to null.")
+
+
+def _check_sharded_start(cfg: Config) -> None:
+    """ZeRO-3 builds the model sharded and scatters safetensors weights (rlplat/learner/zero3.py):
+    a directory of .bin weights is refused here, not by every learner rank after Ray started."""
+    path, learner = cfg.model.path, cfg.learner
+    if path and learner.zero_stage == 3 and learner.sharded_init and not next(Path(path).glob("*.safetensors"), None):
+        raise ConfigError("learner.sharded_init", f"{path} holds no .safetensors weights, and ZeRO-3 builds the "
+                          "model sharded from those alone.", "save the model again with "
+                          "save_pretrained(safe_serialization=True), or set learner.sharded_init=false (each "
+                          "rank then loads it whole first).")
 
 
 def _check_local_resources(cfg: Config) -> None:

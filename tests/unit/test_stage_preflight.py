@@ -92,3 +92,22 @@ def test_the_engine_stages_say_so() -> None:
     assert starts_engines(Config(stages=("warmstart", "grpo")))
     assert starts_engines(Config(stages=("sft",))) and starts_engines(Config(stages=("prefilter",)))
     assert not starts_engines(Config(stages=("warmstart", "distill", "nas", "preflighted_test_stage")))
+
+
+def test_a_sharded_zero3_start_needs_safetensors_weights(tmp_path: Path) -> None:
+    """A model directory of .bin weights cannot be built sharded: refused before Ray, naming the field."""
+    import torch
+    from safetensors.torch import load_file
+
+    from rlplat.models.tiny import build_tiny_llama
+
+    model = build_tiny_llama(tmp_path / "m")
+    state = load_file(str(model / "model.safetensors"))
+    torch.save(state, model / "pytorch_model.bin")
+    (model / "model.safetensors").unlink()
+    cfg = Config(stages=("grpo",))
+    cfg = replace(cfg, model=replace(cfg.model, path=str(model)), learner=replace(cfg.learner, zero_stage=3))
+    with pytest.raises(ConfigError) as err:
+        preflight(cfg)
+    assert err.value.field == "learner.sharded_init" and "sharded_init=false" in str(err.value)
+    preflight(replace(cfg, learner=replace(cfg.learner, sharded_init=False)))  # whole, then sharded: allowed
