@@ -47,7 +47,9 @@ def load_causal_lm(path: str | Path, dtype: torch.dtype) -> Any:
 def causal_lm_from_config(path: str | Path, dtype: torch.dtype) -> Any:
     """The causal LM of model directory ``path`` built from its config alone, its weights neither
     read nor initialised (for a caller that fills them in itself: ZeRO-3's sharded start,
-    ``rlplat.learner.zero3``, whose partitioned parameters transformers' initialisers cannot index)."""
+    ``rlplat.learner.zero3``, whose partitioned parameters transformers' initialisers cannot index).
+    ``dtype`` applies to a transformers model; a DeciLM module is built in the default dtype, which
+    the caller's ``zero.Init`` context sets."""
     if is_decilm(path):
         return HeteroLlamaForCausalLM(read_decilm_config(Path(path)))
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
