@@ -194,7 +194,7 @@ STEP_KEYS = ("time/step_s", "time/rollout_s", "time/reward_s", "time/train_s", "
 
 
 def run_launcher(run_dir: Path, overrides: Sequence[str], timeout_s: float = 3600) -> list[dict[str, Any]]:
-    """Run ``python -m rlplat.launch OVERRIDES hydra.run.dir=RUN_DIR``; returns its metrics lines.
+    """Run ``python -m rlplat.launch OVERRIDES hydra.run.dir=RUN_DIR``; returns its GRPO metrics lines.
 
     The launcher's output goes to ``RUN_DIR/launch.log``; a non-zero exit raises with its tail.
     """
@@ -208,7 +208,8 @@ def run_launcher(run_dir: Path, overrides: Sequence[str], timeout_s: float = 360
     if proc.returncode != 0:
         tail = log.read_text()[-3000:]
         raise RuntimeError(f"launcher exited {proc.returncode}: {' '.join(cmd)}\n{tail}")
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    metrics = run_dir / "metrics.jsonl"  # none when no GRPO stage ran
+    return [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
 
 
 def launch_until(run_dir: Path, overrides: Sequence[str], done: Path, retries: int) -> None:

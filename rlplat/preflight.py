@@ -11,6 +11,7 @@ the files only when every one it names is on this machine (its paths usually nam
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import TypeVar
 from rlbase import FieldError
 from rlplat.config.errors import ConfigError
 from rlplat.config.schema import Config
+from rlplat.models.decilm_format import is_decilm, read_decilm_config
 from rlplat.runtime.plan_report import files_here
 from rlplat.stages.checks import check_cpu_head_sizes, check_model_dir, stage_preflight
 
@@ -77,6 +79,7 @@ def _check_paths(cfg: Config) -> None:
     check_model_dir("model.path", cfg.model.path, "point model.path at a local directory with config.json, "
                     "weights and tokenizer.")
     _check_sharded_start(cfg)
+    _check_sequence_parallel_heads(cfg)
     stage_preflight(cfg)  # each stage's own files (its ``preflight`` method)
     if not cfg.model.path:
         check_cpu_head_sizes(cfg, [("model.tiny", cfg.model.tiny)])
@@ -103,6 +106,31 @@ def _check_sharded_start(cfg: Config) -> None:
                           "model sharded from those alone.", "save the model again with "
                           "save_pretrained(safe_serialization=True), or set learner.sharded_init=false (each "
                           "rank then loads it whole first).")
+
+
+def _attention_heads(cfg: Config) -> dict[str, int]:
+    """The policy's attention heads and KV heads, by their config names (a DeciLM block repeats its
+    KV heads before attention, so only ``num_attention_heads`` is split there)."""
+    path = cfg.model.path
+    if not path:
+        return {"model.tiny.num_heads": cfg.model.tiny.num_heads, "model.tiny.num_kv_heads": cfg.model.tiny.num_kv_heads}
+    if is_decilm(path):
+        return {"num_attention_heads": read_decilm_config(path).num_attention_heads}
+    c = json.loads((Path(path) / "config.json").read_text())
+    heads = c["num_attention_heads"]
+    return {"num_attention_heads": heads, "num_key_value_heads": c.get("num_key_value_heads") or heads}
+
+
+def _check_sequence_parallel_heads(cfg: Config) -> None:
+    """Ulysses attention gives each rank of a group 1/N of the heads (rlplat/learner/ulysses.py)."""
+    n = cfg.learner.sequence_parallel
+    if n == 1:
+        return
+    for name, heads in _attention_heads(cfg).items():
+        if heads % n:
+            raise ConfigError("learner.sequence_parallel", f"{n} does not divide the model's {name}={heads} "
+                              "(each rank of a sequence-parallel group attends with 1/N of the heads).",
+                              f"choose a learner.sequence_parallel that divides {heads}.")
 
 
 def _check_local_resources(cfg: Config) -> None:

@@ -159,6 +159,10 @@ class LearnerConfig:
     # parameters, gradients, optimizer state and reference model to pinned host memory while the
     # engines generate, and back to train (``time/offload_s``, ``time/reload_s``). None: on there.
     offload_states: bool | None = None
+    # Ulysses sequence parallelism: each sequence split over this many consecutive learner ranks,
+    # each keeping the activations of 1/N of it (rlplat/learner/ulysses.py, docs/scale.md); the
+    # data-parallel size becomes ranks / N. It must divide the ranks and the attention heads.
+    sequence_parallel: int = 1
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ from rlplat.config.schema import Config
 
 def validate(cfg: Config) -> None:
     """Raise ``ConfigError`` for the first problem found."""
-    _check_batches(cfg)
     _check_cluster(cfg)
+    _check_sequence_parallel(cfg)
+    _check_batches(cfg)
     _check_engine(cfg)
     _check_sampling(cfg)
     _check_stages(cfg)
@@ -38,6 +39,31 @@ def learner_world_size(cfg: Config) -> int:
     return total if cfg.cluster.colocate else total - cfg.cluster.rollout_devices
 
 
+def data_parallel_size(cfg: Config) -> int:
+    """Data-parallel ranks: the learner ranks over ``learner.sequence_parallel`` (each sequence-parallel
+    group takes one shard of a step)."""
+    return learner_world_size(cfg) // max(cfg.learner.sequence_parallel, 1)
+
+
+def _check_sequence_parallel(cfg: Config) -> None:
+    """``learner.sequence_parallel`` divides the learner ranks, and the stages can use it (the heads
+    are checked where the model is read: ``rlplat.preflight``)."""
+    n, world = cfg.learner.sequence_parallel, learner_world_size(cfg)
+    _positive("learner.sequence_parallel", n)
+    if world > 0 and world % n:
+        raise ConfigError("learner.sequence_parallel", f"{n} does not divide the {world} learner ranks "
+                          f"(cluster.num_nodes x cluster.devices_per_node{'' if cfg.cluster.colocate else ' - cluster.rollout_devices'}).",
+                          f"choose learner.sequence_parallel among {_divisors(world)}, or change the cluster size.")
+    if n > 1 and "distill" in cfg.stages:
+        raise ConfigError("learner.sequence_parallel", "the distill stage's losses compare whole teacher and student "
+                          "rows and do not run sequence-parallel.",
+                          "set learner.sequence_parallel=1 for a pipeline with a distill stage.")
+
+
+def _divisors(n: int) -> str:
+    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
+
+
 def _positive(field: str, value: float) -> None:
     if value <= 0:
         raise ConfigError(field, f"must be positive, found {value}.", f"set {field} to a positive value.")
@@ -56,15 +82,16 @@ def _check_batches(cfg: Config) -> None:
                           f"{samples} samples per step is not a multiple of global_batch={g.global_batch}.",
                           "choose global_batch dividing prompts_per_step * samples_per_prompt "
                           "(the paper: 72 x 16 = 1152 = 2 x 576).")
-    world = learner_world_size(cfg)
+    world = data_parallel_size(cfg)
+    ranks = "learner ranks" if cfg.learner.sequence_parallel == 1 else "data-parallel groups of learner ranks"
     if world > 0 and g.global_batch % world:
         raise ConfigError("grpo.global_batch", f"global_batch={g.global_batch} does not split over {world} "
-                          "learner ranks.", f"make global_batch a multiple of {world}.")
+                          f"{ranks}.", f"make global_batch a multiple of {world}.")
     if g.advantage in ("grpo", "rloo") and g.samples_per_prompt < 2:
         raise ConfigError("grpo.samples_per_prompt", "group-relative advantages need at least 2 samples "
                           "per prompt.", "set grpo.samples_per_prompt >= 2.")
     if {"warmstart", "sft"} & set(cfg.stages) and world > 0 and cfg.sft.batch_size % world:
-        raise ConfigError("sft.batch_size", f"{cfg.sft.batch_size} does not split over {world} learner ranks.",
+        raise ConfigError("sft.batch_size", f"{cfg.sft.batch_size} does not split over {world} {ranks}.",
                           f"make sft.batch_size a multiple of {world}.")
 
 
@@ -192,11 +219,6 @@ def _check_packing(cfg: Config) -> None:
         if value is None:
             continue
         _positive(field, value)
-        if cfg.learner.zero_stage == 3:
-            # Packed rows go through a [R, 1, L, L] mask that rlplat has not run through ZeRO-3's
-            # reference engine; refuse rather than promise an untested path.
-            raise ConfigError(field, "packing is not supported with learner.zero_stage=3.",
-                              f"set {field}=null, or learner.zero_stage to 0, 1 or 2.")
 
 
 def _check_stages(cfg: Config) -> None:

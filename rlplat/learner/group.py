@@ -80,8 +80,9 @@ class LearnerGroup:
 
     @property
     def world_size(self) -> int:
-        """Data-parallel world size."""
-        return len(self.workers)
+        """Data-parallel world size: the shards a step is dealt into. Under sequence parallelism
+        (``learner.sequence_parallel`` = N) the N ranks of a group share one shard."""
+        return len(self.workers) // self.spec.learner.sequence_parallel
 
     def _all(self, phase: str, timeout_s: float, call: Callable[[Any], Any],
              interrupt: Callable[[], bool] | None = None) -> list[Any]:
@@ -90,10 +91,16 @@ class LearnerGroup:
 
     def _each(self, shards: Sequence[Any], call: Callable[[Any, Any], Any],
               interrupt: Callable[[], bool] | None = None) -> list[Any]:
-        """``call(rank r's actor, shards[r])`` on every rank, waited for with the training deadline."""
-        refs = [call(w, s) for w, s in zip(self.workers, shards, strict=True)]
-        return wait_all(calls(refs, self.workers, self.names), "train", self.timeouts.train_s, self.heartbeat_s,
-                        interrupt)
+        """``call(actor, shards[g])`` on every rank of data-parallel group ``g``, waited for with the
+        training deadline; one result per group (its ranks compute the same one under sequence
+        parallelism: the first rank's)."""
+        n = self.spec.learner.sequence_parallel
+        if len(shards) != self.world_size:
+            raise ValueError(f"{len(shards)} shards for {self.world_size} data-parallel groups")
+        refs = [call(w, shards[r // n]) for r, w in enumerate(self.workers)]
+        out = wait_all(calls(refs, self.workers, self.names), "train", self.timeouts.train_s, self.heartbeat_s,
+                       interrupt)
+        return out[::n]
 
     def train_step(self, shards: Sequence[TrainShard],
                    interrupt: Callable[[], bool] | None = None) -> list[RankStepStats]:

@@ -25,6 +25,7 @@ from rlplat.algo.microbatches import MicroBatching, collate_micro_batch, micro_b
 from rlplat.algo.mismatch import mismatch_weights
 from rlplat.config.schema import DistillConfig, GRPOConfig, LearnerConfig
 from rlplat.faults import ArmedFaults, FaultKind
+from rlplat.learner import ulysses
 from rlplat.learner.zero3 import gathered_state_dict, load_sharded, prepare_sharded
 from rlplat.models.hf import greedy_decode, load_causal_lm, save_causal_lm
 from rlplat.sync.buckets import pack, plan_buckets
@@ -105,6 +106,9 @@ class LearnerWorker:
                                              world_size=self.spec.world_size, timeout=timeout)
         # DeepSpeed adopts the process group that exists (it initialises one only when none does).
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, timeout=timeout)
+        # This rank's sequence-parallel group (``learner.sequence_parallel`` ranks; None: 1).
+        n = self.spec.learner.sequence_parallel
+        self.sp: ulysses.SequenceGroup | None = ulysses.sequence_groups(self.spec.world_size, n, self.rank) if n > 1 else None
         torch.manual_seed(self.spec.seed)
         dtype = getattr(torch, self.spec.dtype)
         ds_cfg = build_ds_config(self.spec.learner, self.spec.lr, self.spec.world_size,
@@ -134,10 +138,14 @@ class LearnerWorker:
 
     def _load(self, dtype: torch.dtype, ds_cfg: dict[str, Any]) -> Any:
         """The model of ``model_path``: partitioned from its creation on (``rlplat.learner.zero3``),
-        or whole on this rank until DeepSpeed shards it."""
+        or whole on this rank until DeepSpeed shards it; with Ulysses attention under sequence parallelism."""
         if self._sharded:
-            return load_sharded(self.spec.model_path, dtype, ds_cfg, self.rank)
-        return load_causal_lm(self.spec.model_path, dtype)
+            model = load_sharded(self.spec.model_path, dtype, ds_cfg, self.rank)
+        else:
+            model = load_causal_lm(self.spec.model_path, dtype)
+        if self.sp is not None:
+            ulysses.install(model, self.sp)
+        return model
 
     def _rendezvous_store(self, timeout: timedelta) -> Any:
         """The torch.distributed store, served by rank 0 on ``master_addr`` only.
@@ -247,8 +255,7 @@ class LearnerWorker:
         out = list(shard.sequences)
         for group, mb in self._micro_batches(shard.sequences, self._grpo_batching()):
             mb = mb.to(self._device())
-            lp = mb.per_sequence(token_logprobs(self._logits(self.engine, mb), mb.input_ids[:, 1:],
-                                                temperature=self.spec.temperature)).float().cpu()
+            lp = self._logprobs(self.engine, mb, self.spec.temperature)[0].float().cpu()
             for row, i in enumerate(group):
                 seq, start = out[i], len(out[i].prompt_ids) - 1
                 out[i] = replace(seq, learner_logprobs=tuple(lp[row, start:start + len(seq.completion_ids)].tolist()))
@@ -256,8 +263,7 @@ class LearnerWorker:
 
     def _grpo_micro_step(self, mb: MicroBatch, shard: TrainShard) -> dict[str, float]:
         g, temperature = self.spec.grpo, self.spec.temperature
-        logits = self._logits(self.engine, mb)
-        logprobs = mb.per_sequence(token_logprobs(logits, mb.input_ids[:, 1:], temperature=temperature))
+        logprobs, entropy = self._logprobs(self.engine, mb, temperature, entropy=True)
         ref_lp = self._ref_logprobs(mb) if self.ref is not None else None
         # The learner's old log-probs: recomputed by the driver's request, or, while the learners
         # still hold the weights that generated the samples, this very forward pass.
@@ -291,7 +297,7 @@ class LearnerWorker:
             stats["kl"] = float(masked_mean(kl_k3(logprobs.detach(), mb.old_logprobs), mb.loss_mask))
         stats.update({k: float(v) for k, v in mismatch.items()})
         # The entropy of the distribution the rollout sampled from (logits / temperature).
-        stats["entropy"] = float(masked_mean(mb.per_sequence(entropy_from_logits(logits, temperature)), mb.loss_mask))
+        stats["entropy"] = float(masked_mean(entropy, mb.loss_mask))
         return stats
 
     def _grpo_batching(self) -> MicroBatching:
@@ -312,17 +318,33 @@ class LearnerWorker:
             groups = plan_micro_batches(lengths, rule, int(count.item()))
         return [(g, collate_micro_batch([seqs[i] for i in g], rule, self.pad_id)) for g in groups]
 
-    def _logits(self, model: Any, mb: MicroBatch) -> torch.Tensor:
-        """Next-token logits in the model's dtype: log-probs upcast them chunk by chunk
-        (``algo.token_logprobs``), so no fp32 ``[B, T, V]`` copy is ever made here."""
-        out = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, position_ids=mb.position_ids,
-                    use_cache=False)
-        return out.logits[:, :-1]
+    def _logprobs(self, model: Any, mb: MicroBatch, temperature: float = 1.0,
+                  entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """The log-probs of ``mb``'s targets at ``temperature``, in the per-sequence layout
+        (``MicroBatch.per_sequence``), and with ``entropy`` the entropy at each target (detached;
+        else an empty tensor). The logits stay in the model's dtype: ``algo.token_logprobs`` upcasts
+        them chunk by chunk, so no fp32 ``[B, T, V]`` copy is made. Under sequence parallelism each
+        rank computes its own positions and the group assembles whole rows (``rlplat.learner.ulysses``)."""
+        sp = self.sp
+        if sp is None:
+            out = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, position_ids=mb.position_ids,
+                        use_cache=False)
+            logits, targets, rows = out.logits[:, :-1], mb.input_ids[:, 1:], mb.per_sequence
+        else:
+            shard = ulysses.shard_positions(mb, sp, self.pad_id)
+            logits = model(input_ids=shard.input_ids, attention_mask=shard.attention_mask,
+                           position_ids=shard.position_ids, use_cache=False).logits
+            targets = shard.targets
+
+            def rows(x: torch.Tensor) -> torch.Tensor:
+                return mb.per_sequence(ulysses.gather_positions(x, sp, shard))
+
+        lp = rows(token_logprobs(logits, targets, temperature=temperature))
+        return lp, rows(entropy_from_logits(logits.detach(), temperature)) if entropy else torch.empty(0)
 
     @torch.no_grad()
     def _ref_logprobs(self, mb: MicroBatch) -> torch.Tensor:
-        lp = token_logprobs(self._logits(self.ref, mb), mb.input_ids[:, 1:], temperature=self.spec.temperature)
-        return mb.per_sequence(lp)
+        return self._logprobs(self.ref, mb, self.spec.temperature)[0]
 
     def sft_step(self, shard: TrainShard, lr: float, pack_tokens: int | None = None) -> RankStepStats:
         """One supervised step at learning rate ``lr``: token-mean cross-entropy on the completions
@@ -336,8 +358,7 @@ class LearnerWorker:
         for i, (group, mb) in enumerate(batches):
             self.engine.set_gradient_accumulation_boundary(i == len(batches) - 1)
             mb = mb.to(self._device())
-            lp = mb.per_sequence(token_logprobs(self._logits(self.engine, mb), mb.input_ids[:, 1:]))
-            loss = token_cross_entropy(lp, mb.loss_mask, shard.num_tokens)
+            loss = token_cross_entropy(self._logprobs(self.engine, mb)[0], mb.loss_mask, shard.num_tokens)
             self.engine.backward(loss * self.spec.world_size, scale_wrt_gas=False)
             micro.append(MicroStats({"loss/sft": float(loss), **_position_counts(shard, group, mb)}, mb.num_sequences))
         self.engine.step()
@@ -495,7 +516,8 @@ class LearnerWorker:
         argmax, EOS ids neither stopping nor suppressed, as the engine's ``ignore_eos``."""
         model = self.engine.module
         model.eval()
-        return [greedy_decode(model, prompt, max_tokens) for prompt in prompt_token_ids]
+        with ulysses.whole_sequences(model) if self.sp is not None else contextlib.nullcontext():
+            return [greedy_decode(model, prompt, max_tokens) for prompt in prompt_token_ids]
 
     def heartbeat(self) -> float:
         """Liveness: answered from the actor's ``health`` concurrency group, beside any long call."""

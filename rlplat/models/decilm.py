@@ -27,6 +27,7 @@ imported here: no vLLM, Ray or DeepSpeed (docs/design.md, "Layers and import rul
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +92,12 @@ def _rotate_half(x: Tensor) -> Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
+def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """Scaled dot-product attention of ``[B, H, T, D]`` queries, keys and values, ``mask`` as
+    ``Attention.forward``'s; returns ``[B, T, H, D]``."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None).transpose(1, 2)
+
+
 class Attention(nn.Module):
     """Grouped-query attention with RoPE; ``num_kv_heads`` is this block's own."""
 
@@ -102,6 +109,8 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(hidden_size, num_kv_heads * self.head_dim, bias=False)
         self.v_proj = nn.Linear(hidden_size, num_kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(num_heads * self.head_dim, hidden_size, bias=False)
+        # The attention proper; sequence parallelism swaps in Ulysses attention (rlplat/learner/ulysses.py).
+        self.core: Callable[[Tensor, Tensor, Tensor, Tensor | None], Tensor] = sdpa
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None) -> Tensor:
         """``x`` ``[B, T, H]``; ``mask`` ``[B, 1, T, T]`` bool (True: may attend) or None (causal)."""
@@ -114,8 +123,8 @@ class Attention(nn.Module):
         group = self.num_heads // self.num_kv_heads
         # Query head h reads KV head h // group: transformers' repeat_kv and vLLM's GQA layout.
         k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
-        return self.o_proj(out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim))
+        out = self.core(q, k, v, mask)
+        return self.o_proj(out.reshape(b, t, self.num_heads * self.head_dim))
 
 
 class MLP(nn.Module):

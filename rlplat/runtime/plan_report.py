@@ -84,7 +84,9 @@ def activation_gib(cfg: Config, checkpointing: bool) -> float | None:
       arXiv 2205.05198, with fused attention: no term in the square of the sequence);
     * with gradient checkpointing each layer keeps only its input, ``T h b``, and one layer at a time
       holds its whole activations again: ``n T h b + 34 T h b / 2``; without: ``n x 34 T h b / 2``;
-    * the logits and their float32 log-softmax for the log-probs: ``T V (b + 4)``.
+    * the logits and their float32 log-softmax for the log-probs: ``T V (b + 4)``;
+    * all of it divided by ``learner.sequence_parallel``: each rank of a group keeps its share of
+      the positions (Ulysses attention holds every position for 1/N of the heads: the same size).
     """
     dims = model_dims(cfg)
     if dims is None:
@@ -93,7 +95,7 @@ def activation_gib(cfg: Config, checkpointing: bool) -> float | None:
     tokens = cfg.learner.max_tokens_per_micro_batch or cfg.learner.micro_batch_size * cfg.rollout.max_model_len
     layer = 34 * tokens * dims.hidden * b / 2
     kept = dims.layers * tokens * dims.hidden * b + layer if checkpointing else dims.layers * layer
-    return (kept + tokens * dims.vocab * (b + 4)) / GIB
+    return (kept + tokens * dims.vocab * (b + 4)) / GIB / cfg.learner.sequence_parallel
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,7 @@ def describe(cfg: Config) -> str:
         f"{'co-located' if c.colocate else 'separate'} learners and engines, placement {c.placement_strategy}",
         f"Per node: {learners_per_node} learner rank(s), {engines_per_node} vLLM engine(s) "
         f"(TP={r.tensor_parallel_size}); {len(plan.bundles) // c.num_nodes} bundle(s) of {plan.bundles[0]}",
-        f"Learners: DeepSpeed ZeRO-{cfg.learner.zero_stage}, data parallel {plan.num_learners}, "
+        f"Learners: DeepSpeed ZeRO-{cfg.learner.zero_stage}, {_parallel_words(cfg, plan.num_learners)}, "
         f"{cfg.model.dtype} weights, micro-batch {cfg.learner.micro_batch_size}",
         f"Engines: {plan.num_engines} x vLLM TP{r.tensor_parallel_size}, generation "
         f"{'fp8' if r.precision == 'fp8' else cfg.model.dtype}, temperature {r.sampling.temperature}, top_p {r.sampling.top_p}, "
@@ -244,13 +246,23 @@ def describe(cfg: Config) -> str:
     return "\n".join(lines)
 
 
+def _parallel_words(cfg: Config, ranks: int) -> str:
+    n = cfg.learner.sequence_parallel
+    if n == 1:
+        return f"data parallel {ranks}"
+    return f"data parallel {ranks // n} x sequence parallel {n} (Ulysses) = {ranks} ranks"
+
+
 def _activation_line(cfg: Config) -> str:
     on, off = activation_gib(cfg, True), activation_gib(cfg, False)
     if on is None or off is None:
         return "  activations  unknown (set model.hidden_size, model.num_layers and model.vocab_size)"
     used = "with" if cfg.model.gradient_checkpointing else "without"
+    n = cfg.learner.sequence_parallel
+    split = f", each sequence split over {n} ranks" if n > 1 else ""
     return (f"  activations  {on if cfg.model.gradient_checkpointing else off:.2f} per micro-batch at "
-            f"{cfg.rollout.max_model_len} tokens, {used} gradient checkpointing (with {on:.2f}, without {off:.2f})")
+            f"{cfg.rollout.max_model_len} tokens{split}, {used} gradient checkpointing (with {on:.2f}, "
+            f"without {off:.2f})")
 
 
 def _fit_warnings(cfg: Config, phases: PhaseMemory) -> list[str]:
@@ -272,16 +284,18 @@ def _fit_warnings(cfg: Config, phases: PhaseMemory) -> list[str]:
 
 
 def sequence_parallel_fit(cfg: Config, phases: PhaseMemory) -> tuple[int, float] | None:
-    """The smallest number of ranks of a node (a power of 2) whose sequence parallelism would bring
-    the training phase within ``cluster.device_memory_gib``, and the training GiB then: each rank
-    keeps the activations of 1/N of every sequence. None: activations unknown, or no such N."""
+    """The smallest ``learner.sequence_parallel`` (a power of 2 up to the ranks of a node, so that the
+    all-to-alls stay inside it) that brings the training phase within ``cluster.device_memory_gib``,
+    and the training GiB then: each rank keeps the activations of 1/N of every sequence. None:
+    activations unknown, or no such N."""
     if phases.activations is None:
         return None
+    whole = phases.activations * cfg.learner.sequence_parallel  # the activations of unsplit sequences
     rest = phases.training - phases.activations
     n = 1
     while n <= cfg.cluster.devices_per_node:
-        if rest + phases.activations / n <= cfg.cluster.device_memory_gib:
-            return n, rest + phases.activations / n
+        if rest + whole / n <= cfg.cluster.device_memory_gib:
+            return n, rest + whole / n
         n *= 2
     return None
 
@@ -289,7 +303,6 @@ def sequence_parallel_fit(cfg: Config, phases: PhaseMemory) -> tuple[int, float]
 def _sequence_parallel_hint(cfg: Config, phases: PhaseMemory) -> str:
     """The "to fit" words for sequence parallelism, with the size that would fit if one does."""
     fit = sequence_parallel_fit(cfg, phases)
-    what = "splitting each sequence over several ranks (sequence parallelism, which rlplat does not have yet"
-    if fit is None or fit[0] == 1:
-        return what + ")"
-    return f"{what}: over {fit[0]} ranks, training would need {fit[1]:.2f} GiB)"
+    if fit is None or fit[0] <= cfg.learner.sequence_parallel:
+        return "shorter sequences (rollout.max_model_len): sequence parallelism within a node does not suffice"
+    return f"learner.sequence_parallel={fit[0]} (each sequence split over {fit[0]} ranks: training {fit[1]:.2f} GiB)"

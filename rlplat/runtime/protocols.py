@@ -49,7 +49,8 @@ class Learners(Protocol):
 
     @property
     def world_size(self) -> int:
-        """Ranks: ``train_step`` and ``old_logprobs`` take one shard per rank."""
+        """Data-parallel ranks: ``train_step`` and ``old_logprobs`` take one shard each (the ranks of
+        a sequence-parallel group count once and share theirs)."""
         ...
 
     def train_step(self, shards: Sequence[TrainShard], interrupt: Interrupt | None = None) -> list[RankStepStats]:

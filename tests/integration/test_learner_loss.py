@@ -3,7 +3,8 @@
 Every aggregation divides by constants of the whole optimizer step (tokens, sequences, and for
 Dr. GRPO's ``seq_mean_token_sum`` the run's maximum response length), so the micro-batches' shares
 add up to the whole-batch loss and gradient however the batch is cut: one sequence at a time, by a
-token budget, or packed into rows (``learner.pack_tokens``).
+token budget, or packed into rows (``learner.pack_tokens``: checked, split over two sequence-parallel
+ranks too, in ``test_sequence_parallel.py``).
 """
 
 from __future__ import annotations
@@ -53,9 +54,8 @@ def one_rank(ray_local: None, tiny_model: str) -> Iterator[Callable[..., Learner
     remove_placement_group(pg)
 
 
-# One sequence (padded to itself) at a time; a budget of 40 positions; packed rows of 24 tokens.
-_CUTS = {"one_each": {"micro_batch_size": 1}, "budget": {"max_tokens_per_micro_batch": 40},
-         "packed": {"max_tokens_per_micro_batch": 40, "pack_tokens": 24}}
+# One sequence (padded to itself) at a time; a budget of 40 positions.
+_CUTS = {"one_each": {"micro_batch_size": 1}, "budget": {"max_tokens_per_micro_batch": 40}}
 
 
 def _train_once(one_rank: Callable[..., LearnerGroup], loss_agg: AggregationMode, **learner: Any) -> dict[str, float]:
@@ -72,8 +72,8 @@ _WHOLE: dict[str, dict[str, float]] = {}
 
 
 # Each aggregation with one cut, each cut once: a fresh rank costs seconds of start-up.
-@pytest.mark.parametrize(("loss_agg", "cut"), [("seq_mean_token_sum", "one_each"), ("seq_mean_token_mean", "packed"),
-                                               ("token_mean", "budget")])
+# Packed rows under a budget, for seq_mean_token_mean: test_sequence_parallel.py (split over two ranks).
+@pytest.mark.parametrize(("loss_agg", "cut"), [("seq_mean_token_sum", "one_each"), ("token_mean", "budget")])
 def test_micro_batches_add_up_to_the_whole_batch_gradient(one_rank: Callable[..., LearnerGroup],
                                                           loss_agg: AggregationMode, cut: str) -> None:
     if loss_agg not in _WHOLE:
@@ -83,5 +83,3 @@ def test_micro_batches_add_up_to_the_whole_batch_gradient(one_rank: Callable[...
     assert split["grad_norm"] == pytest.approx(whole["grad_norm"], rel=1e-4)
     assert whole["grad_norm"] > 0
     assert split["positions/real"] == whole["positions/real"] == sum(5 + n for n in (3, 11, 5, 17, 2, 8, 13, 6))
-    if cut == "packed":  # packing computes fewer positions than the padded whole batch
-        assert split["positions/real_share"] > whole["positions/real_share"]

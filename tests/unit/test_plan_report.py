@@ -72,23 +72,33 @@ def test_nano_grpo_phase_lines_against_a_hand_computation() -> None:
     assert "WARNING: generation needs 82.84 GiB of 80: does not fit" in describe(kept)
 
 
-def test_ultra_grpo_does_not_fit_and_the_plan_says_which_sequence_parallel_size_would() -> None:
+def test_ultra_grpo_fits_by_splitting_each_sequence_over_four_ranks() -> None:
     """ultra_grpo's training phase: the sharded state (weights, grads, reference: 3 x 2 bytes x 253B / 576)
     plus one 32k-token micro-batch's activations (hidden 16384, 162 layers, vocabulary 128256, with
-    gradient checkpointing) is over 80 GiB; split over N ranks each keeps 1/N of the activations, and
-    N = 4 is the smallest power of 2 that fits (2 does not)."""
+    gradient checkpointing). Whole, that is over 80 GiB; split over N ranks each keeps 1/N of the
+    activations, and N = 4, the experiment's ``learner.sequence_parallel``, is the smallest power of 2
+    that fits (2 does not). Without it the plan warns and names 4."""
     from rlplat.runtime.plan_report import describe, phase_memory, sequence_parallel_fit
 
-    cfg, _ = load(["+experiment=ultra_grpo", "dry_run=true"])
     state = 3 * 253e9 * 2 / 576 / GIB
     t, h, n, v = 32768, 16384, 162, 128256
-    act = (n * t * h * 2 + 34 * t * h * 2 / 2 + t * v * (2 + 4)) / GIB
-    phases = phase_memory(cfg, estimate_memory(cfg))
-    assert phases.activations == pytest.approx(act) and phases.training == pytest.approx(state + act)  # 204.94
+    act = (n * t * h * 2 + 34 * t * h * 2 / 2 + t * v * (2 + 4)) / GIB  # 202.48 whole
     assert state + act / 2 > 80 >= state + act / 4
-    fit = sequence_parallel_fit(cfg, phases)
-    assert fit is not None and fit[0] == 4 and fit[1] == pytest.approx(state + act / 4)  # 53.08
-    assert f"over 4 ranks, training would need {state + act / 4:.2f} GiB" in describe(cfg)
+    cfg, _ = load(["+experiment=ultra_grpo", "dry_run=true"])
+    assert cfg.learner.sequence_parallel == 4
+    phases = phase_memory(cfg, estimate_memory(cfg))
+    assert phases.activations == pytest.approx(act / 4) and phases.training == pytest.approx(state + act / 4)  # 53.08
+    text = describe(cfg)
+    assert "data parallel 144 x sequence parallel 4 (Ulysses) = 576 ranks" in text
+    assert f"  training  {state + act / 4:.2f} GiB" in text and "WARNING" not in text
+    whole, _ = load(["+experiment=ultra_grpo", "dry_run=true", "learner.sequence_parallel=1"])
+    phases = phase_memory(whole, estimate_memory(whole))
+    assert phases.training == pytest.approx(state + act)  # 204.94
+    fit = sequence_parallel_fit(whole, phases)
+    assert fit is not None and fit[0] == 4 and fit[1] == pytest.approx(state + act / 4)
+    text = describe(whole)
+    assert f"WARNING: training needs {state + act:.2f} GiB of 80: does not fit" in text
+    assert f"learner.sequence_parallel=4 (each sequence split over 4 ranks: training {state + act / 4:.2f} GiB)" in text
 
 
 def test_the_plan_says_when_the_architecture_is_unknown() -> None:

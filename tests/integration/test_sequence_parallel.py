@@ -1,0 +1,175 @@
+"""Ulysses sequence parallelism: two ranks splitting every sequence compute what one rank computes
+whole (``rlplat/learner/ulysses.py``).
+
+Through the real DeepSpeed learner: one rank with the whole batch in one micro-batch
+(``learner.sequence_parallel=1``) and a group of two (``=2``, ZeRO-3 built sharded, so the reference
+is a ZeRO-3 inference engine, micro-batches cut by a token budget and packed into rows) take the same
+batch through the same calls: the old-log-prob pass, a GRPO step with TIS weights, the pass again
+under the new weights, a second GRPO step (whose loss now holds the reference's KL term), an SFT
+step on right-padded rows, and the pass once more. Log-probs, losses and gradient norms agree to
+float32 tolerance, and so do the weights each step leaves. (So packing and the token budget are
+checked against the whole batch here too, for ``seq_mean_token_mean``; ``test_learner_loss.py``
+checks the other cuts. Statistics that average micro-batch means, such as ``entropy``, depend on
+the cut and are not compared.)
+
+And the attention alone, on two processes over gloo: the tiny Llama (transformers' attention
+registry) and the heterogeneous DeciLM child (GQA with 1, 2 and 4 KV heads, blocks without
+attention), padded and packed rows: log-probs and summed gradients against the unsplit model.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from ray.util.placement_group import remove_placement_group
+
+from rlplat.algo.batching import split_for_ranks
+from rlplat.algo.stats import reduce_optimizer_step
+from rlplat.config.schema import ClusterConfig, Config, GRPOConfig, LearnerConfig, MismatchConfig
+from rlplat.distributed.cluster import create_placement_group
+from rlplat.distributed.placement import plan_placement
+from rlplat.learner.group import LearnerGroup
+from rlplat.runtime.stage_actors import learner_spec
+from rlplat.types import TrainSequence, TrainShard
+
+pytestmark = pytest.mark.slow
+
+
+def _sequences() -> list[TrainSequence]:
+    """Eight sequences of odd and even lengths (a split rows' last rank gets padding)."""
+    rng = random.Random(1)
+    return [TrainSequence(tuple(rng.randrange(4, 90) for _ in range(p)),
+                          tuple(rng.randrange(4, 90) for _ in range(n)),
+                          tuple(-4.0 + 0.1 * rng.random() for _ in range(n)), rng.choice((-1.0, 0.5, 1.5)))
+            for p, n in ((5, 3), (4, 11), (6, 5), (5, 17), (3, 2), (5, 8), (7, 13), (5, 6))]
+
+
+def _run(ranks: int, tiny_model: str, **learner: Any) -> dict[str, Any]:
+    """The calls of the module docstring on a fresh group of ``ranks`` learners; what each returned."""
+    cluster = ClusterConfig(devices_per_node=ranks)
+    plan = replace(plan_placement(cluster, Config().rollout), engine_bundles=())
+    pg = create_placement_group(plan, 60)
+    cfg = Config(cluster=cluster, grpo=GRPOConfig(kl_coef=0.1, mismatch=MismatchConfig(mode="tis"),
+                                                  loss_agg="seq_mean_token_mean"),
+                 learner=LearnerConfig(lr=1e-3, warmup_steps=0, **learner))
+    group = LearnerGroup(learner_spec(cfg, tiny_model, cfg.learner.lr), plan, pg, cfg.timeouts).wait_started()
+    try:
+        assert group.world_size == 1  # one data-parallel shard either way
+        shards = split_for_ranks(_sequences(), 1, on_policy=True)
+        before = group.old_logprobs(shards)
+        grpo = reduce_optimizer_step(group.train_step(before))
+        after = group.old_logprobs(shards)
+        grpo2 = reduce_optimizer_step(group.train_step(after))
+        sft = reduce_optimizer_step(group.sft_step(shards, lr=1e-3))
+        last = group.old_logprobs(shards)
+        return {"before": _logprobs(before), "grpo": grpo, "after": _logprobs(after), "grpo2": grpo2, "sft": sft,
+                "last": _logprobs(last)}
+    finally:
+        group.shutdown()
+        remove_placement_group(pg)
+
+
+def _logprobs(shards: list[TrainShard]) -> list[float]:
+    return [lp for s in shards for seq in s.sequences for lp in seq.learner_logprobs]
+
+
+@pytest.fixture(scope="module")
+def runs(ray_local: None, tiny_model: str) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    yield (_run(1, tiny_model, micro_batch_size=8),
+           _run(2, tiny_model, sequence_parallel=2, zero_stage=3, max_tokens_per_micro_batch=48, pack_tokens=24))
+
+
+@pytest.mark.parametrize("pass_", ["before", "after", "last"])
+def test_log_probs_equal_whole_rows(runs: tuple[dict[str, Any], dict[str, Any]], pass_: str) -> None:
+    one, split = runs
+    assert len(split[pass_]) == len(one[pass_]) == sum(n for _, n in ((5, 3), (4, 11), (6, 5), (5, 17), (3, 2),
+                                                                       (5, 8), (7, 13), (5, 6)))
+    assert split[pass_] == pytest.approx(one[pass_], abs=2e-5)
+
+
+def test_the_updates_moved_the_weights(runs: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """Guard of the comparisons above: each step changed what the passes compute."""
+    one, _ = runs
+    assert max(abs(a - b) for a, b in zip(one["before"], one["after"], strict=True)) > 1e-3
+    assert max(abs(a - b) for a, b in zip(one["after"], one["last"], strict=True)) > 1e-3
+    assert one["grpo2"]["kl"] > 1e-6  # the policy moved from the reference: the KL term is live
+
+
+@pytest.mark.parametrize(("step", "keys"), [
+    ("grpo", ("loss/policy", "grad_norm", "positions/real")),
+    ("grpo2", ("loss/policy", "grad_norm", "positions/real")),
+    ("sft", ("loss/sft", "grad_norm", "positions/real")),
+])
+def test_step_statistics_equal(runs: tuple[dict[str, Any], dict[str, Any]], step: str, keys: tuple[str, ...]) -> None:
+    one, split = runs
+    assert one[step]["grad_norm"] > 0
+    for key in keys:
+        assert split[step][key] == pytest.approx(one[step][key], rel=1e-4, abs=1e-6), key
+    if step == "grpo":  # packed rows compute fewer padding positions than the whole padded batch
+        assert split[step]["positions/real_share"] > one[step]["positions/real_share"]
+
+
+# ----------------------------------------------------------------------------- the attention alone
+
+
+def _attention_rank(rank: int, port: int, models: list[tuple[str, str]], out: dict[str, float]) -> None:
+    """Rank ``rank`` of two: each model unsplit and split, on padded and packed rows; rank 0 records
+    the largest log-prob difference and relative gradient difference (gradients summed over ranks)."""
+    import os
+
+    import torch
+
+    from rlplat.algo import token_logprobs
+    from rlplat.algo.batching import collate
+    from rlplat.algo.packing import collate_packed
+    from rlplat.learner import ulysses
+    from rlplat.models.decilm import load_decilm
+    from rlplat.models.hf import load_causal_lm
+
+    os.environ.update(DS_ACCELERATOR="cpu", TORCHDYNAMO_DISABLE="1", GLOO_SOCKET_IFNAME="lo")
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend="gloo")  # Ulysses' all-to-all runs on deepspeed.comm
+    sp = ulysses.sequence_groups(2, 2, rank)
+    load = {"hf": lambda p: load_causal_lm(p, torch.float32), "decilm": load_decilm}
+    for kind, path in models:
+        for layout, mb in (("padded", collate(_sequences(), 0)), ("packed", collate_packed(_sequences(), 24, 0))):
+            whole, split = load[kind](path), load[kind](path)
+            ulysses.install(split, sp)
+            logits = whole(input_ids=mb.input_ids, attention_mask=mb.attention_mask, position_ids=mb.position_ids).logits
+            lp_whole = mb.per_sequence(token_logprobs(logits[:, :-1], mb.input_ids[:, 1:]))
+            shard = ulysses.shard_positions(mb, sp, 0)
+            logits = split(input_ids=shard.input_ids, attention_mask=shard.attention_mask,
+                           position_ids=shard.position_ids).logits
+            lp_split = mb.per_sequence(ulysses.gather_positions(token_logprobs(logits, shard.targets), sp, shard))
+            (lp_whole * mb.loss_mask).sum().backward()
+            (lp_split * mb.loss_mask).sum().backward()
+            grad = 0.0
+            for p, q in zip(whole.parameters(), split.parameters(), strict=True):
+                summed = q.grad.clone()
+                torch.distributed.all_reduce(summed)
+                grad = max(grad, float((summed - p.grad).abs().max() / p.grad.abs().max().clamp(min=1e-12)))
+            if rank == 0:
+                out[f"{kind}/{layout}/logprobs"] = float((lp_whole - lp_split)[mb.loss_mask].abs().max())
+                out[f"{kind}/{layout}/grads"] = grad
+    torch.distributed.destroy_process_group()
+
+
+def test_ulysses_attention_equals_whole_sequences(tiny_model: str, decilm_child: tuple[Any, Any]) -> None:
+    import torch.multiprocessing as mp
+
+    from launch_helpers import free_port
+
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_attention_rank, args=(free_port(), [("hf", tiny_model), ("decilm", str(decilm_child[0]))], out),
+                 nprocs=2)
+        found = dict(out)
+    assert len(found) == 8, found
+    for key, value in found.items():
+        assert value < 1e-5, (key, value)
