@@ -39,13 +39,19 @@ from rlplat.types import TrainSequence, TrainShard
 pytestmark = pytest.mark.slow
 
 
+# (prompt, completion) lengths, odd and even (a split row's last rank gets padding).
+LENGTHS = ((5, 3), (4, 11), (6, 5), (5, 17), (3, 2), (5, 8), (7, 13), (5, 6))
+
+
 def _sequences() -> list[TrainSequence]:
-    """Eight sequences of odd and even lengths (a split rows' last rank gets padding)."""
     rng = random.Random(1)
     return [TrainSequence(tuple(rng.randrange(4, 90) for _ in range(p)),
                           tuple(rng.randrange(4, 90) for _ in range(n)),
                           tuple(-4.0 + 0.1 * rng.random() for _ in range(n)), rng.choice((-1.0, 0.5, 1.5)))
-            for p, n in ((5, 3), (4, 11), (6, 5), (5, 17), (3, 2), (5, 8), (7, 13), (5, 6))]
+            for p, n in LENGTHS]
+
+
+SEQUENCES = _sequences()
 
 
 def _run(ranks: int, tiny_model: str, **learner: Any) -> dict[str, Any]:
@@ -59,7 +65,7 @@ def _run(ranks: int, tiny_model: str, **learner: Any) -> dict[str, Any]:
     group = LearnerGroup(learner_spec(cfg, tiny_model, cfg.learner.lr), plan, pg, cfg.timeouts).wait_started()
     try:
         assert group.world_size == 1  # one data-parallel shard either way
-        shards = split_for_ranks(_sequences(), 1, on_policy=True)
+        shards = split_for_ranks(SEQUENCES, 1, on_policy=True)
         before = group.old_logprobs(shards)
         grpo = reduce_optimizer_step(group.train_step(before))
         after = group.old_logprobs(shards)
@@ -86,8 +92,7 @@ def runs(ray_local: None, tiny_model: str) -> Iterator[tuple[dict[str, Any], dic
 @pytest.mark.parametrize("pass_", ["before", "after", "last"])
 def test_log_probs_equal_whole_rows(runs: tuple[dict[str, Any], dict[str, Any]], pass_: str) -> None:
     one, split = runs
-    assert len(split[pass_]) == len(one[pass_]) == sum(n for _, n in ((5, 3), (4, 11), (6, 5), (5, 17), (3, 2),
-                                                                       (5, 8), (7, 13), (5, 6)))
+    assert len(split[pass_]) == len(one[pass_]) == sum(n for _, n in LENGTHS)
     assert split[pass_] == pytest.approx(one[pass_], abs=2e-5)
 
 
@@ -113,62 +118,16 @@ def test_step_statistics_equal(runs: tuple[dict[str, Any], dict[str, Any]], step
         assert split[step]["positions/real_share"] > one[step]["positions/real_share"]
 
 
-# ----------------------------------------------------------------------------- the attention alone
-
-
-def _attention_rank(rank: int, port: int, models: list[tuple[str, str]], out: dict[str, float]) -> None:
-    """Rank ``rank`` of two: each model unsplit and split, on padded and packed rows; rank 0 records
-    the largest log-prob difference and relative gradient difference (gradients summed over ranks)."""
-    import os
-
-    import torch
-
-    from rlplat.algo import token_logprobs
-    from rlplat.algo.batching import collate
-    from rlplat.algo.packing import collate_packed
-    from rlplat.learner import ulysses
-    from rlplat.models.decilm import load_decilm
-    from rlplat.models.hf import load_causal_lm
-
-    os.environ.update(DS_ACCELERATOR="cpu", TORCHDYNAMO_DISABLE="1", GLOO_SOCKET_IFNAME="lo")
-    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    import deepspeed
-
-    deepspeed.init_distributed(dist_backend="gloo")  # Ulysses' all-to-all runs on deepspeed.comm
-    sp = ulysses.sequence_groups(2, 2, rank)
-    load = {"hf": lambda p: load_causal_lm(p, torch.float32), "decilm": load_decilm}
-    for kind, path in models:
-        for layout, mb in (("padded", collate(_sequences(), 0)), ("packed", collate_packed(_sequences(), 24, 0))):
-            whole, split = load[kind](path), load[kind](path)
-            ulysses.install(split, sp)
-            logits = whole(input_ids=mb.input_ids, attention_mask=mb.attention_mask, position_ids=mb.position_ids).logits
-            lp_whole = mb.per_sequence(token_logprobs(logits[:, :-1], mb.input_ids[:, 1:]))
-            shard = ulysses.shard_positions(mb, sp, 0)
-            logits = split(input_ids=shard.input_ids, attention_mask=shard.attention_mask,
-                           position_ids=shard.position_ids).logits
-            lp_split = mb.per_sequence(ulysses.gather_positions(token_logprobs(logits, shard.targets), sp, shard))
-            (lp_whole * mb.loss_mask).sum().backward()
-            (lp_split * mb.loss_mask).sum().backward()
-            grad = 0.0
-            for p, q in zip(whole.parameters(), split.parameters(), strict=True):
-                summed = q.grad.clone()
-                torch.distributed.all_reduce(summed)
-                grad = max(grad, float((summed - p.grad).abs().max() / p.grad.abs().max().clamp(min=1e-12)))
-            if rank == 0:
-                out[f"{kind}/{layout}/logprobs"] = float((lp_whole - lp_split)[mb.loss_mask].abs().max())
-                out[f"{kind}/{layout}/grads"] = grad
-    torch.distributed.destroy_process_group()
-
-
 def test_ulysses_attention_equals_whole_sequences(tiny_model: str, decilm_child: tuple[Any, Any]) -> None:
     import torch.multiprocessing as mp
+    from ulysses_ranks import attention_rank  # a module of its own: the spawned ranks import only it
 
     from launch_helpers import free_port
 
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_attention_rank, args=(free_port(), [("hf", tiny_model), ("decilm", str(decilm_child[0]))], out),
-                 nprocs=2)
+        mp.spawn(attention_rank, args=(free_port(), [("hf", tiny_model), ("decilm", str(decilm_child[0]))],
+                                       SEQUENCES, out), nprocs=2)
         found = dict(out)
     assert len(found) == 8, found
     for key, value in found.items():
