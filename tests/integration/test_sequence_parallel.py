@@ -3,14 +3,16 @@ whole (``rlplat/learner/ulysses.py``).
 
 Through the real DeepSpeed learner: one rank with the whole batch in one micro-batch
 (``learner.sequence_parallel=1``) and a group of two (``=2``, ZeRO-3 built sharded, so the reference
-is a ZeRO-3 inference engine, micro-batches cut by a token budget and packed into rows) take the same
+is a ZeRO-3 inference engine, gradient checkpointing, so the backward pass runs the attention's
+all-to-alls again, micro-batches cut by a token budget and packed into rows) take the same
 batch through the same calls: the old-log-prob pass, a GRPO step with TIS weights, the pass again
 under the new weights, a second GRPO step (whose loss now holds the reference's KL term), an SFT
 step on right-padded rows, and the pass once more. Log-probs, losses and gradient norms agree to
-float32 tolerance, and so do the weights each step leaves. (So packing and the token budget are
-checked against the whole batch here too, for ``seq_mean_token_mean``; ``test_learner_loss.py``
-checks the other cuts. Statistics that average micro-batch means, such as ``entropy``, depend on
-the cut and are not compared.)
+float32 tolerance, and so do the weights each step leaves. So this is also the check, through the
+real learner, that a step cut into micro-batches (by a token budget, packed) adds up to the whole
+batch's loss and gradient: DeepSpeed's accumulation with ``scale_wrt_gas=False`` and the global
+normalisers (``tests/unit/test_algo.py`` checks the algebra for every aggregation). Statistics that
+average micro-batch means, such as ``entropy``, depend on the cut and are not compared.
 
 And the attention alone, on two processes over gloo: the tiny Llama (transformers' attention
 registry) and the heterogeneous DeciLM child (GQA with 1, 2 and 4 KV heads, blocks without
@@ -29,7 +31,7 @@ from ray.util.placement_group import remove_placement_group
 
 from rlplat.algo.batching import split_for_ranks
 from rlplat.algo.stats import reduce_optimizer_step
-from rlplat.config.schema import ClusterConfig, Config, GRPOConfig, LearnerConfig, MismatchConfig
+from rlplat.config.schema import ClusterConfig, Config, GRPOConfig, LearnerConfig, MismatchConfig, ModelConfig
 from rlplat.distributed.cluster import create_placement_group
 from rlplat.distributed.placement import plan_placement
 from rlplat.learner.group import LearnerGroup
@@ -54,14 +56,15 @@ def _sequences() -> list[TrainSequence]:
 SEQUENCES = _sequences()
 
 
-def _run(ranks: int, tiny_model: str, **learner: Any) -> dict[str, Any]:
+def _run(ranks: int, tiny_model: str, checkpointing: bool = False, **learner: Any) -> dict[str, Any]:
     """The calls of the module docstring on a fresh group of ``ranks`` learners; what each returned."""
     cluster = ClusterConfig(devices_per_node=ranks)
     plan = replace(plan_placement(cluster, Config().rollout), engine_bundles=())
     pg = create_placement_group(plan, 60)
     cfg = Config(cluster=cluster, grpo=GRPOConfig(kl_coef=0.1, mismatch=MismatchConfig(mode="tis"),
                                                   loss_agg="seq_mean_token_mean"),
-                 learner=LearnerConfig(lr=1e-3, warmup_steps=0, **learner))
+                 learner=LearnerConfig(lr=1e-3, warmup_steps=0, **learner),
+                 model=ModelConfig(gradient_checkpointing=checkpointing))
     group = LearnerGroup(learner_spec(cfg, tiny_model, cfg.learner.lr), plan, pg, cfg.timeouts).wait_started()
     try:
         assert group.world_size == 1  # one data-parallel shard either way
@@ -86,7 +89,8 @@ def _logprobs(shards: list[TrainShard]) -> list[float]:
 @pytest.fixture(scope="module")
 def runs(ray_local: None, tiny_model: str) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     yield (_run(1, tiny_model, micro_batch_size=8),
-           _run(2, tiny_model, sequence_parallel=2, zero_stage=3, max_tokens_per_micro_batch=48, pack_tokens=24))
+           _run(2, tiny_model, checkpointing=True, sequence_parallel=2, zero_stage=3, max_tokens_per_micro_batch=48,
+                pack_tokens=24))
 
 
 @pytest.mark.parametrize("pass_", ["before", "after", "last"])
