@@ -16,7 +16,8 @@ average micro-batch means, such as ``entropy``, depend on the cut and are not co
 
 And the attention alone, on two processes over gloo: the tiny Llama (transformers' attention
 registry) and the heterogeneous DeciLM child (GQA with 1, 2 and 4 KV heads, blocks without
-attention), padded and packed rows: log-probs and summed gradients against the unsplit model.
+attention), padded and packed rows: per-token log-probs and entropy, and the summed gradients,
+against the unsplit model.
 """
 
 from __future__ import annotations
@@ -133,6 +134,6 @@ def test_ulysses_attention_equals_whole_sequences(tiny_model: str, decilm_child:
         mp.spawn(attention_rank, args=(free_port(), [("hf", tiny_model), ("decilm", str(decilm_child[0]))],
                                        SEQUENCES, out), nprocs=2)
         found = dict(out)
-    assert len(found) == 8, found
+    assert len(found) == 12, found
     for key, value in found.items():
         assert value < 1e-5, (key, value)

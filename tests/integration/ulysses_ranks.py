@@ -9,12 +9,13 @@ from rlplat.types import TrainSequence
 def attention_rank(rank: int, port: int, models: list[tuple[str, str]], seqs: list[TrainSequence],
                    out: dict[str, float]) -> None:
     """Rank ``rank`` of two: each model unsplit and split, on padded and packed rows; rank 0 records
-    the largest log-prob difference and relative gradient difference (gradients summed over ranks)."""
+    the largest log-prob and entropy differences and relative gradient difference (gradients summed
+    over ranks)."""
     import os
 
     import torch
 
-    from rlplat.algo import token_logprobs
+    from rlplat.algo import entropy_from_logits, token_logprobs
     from rlplat.algo.batching import collate
     from rlplat.algo.packing import collate_packed
     from rlplat.distributed.cluster import torch_extensions_dir
@@ -37,10 +38,12 @@ def attention_rank(rank: int, port: int, models: list[tuple[str, str]], seqs: li
             ulysses.install(split, sp)
             logits = whole(input_ids=mb.input_ids, attention_mask=mb.attention_mask, position_ids=mb.position_ids).logits
             lp_whole = mb.per_sequence(token_logprobs(logits[:, :-1], mb.input_ids[:, 1:]))
+            ent_whole = mb.per_sequence(entropy_from_logits(logits[:, :-1].detach()))
             shard = ulysses.shard_positions(mb, sp, 0)
             logits = split(input_ids=shard.input_ids, attention_mask=shard.attention_mask,
                            position_ids=shard.position_ids).logits
             lp_split = mb.per_sequence(ulysses.gather_positions(token_logprobs(logits, shard.targets), sp, shard))
+            ent_split = mb.per_sequence(ulysses.gather_positions(entropy_from_logits(logits.detach()), sp, shard))
             (lp_whole * mb.loss_mask).sum().backward()
             (lp_split * mb.loss_mask).sum().backward()
             grad = 0.0
@@ -50,5 +53,6 @@ def attention_rank(rank: int, port: int, models: list[tuple[str, str]], seqs: li
                 grad = max(grad, float((summed - p.grad).abs().max() / p.grad.abs().max().clamp(min=1e-12)))
             if rank == 0:
                 out[f"{kind}/{layout}/logprobs"] = float((lp_whole - lp_split)[mb.loss_mask].abs().max())
+                out[f"{kind}/{layout}/entropy"] = float((ent_whole - ent_split)[mb.loss_mask].abs().max())
                 out[f"{kind}/{layout}/grads"] = grad
     torch.distributed.destroy_process_group()
