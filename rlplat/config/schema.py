@@ -237,6 +237,10 @@ class GRPOConfig:
     # toggle/{on,off}_compliance and toggle/{on,off}_pass_rate in the stage's manifest
     # (rlplat/runtime/toggle_eval.py; needs eval_prompts > 0).
     toggle_eval: bool = False
+    # Measure every stage's output model on the same held-out prompts (``eval/pass_rate`` in each
+    # manifest, a table at the end of the run and in report.md; rlplat/stages/held_out.py). A stage
+    # that does not measure it itself costs one engine start. Needs eval_prompts > 0.
+    eval_stages: bool = False
 
 
 @dataclass(frozen=True)

@@ -246,10 +246,10 @@ def _check_prefilter_and_eval(cfg: Config) -> None:
         raise ConfigError("grpo.eval_every", f"held-out evaluation needs both eval_every and eval_prompts "
                           f"(found {g.eval_every} and {g.eval_prompts}).",
                           "set both grpo.eval_every and grpo.eval_prompts above 0, or both to 0 (off).")
-    if g.toggle_eval and g.eval_prompts == 0:
-        raise ConfigError("grpo.toggle_eval", "the toggle is measured on the held-out evaluation prompts, and "
-                          "grpo.eval_prompts is 0.", "set grpo.eval_prompts and grpo.eval_every above 0, or "
-                          "grpo.toggle_eval=false.")
+    for name in ("toggle_eval", "eval_stages"):
+        if getattr(g, name) and g.eval_prompts == 0:
+            raise ConfigError(f"grpo.{name}", "it measures on the held-out evaluation prompts, and grpo.eval_prompts "
+                              "is 0.", f"set grpo.eval_prompts and grpo.eval_every above 0, or grpo.{name}=false.")
 
 
 def _check_data(cfg: Config) -> None:

@@ -7,6 +7,8 @@ a run's own report is written into its run directory, beside ``metrics.jsonl`` a
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,8 @@ from rlbase import atomic_write
 from rlplat.metrics import read_metrics
 from rlplat.report.plots import Plot, Rows, plots_for, save_plot
 from rlplat.report.summary import summarize, time_split
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,8 @@ class RunData:
     rows: tuple[Mapping[str, Any], ...]
     # Step lines of the other stages that log them (``stages/<name>/metrics.jsonl``), by stage.
     stage_rows: Mapping[str, Rows]
+    # Each finished stage's held-out pass rate, in the order the stages ran (``grpo.eval_stages``).
+    stage_pass_rates: tuple[tuple[str, float], ...] = ()
 
 
 def load_run(run_dir: Path) -> RunData:
@@ -40,7 +46,26 @@ def load_run(run_dir: Path) -> RunData:
     if not rows and not any(stages.values()):
         raise FileNotFoundError(f"{run_dir} has no metrics.jsonl (nor stages/*/metrics.jsonl): not a run "
                                 "directory, or no step finished yet")
-    return RunData(run_dir.name, run_dir, tuple(rows), {k: v for k, v in stages.items() if v})
+    return RunData(run_dir.name, run_dir, tuple(rows), {k: v for k, v in stages.items() if v},
+                   _stage_pass_rates(run_dir))
+
+
+def _stage_pass_rates(run_dir: Path) -> tuple[tuple[str, float], ...]:
+    """``(stage, eval/pass_rate)`` of every stage manifest that has one, by start time."""
+    manifests = [json.loads(p.read_text()) for p in (run_dir / "stages").glob("*/manifest.json")]
+    return tuple((m["stage"], float(m["metrics"]["eval/pass_rate"]))
+                 for m in sorted(manifests, key=lambda m: m.get("started_at", 0.0))
+                 if "eval/pass_rate" in m.get("metrics", {}))
+
+
+def write_run_report(run_dir: Path) -> None:
+    """``write_report`` of ``run_dir`` into itself; a failure is logged, not raised (the run's results
+    are saved by then: redraw with ``python -m rlplat.report RUN_DIR``)."""
+    try:
+        write_report(run_dir, [load_run(run_dir)])
+    except Exception as err:  # noqa: BLE001 - a drawing failure must not fail a finished stage
+        log.warning("report.md not written (%s: %s); redraw it with python -m rlplat.report %s",
+                    type(err).__name__, err, run_dir)
 
 
 def write_report(out_dir: Path, runs: Sequence[RunData]) -> Path:
@@ -58,10 +83,22 @@ def write_report(out_dir: Path, runs: Sequence[RunData]) -> Path:
 def markdown(runs: Sequence[RunData], plots: Sequence[Plot]) -> str:
     """The text of ``report.md`` (pure): a title, the summary table, each plot."""
     title = f"Run report: {runs[0].name}" if len(runs) == 1 else "Runs compared: " + ", ".join(r.name for r in runs)
-    lines = [f"# {title}", "", *summary_table(runs), ""]
+    lines = [f"# {title}", "", *summary_table(runs), "", *stage_table(runs)]
     for plot in plots:
         lines += [f"## {plot.title}", "", f"![{plot.title}](plots/{plot.name}.png)", ""]
     return "\n".join(lines)
+
+
+def stage_table(runs: Sequence[RunData]) -> list[str]:
+    """The held-out pass rate of each stage's output model, one column per run (nothing when no run
+    measured its stages)."""
+    stages = list(dict.fromkeys(s for r in runs for s, _ in r.stage_pass_rates))
+    if not stages:
+        return []
+    rates = [dict(r.stage_pass_rates) for r in runs]
+    rows = [f"| {s} | " + " | ".join(f"{r[s]:.3f}" if s in r else "–" for r in rates) + " |" for s in stages]
+    return ["## Held-out pass rate by stage", "", "| stage | " + " | ".join(r.name for r in runs) + " |",
+            "|---" * (len(runs) + 1) + "|", *rows, ""]
 
 
 def summary_table(runs: Sequence[RunData]) -> list[str]:

@@ -44,7 +44,7 @@ from rlplat.faults import PromptsExhausted
 from rlplat.metrics import MetricsLogger, read_metrics, truncate_after
 from rlplat.models.hf import copy_tokenizer
 from rlplat.report import write_summary
-from rlplat.report.document import load_run, write_report
+from rlplat.report.document import write_run_report
 from rlplat.rollout.group import RolloutRestartLimit
 from rlplat.runtime.evaluation import HeldOutEval
 from rlplat.runtime.handoff import hand_back, take_device
@@ -116,11 +116,7 @@ class GRPOStage:
         copy_tokenizer(Path(ctx.model_path), final)
         rows = read_metrics(ctx.run_dir / "metrics.jsonl")
         write_summary(ctx.run_dir, rows)
-        try:
-            write_report(ctx.run_dir, [load_run(ctx.run_dir)])
-        except Exception as err:  # noqa: BLE001 - the model is saved; a drawing failure must not fail the stage
-            log.warning("report.md not written (%s: %s); redraw it with python -m rlplat.report %s",
-                        type(err).__name__, err, ctx.run_dir)
+        write_run_report(ctx.run_dir)
         last_eval = [r["eval/pass_rate"] for r in rows if "eval/pass_rate" in r]
         metrics.update({"pass_rate": rows[-1]["pass_rate"]} if rows else {})
         metrics.update({"eval/pass_rate": last_eval[-1]} if last_eval else {})

@@ -64,10 +64,9 @@ from rlplat.models.decilm_format import (
 )
 from rlplat.models.fusion import ffn_only_runs, fuse_runs, run_dependency, split_run
 from rlplat.models.hf import copy_tokenizer
-from rlplat.runtime.evaluation import HeldOutEval
-from rlplat.runtime.prompts import load_prompt_sets
 from rlplat.runtime.stage_actors import StageActors
 from rlplat.stages.base import NAS_PARENT, StageContext, StageManifest, stage_dir
+from rlplat.stages.held_out import PASS_RATE, held_out_pass_rate
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +120,8 @@ class NASStage:
         metrics = {"nas/throughput_ratio": throughput["ratio"], "nas/param_ratio": result["param_ratio"],
                    "nas/kl_to_parent": kl}
         metrics.update({f"nas/{who}_pass_rate": rate for who, rate in pass_rates.items() if rate is not None})
+        if pass_rates.get("child") is not None:
+            metrics[PASS_RATE] = pass_rates["child"]  # the stage's output model, measured as every stage's is
         return StageManifest(self.name, str(out), ctx.model_path, artifacts={NAS_PARENT: ctx.model_path},
                              metrics=metrics)
 
@@ -317,19 +318,9 @@ def serve_parent_and_child(cfg: Config, paths: dict[str, str],
                 engines.greedy(batch, n.throughput_tokens)
                 seconds[name].append(time.perf_counter() - start)
             if n.pass_rate:
-                pass_rates[name] = _held_out_pass_rate(cfg, path, actors)
+                pass_rates[name] = held_out_pass_rate(cfg, path, actors)
     tokens = len(batch) * n.throughput_tokens
     rate = {name: tokens / statistics.median(s) for name, s in seconds.items()}
     return {"parent_tokens_per_s": rate["parent"], "child_tokens_per_s": rate["child"],
             "ratio": rate["child"] / rate["parent"], "seconds": seconds, "prompts": len(batch),
             "new_tokens": n.throughput_tokens}, pass_rates
-
-
-def _held_out_pass_rate(cfg: Config, model_path: str, actors: StageActors) -> float | None:
-    """GRPO's held-out evaluation of ``model_path``, served by ``actors``."""
-    from transformers import AutoTokenizer
-
-    _, held_out = load_prompt_sets(cfg, AutoTokenizer.from_pretrained(model_path))
-    if not len(held_out):
-        return None
-    return HeldOutEval(cfg, held_out).run(actors.rollout_group, actors.reward_scorer)["eval/pass_rate"]

@@ -26,15 +26,17 @@ from typing import Any
 
 from rlbase import to_plain
 from rlplat.config.schema import Config
+from rlplat.report.document import write_run_report
 from rlplat.runtime.pass_rates import release
 from rlplat.stages import STAGES
 from rlplat.stages.base import StageContext, StageManifest, read_manifest, stage_dir, write_manifest
+from rlplat.stages.held_out import pass_rate_table, with_pass_rate
 from rlplat.stages.ray_jobs import run_stage_job
 
 log = logging.getLogger(__name__)
 # Fields that say where or how a run happens, not what it computes.
 _RUN_LOCAL = ("run_dir", "resume", "dry_run", "experiment", "timeouts", "faults", "cluster.dashboard",
-              "cluster.log_to_driver", "cluster.address", "cluster.dashboard_port")
+              "cluster.log_to_driver", "cluster.address", "cluster.dashboard_port", "grpo.eval_stages")
 
 
 def initial_model(cfg: Config, run_dir: Path) -> str:
@@ -84,6 +86,7 @@ def run_pipeline(cfg: Config, run_dir: Path, resume: bool, dashboard_url: str | 
 
 def _run_stages(cfg: Config, run_dir: Path, resume: bool, dashboard_url: str | None) -> str:
     model_path, upstream = initial_model(cfg, run_dir), ""
+    done: list[StageManifest] = []
     for name in cfg.stages:
         config_hash = stage_hash(cfg, name, model_path, upstream)
         manifest = read_manifest(run_dir, name)
@@ -101,6 +104,10 @@ def _run_stages(cfg: Config, run_dir: Path, resume: bool, dashboard_url: str | N
                 manifest = run_stage_job(dashboard_url, cfg, run_dir, name, again, config_hash)
             print(stage_summary(manifest), flush=True)
         model_path, upstream = manifest.model_path, config_hash
+        done.append(manifest)
+    if cfg.grpo.eval_stages and len(done) > 1:
+        print(pass_rate_table(cfg, done), flush=True)
+        write_run_report(run_dir)  # with the table
     return model_path
 
 
@@ -119,6 +126,8 @@ def run_stage(cfg: Config, run_dir: Path, name: str, resume: bool, config_hash: 
     # (``rlplat.runs.prepare_run_dir``), and the stage may keep partial results there.
     stage_dir(run_dir, name).mkdir(parents=True, exist_ok=True)
     manifest = stage.run(StageContext(cfg, run_dir, model_path, resume, upstream, config_hash))
+    if cfg.grpo.eval_stages:
+        manifest = with_pass_rate(cfg, manifest, upstream)
     manifest = replace(manifest, config_hash=config_hash, runner=runner, job_id=job_id, started_at=started,
                        seconds=time.time() - started)
     write_manifest(run_dir, name, manifest)

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 NAS_FAST = ["stages=[nas,grpo]", "grpo.total_steps=1", "nas.bld_steps=30", "nas.calibration_rows=32",
             "nas.eval_rows=8", "nas.throughput_prompts=4", "nas.throughput_tokens=8", "nas.throughput_repeats=1",
             "nas.speedup=1.3", "nas.alternatives=1", "nas.fuse_threshold=1.0", "grpo.eval_prompts=8", "grpo.eval_every=1",
-            "grpo.eval_samples=2",
+            "grpo.eval_samples=2", "grpo.eval_stages=true",
             # One engine and one learner: the subject is the search and the child, not the ranks.
             "cluster.devices_per_node=1"]
 
@@ -67,4 +67,13 @@ def test_nas_then_grpo_on_the_child(tmp_path: Path) -> None:
     assert manifest["input_model"] == str(child)
     lines = read_metrics(run_dir / "metrics.jsonl")
     assert [m["step"] for m in lines] == [1] and 0.0 <= lines[0]["eval/pass_rate"] <= 1.0
+    # Each stage's output model on the same held-out prompts: the NAS child as the stage measured it,
+    # GRPO's model at its last evaluation; one table at the end of the run and in report.md.
+    nas = json.loads((run_dir / "stages" / "nas" / "manifest.json").read_text())
+    assert nas["metrics"]["eval/pass_rate"] == result["heldout_pass_rate"]["child"]
+    assert manifest["metrics"]["eval/pass_rate"] == lines[-1]["eval/pass_rate"]
+    table = out[out.index("held-out pass rate by stage (8 prompts x 2 samples)"):].splitlines()[1:3]
+    assert [row.split()[:2] for row in table] == [["nas", f"{nas['metrics']['eval/pass_rate']:.3f}"],
+                                                  ["grpo", f"{lines[-1]['eval/pass_rate']:.3f}"]]
+    assert "## Held-out pass rate by stage" in (run_dir / "report.md").read_text()
     assert is_decilm(manifest["model_path"])
