@@ -75,8 +75,14 @@ def install(model: Any, sp: SequenceGroup) -> None:
     from transformers import AttentionInterface
 
     def attention(module: torch.nn.Module, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None,
-                   dropout: float = 0.0, scaling: float | None = None, **_: Any) -> tuple[Tensor, None]:
+                   dropout: float = 0.0, scaling: float | None = None, sliding_window: int | None = None,
+                   **_: Any) -> tuple[Tensor, None]:
         del module, dropout  # no dropout in RL training
+        if sliding_window is not None and query.shape[2] * sp.size > sliding_window:
+            # Whole-sequence attention would silently differ from the model's windowed attention.
+            raise ValueError(f"a {query.shape[2] * sp.size}-token row is longer than the model's sliding window "
+                             f"({sliding_window}), which sequence-parallel attention does not apply; "
+                             "set learner.sequence_parallel=1 for this model")
         return _ulysses(query, key, value, attention_mask, scaling, sp), None
 
     AttentionInterface.register(ATTENTION_NAME, attention)
