@@ -42,7 +42,7 @@ def learner_world_size(cfg: Config) -> int:
 def data_parallel_size(cfg: Config) -> int:
     """Data-parallel ranks: the learner ranks over ``learner.sequence_parallel`` (each sequence-parallel
     group takes one shard of a step)."""
-    return learner_world_size(cfg) // max(cfg.learner.sequence_parallel, 1)
+    return learner_world_size(cfg) // cfg.learner.sequence_parallel
 
 
 def _check_sequence_parallel(cfg: Config) -> None:
@@ -51,8 +51,9 @@ def _check_sequence_parallel(cfg: Config) -> None:
     n, world = cfg.learner.sequence_parallel, learner_world_size(cfg)
     _positive("learner.sequence_parallel", n)
     if world > 0 and world % n:
-        raise ConfigError("learner.sequence_parallel", f"{n} does not divide the {world} learner ranks "
-                          f"(cluster.num_nodes x cluster.devices_per_node{'' if cfg.cluster.colocate else ' - cluster.rollout_devices'}).",
+        ranks = "cluster.num_nodes x cluster.devices_per_node" + ("" if cfg.cluster.colocate else
+                                                                  " - cluster.rollout_devices")
+        raise ConfigError("learner.sequence_parallel", f"{n} does not divide the {world} learner ranks ({ranks}).",
                           f"choose learner.sequence_parallel among {_divisors(world)}, or change the cluster size.")
     if n > 1 and "distill" in cfg.stages:
         raise ConfigError("learner.sequence_parallel", "the distill stage's losses compare whole teacher and student "
