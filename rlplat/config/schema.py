@@ -353,8 +353,9 @@ class NASConfig:
     # ``max_shared`` of its layer choices with every earlier one; reported in result.json.
     alternatives: int = 0
     max_shared: float = 0.5
-    # vLLM generation throughput, parent against child: greedy, this many prompts in one batch,
-    # exactly ``throughput_tokens`` new tokens each, ``throughput_repeats`` alternating rounds.
+    # vLLM generation throughput, parent against child (and the child before fusion): greedy, this
+    # many prompts in one batch, and latency, the first prompt alone; exactly ``throughput_tokens``
+    # new tokens each, ``throughput_repeats`` rounds alternating the models.
     throughput_prompts: int = 16
     throughput_tokens: int = 64
     throughput_repeats: int = 3

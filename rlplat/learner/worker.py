@@ -26,7 +26,7 @@ from rlplat.algo.mismatch import mismatch_weights
 from rlplat.config.schema import DistillConfig, GRPOConfig, LearnerConfig
 from rlplat.faults import ArmedFaults, FaultKind
 from rlplat.learner import ulysses
-from rlplat.learner.zero3 import gathered_state_dict, load_sharded, prepare_sharded
+from rlplat.learner.zero3 import gathered_state_dict, host_memory, load_sharded, prepare_sharded
 from rlplat.models.hf import greedy_decode, load_causal_lm, save_causal_lm
 from rlplat.sync.buckets import pack, plan_buckets
 from rlplat.sync.fp8 import SCALE_SUFFIX, export_metas, fused_group, quantized_items
@@ -115,19 +115,19 @@ class LearnerWorker:
                                  self.spec.device, self.spec.dtype)
         if self._sharded:
             prepare_sharded()  # its imports, outside the window measured below
-        before = _host_memory(reset_peak=True)
+        before = host_memory(reset_peak=True)
         model = self._load(dtype, ds_cfg)
         if self.spec.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         self.pad_id = model.config.pad_token_id or 0
         self.ref = self._load_reference(dtype, ds_cfg) if self.spec.learner.reference_model else None
-        loaded = _host_memory()
+        loaded = host_memory()
         self.engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(),
                                                config=ds_cfg)
         # What loading the models cost this rank's host at its peak, and the peak of the whole
         # start-up (DeepSpeed's own buffers included); ``sharded``: built sharded.
         self.load_memory = {"load_peak_bytes": loaded["peak"] - before["current"],
-                            "setup_peak_bytes": max(before["peak"], _host_memory()["peak"]),
+                            "setup_peak_bytes": max(before["peak"], host_memory()["peak"]),
                             "sharded": float(self._sharded)}
         return {"node_id": self.node_id, "pid": os.getpid(), "rank": self.rank}
 
@@ -505,7 +505,7 @@ class LearnerWorker:
         from before the policy was read to after the reference was), the peak of its whole start-up
         (``setup_peak_bytes``), whether the models were built sharded, and the process's peak and
         current resident bytes now."""
-        now = _host_memory()
+        now = host_memory()
         return {**self.load_memory, "peak_bytes": now["peak"], "current_bytes": now["current"]}
 
     # ----------------------------------------------------------------------------- evaluation
@@ -557,22 +557,6 @@ def _clear_stale_build_lock(extension: str) -> None:
         logging.getLogger(__name__).warning("removing the stale build lock %s (%.0f s old)", lock, age)
         with contextlib.suppress(OSError):
             os.remove(lock)
-
-
-def _host_memory(reset_peak: bool = False) -> dict[str, float]:
-    """This process's resident memory in bytes: ``current`` (VmRSS) and ``peak`` (VmHWM: since the
-    process started, or since the last call with ``reset_peak``, which reads, then starts the peak
-    again from now: Linux's ``clear_refs``)."""
-    fields = {}
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                fields[key] = float(value.split()[0]) * 1024
-    if reset_peak:
-        with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
-            refs.write("5")
-    return {"current": fields["VmRSS"], "peak": fields["VmHWM"]}
 
 
 def _gathered(engine: Any, params: list[torch.nn.Parameter]) -> Any:

@@ -187,3 +187,19 @@ def gathered_state_dict(module: torch.nn.Module, rank: int) -> dict[str, torch.T
             if rank == 0:
                 state[name] = param.data.detach().to("cpu", copy=True)
     return state
+
+
+def host_memory(reset_peak: bool = False) -> dict[str, float]:
+    """This process's resident memory in bytes: ``current`` (VmRSS) and ``peak`` (VmHWM: since the
+    process started, or since the last call with ``reset_peak``, which reads, then starts the peak
+    again from now: Linux's ``clear_refs``)."""
+    fields = {}
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = float(value.split()[0]) * 1024
+    if reset_peak:
+        with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+    return {"current": fields["VmRSS"], "peak": fields["VmHWM"]}

@@ -51,11 +51,17 @@ def load_run(run_dir: Path) -> RunData:
 
 
 def _stage_pass_rates(run_dir: Path) -> tuple[tuple[str, float], ...]:
-    """``(stage, eval/pass_rate)`` of every stage manifest that has one, by start time."""
+    """``(stage, eval/pass_rate)`` of every stage manifest that has one, by start time; a
+    distillation's teacher (``eval/teacher_pass_rate``) just before it, as ``"<stage>'s teacher"``."""
     manifests = [json.loads(p.read_text()) for p in (run_dir / "stages").glob("*/manifest.json")]
-    return tuple((m["stage"], float(m["metrics"]["eval/pass_rate"]))
-                 for m in sorted(manifests, key=lambda m: m.get("started_at", 0.0))
-                 if "eval/pass_rate" in m.get("metrics", {}))
+    rows: list[tuple[str, float]] = []
+    for m in sorted(manifests, key=lambda m: m.get("started_at", 0.0)):
+        metrics = m.get("metrics", {})
+        if "eval/teacher_pass_rate" in metrics:
+            rows.append((f"{m['stage']}'s teacher", float(metrics["eval/teacher_pass_rate"])))
+        if "eval/pass_rate" in metrics:
+            rows.append((m["stage"], float(metrics["eval/pass_rate"])))
+    return tuple(rows)
 
 
 def write_run_report(run_dir: Path) -> None:

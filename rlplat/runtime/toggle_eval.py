@@ -85,12 +85,10 @@ def toggle_metrics(cfg: Config, rollouts: Rollouts, scorer: Scoring, probes: Seq
     return out
 
 
-def measure_toggle(cfg: Config, model_path: str, examples: Sequence[SFTExample]) -> dict[str, float]:
-    """:func:`toggle_metrics` of the model at ``model_path`` on held-out SFT rows, with engines and
-    a scorer started for the purpose."""
+def measure_toggle(cfg: Config, model_path: str, examples: Sequence[SFTExample], actors: StageActors) -> dict[str, float]:
+    """:func:`toggle_metrics` of the model at ``model_path`` on held-out SFT rows, served by
+    ``actors`` (engines and a reward scorer started for that model)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    with StageActors(cfg, model_path, cfg.sft.lr, learners=False) as actors:
-        return toggle_metrics(cfg, actors.rollout_group, actors.reward_scorer, sft_probes(examples, tokenizer),
-                              tokenizer)
+    return toggle_metrics(cfg, actors.rollout_group, actors.reward_scorer, sft_probes(examples, tokenizer), tokenizer)

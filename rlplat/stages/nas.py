@@ -12,10 +12,12 @@ One pass, as in the Puzzle paper (arXiv 2411.19146) at small scale:
 4. the search: the mixed-integer program of ``rlplat.algo.puzzle`` under the latency and
    parameter budgets, with greedy and random baselines (and diverse alternatives) reported;
 5. the child assembled, optionally FFN-fused (``rlplat.models.fusion``), saved as DeciLM;
-6. vLLM generation throughput of parent and child, same prompts, batch and lengths, alternating;
-   and (``nas.pass_rate``) the held-out pass rate of each, as GRPO's evaluation measures it.
+6. vLLM generation throughput and per-token latency of parent and child (and of the child before
+   fusion, when fusion fired), same prompts, batch and lengths, in alternating rounds; and
+   (``nas.pass_rate``) the held-out pass rate of parent and child, as GRPO's evaluation measures it.
 
-Writes ``nas_model/`` (the child, with the parent's tokenizer) and ``stages/nas/result.json``. The
+Writes ``nas_model/`` (the child, with the parent's tokenizer) and ``stages/nas/result.json`` (and,
+when fusion fired, ``stages/nas/unfused_model/``). The
 manifest's artifact ``nas_parent`` names the parent: a following ``distill`` stage uses it as its
 teacher when ``distill.teacher_path`` is unset (Puzzle's global distillation), and ``grpo`` trains the
 child as it trains any model.
@@ -23,12 +25,13 @@ child as it trains any model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -94,20 +97,25 @@ class NASStage:
         results, latency = block_library(parent, calibration, held_out, n, cfg.seed, cfg.timeouts.train_s)
         problem, options = search_problem(parent, results, latency, n)
         choice = solve_mip(problem)
-        child = assemble(parent, [options[i][v] for i, v in enumerate(choice)], [r.library for r in results])
-        fused_runs = fusion_runs(child, calibration, n.fuse_threshold)
-        child = fuse_runs(child, fused_runs) if fused_runs else child
-        out = save_decilm(child, ctx.run_dir / "nas_model")
-        copy_tokenizer(Path(ctx.model_path), out)
+        unfused = assemble(parent, [options[i][v] for i, v in enumerate(choice)], [r.library for r in results])
+        fused_runs = fusion_runs(unfused, calibration, n.fuse_threshold)
+        child = fuse_runs(unfused, fused_runs) if fused_runs else unfused
+        paths = {"parent": ctx.model_path, "child": save_child(child, ctx.run_dir / "nas_model", ctx.model_path)}
+        if fused_runs:  # the child before fusion, served beside it: what fusion itself gains
+            paths["unfused"] = save_child(unfused, stage_dir(ctx.run_dir, self.name) / "unfused_model", ctx.model_path)
         with torch.no_grad():
-            kl = kl_per_token(parent(held_out).logits, child(held_out).logits)
-        throughput, pass_rates = serve_parent_and_child(cfg, {"parent": ctx.model_path, "child": str(out)},
-                                                        held_out[:, :8].tolist())
+            parent_logits = parent(held_out).logits
+            kl = {name: kl_per_token(parent_logits, m(held_out).logits)
+                  for name, m in (("child", child), ("unfused", unfused)) if name in paths}
+        throughput, pass_rates = serve_models(cfg, paths, held_out[:, :8].tolist())
         result = {
-            "parent": ctx.model_path, "child": str(out), "throughput": throughput,
-            "param_ratio": model_params(child.config) / model_params(parent.config), "kl_to_parent": kl,
+            "parent": ctx.model_path, "child": paths["child"],
+            "parent_pass_rate": pass_rates.get("parent"), "child_pass_rate": pass_rates.get("child"),
+            "throughput_ratio": throughput["ratio"], "throughput": throughput,
+            "param_ratio": model_params(child.config) / model_params(parent.config), "kl_to_parent": kl["child"],
             "heldout_pass_rate": pass_rates, "block_configs": [block_to_decilm(b) for b in child.config.blocks],
             "fused_runs": [list(r) for r in fused_runs],
+            "fusion": fusion_report(unfused, child, fused_runs, kl, throughput) if fused_runs else None,
             "analytic": {who: asdict(serving_costs(m.config, n.throughput_prompts, cfg.rollout.max_model_len))
                          for who, m in (("parent", parent), ("child", child))},
             "search": search_report(problem, choice, diverse_alternatives(problem, choice, n), cfg.seed),
@@ -115,15 +123,33 @@ class NASStage:
                            for r in results],
         }
         atomic_write(stage_dir(ctx.run_dir, self.name) / "result.json", json.dumps(result, indent=2))
-        log.info("nas: child %s: throughput x%.2f, parameters x%.2f, KL to the parent %.4f", out,
-                 throughput["ratio"], result["param_ratio"], kl)
-        metrics = {"nas/throughput_ratio": throughput["ratio"], "nas/param_ratio": result["param_ratio"],
-                   "nas/kl_to_parent": kl}
-        metrics.update({f"nas/{who}_pass_rate": rate for who, rate in pass_rates.items() if rate is not None})
-        if pass_rates.get("child") is not None:
-            metrics[PASS_RATE] = pass_rates["child"]  # the stage's output model, measured as every stage's is
-        return StageManifest(self.name, str(out), ctx.model_path, artifacts={NAS_PARENT: ctx.model_path},
-                             metrics=metrics)
+        log.info("nas: child %s: throughput x%.2f, parameters x%.2f, KL to the parent %.4f", paths["child"],
+                 throughput["ratio"], result["param_ratio"], kl["child"])
+        return StageManifest(self.name, paths["child"], ctx.model_path, artifacts={NAS_PARENT: ctx.model_path},
+                             metrics=manifest_metrics(result))
+
+
+def save_child(model: HeteroLlamaForCausalLM, directory: Path, parent_path: str) -> str:
+    """``model`` saved as a DeciLM directory with the parent's tokenizer; its path."""
+    out = save_decilm(model, directory)
+    copy_tokenizer(Path(parent_path), out)
+    return str(out)
+
+
+def manifest_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The NAS manifest's metrics, from ``result.json``'s content (pure). ``eval/pass_rate`` is the
+    child's, the stage's output model measured as every stage's is."""
+    metrics = {"nas/throughput_ratio": result["throughput_ratio"], "nas/param_ratio": result["param_ratio"],
+               "nas/kl_to_parent": result["kl_to_parent"]}
+    if result["fusion"] is not None:
+        metrics["nas/fusion_throughput_ratio"] = result["fusion"]["throughput_ratio"]
+        metrics["nas/kl_to_parent_unfused"] = result["fusion"]["kl_to_parent_unfused"]
+    for who in ("parent", "child"):
+        if result[f"{who}_pass_rate"] is not None:
+            metrics[f"nas/{who}_pass_rate"] = result[f"{who}_pass_rate"]
+    if result["child_pass_rate"] is not None:
+        metrics[PASS_RATE] = result["child_pass_rate"]
+    return metrics
 
 
 def block_library(parent: HeteroLlamaForCausalLM, calibration: torch.Tensor, held_out: torch.Tensor, n: NASConfig,
@@ -292,35 +318,62 @@ def _variant_name(variant: AttentionConfig | FFNConfig) -> str:
     return json.dumps(asdict(variant), sort_keys=True)
 
 
-def serve_parent_and_child(cfg: Config, paths: dict[str, str],
-                           prompts: list[list[int]]) -> tuple[dict[str, Any], dict[str, float | None]]:
-    """Parent and child (``paths``: "parent", "child") served in turn by the stage's engines: each
-    one's vLLM greedy throughput and, with ``nas.pass_rate``, its held-out pass rate.
+def serve_models(cfg: Config, paths: dict[str, str],
+                 prompts: list[list[int]]) -> tuple[dict[str, Any], dict[str, float | None]]:
+    """The models of ``paths`` ("parent", "child" and, when fusion fired, "unfused") served at
+    once, an engine each on a device of its own: each one's vLLM greedy throughput and per-token
+    latency, and (``nas.pass_rate``) parent's and child's held-out pass rate.
 
-    Throughput: new tokens per second of the same ``nas.throughput_prompts`` prompts in one batch,
-    exactly ``nas.throughput_tokens`` new tokens each, after a warm-up (start-up excluded); the
-    median of ``nas.throughput_repeats`` rounds, and the child's over the parent's. The pass rate is
-    GRPO's evaluation (same prompts, samples, seeds and reward; None when ``grpo.eval_prompts``
-    holds no prompt out). One set of engines per model serves both figures, on the devices the
-    stage's plan gives its engines.
+    A round times, model after model, the same ``nas.throughput_prompts`` prompts in one batch
+    (throughput: new tokens per second) and the first prompt alone (latency: seconds per new
+    token), exactly ``nas.throughput_tokens`` new tokens each; ``nas.throughput_repeats`` rounds after
+    a warm-up (start-up excluded). Rounds alternate the models, so that what else the machine does
+    falls on each alike; medians are reported, and the child's throughput over the parent's. The
+    pass rate is GRPO's evaluation (same prompts, samples, seeds and reward: its per-request seeds
+    make it independent of the number of engines; None when ``grpo.eval_prompts`` holds no prompt
+    out).
     """
     n = cfg.nas
     batch = [prompts[i % len(prompts)] for i in range(n.throughput_prompts)]
-    seconds: dict[str, list[float]] = {}
-    pass_rates: dict[str, float | None] = {}
-    for name, path in paths.items():
-        with StageActors(cfg, path, 0.0, learners=False, scorer=n.pass_rate) as actors:
-            engines = actors.rollout_group
-            engines.greedy(batch[:2], 4)  # warm-up, not timed
-            seconds[name] = []
-            for _ in range(n.throughput_repeats):
-                start = time.perf_counter()
-                engines.greedy(batch, n.throughput_tokens)
-                seconds[name].append(time.perf_counter() - start)
-            if n.pass_rate:
-                pass_rates[name] = held_out_pass_rate(cfg, path, actors)
+    one_device = replace(cfg, cluster=replace(cfg.cluster, devices_per_node=cfg.rollout.tensor_parallel_size,
+                                              num_nodes=1, colocate=True, rollout_devices=0))
+    seconds: dict[str, list[float]] = {name: [] for name in paths}
+    single: dict[str, list[float]] = {name: [] for name in paths}
+    with contextlib.ExitStack() as stack:
+        actors = {name: stack.enter_context(StageActors(one_device, path, 0.0, learners=False,
+                                                        scorer=n.pass_rate and name != "unfused"))
+                  for name, path in paths.items()}
+        for group in actors.values():
+            group.rollout_group.greedy(batch[:2], 4)  # warm-up, not timed
+        for _ in range(n.throughput_repeats):
+            for name, group in actors.items():
+                seconds[name].append(_timed(group.rollout_group.greedy, batch, n.throughput_tokens))
+                single[name].append(_timed(group.rollout_group.greedy, batch[:1], n.throughput_tokens))
+        pass_rates = {name: held_out_pass_rate(cfg, paths[name], group) for name, group in actors.items()
+                      if n.pass_rate and name != "unfused"}
     tokens = len(batch) * n.throughput_tokens
     rate = {name: tokens / statistics.median(s) for name, s in seconds.items()}
-    return {"parent_tokens_per_s": rate["parent"], "child_tokens_per_s": rate["child"],
-            "ratio": rate["child"] / rate["parent"], "seconds": seconds, "prompts": len(batch),
-            "new_tokens": n.throughput_tokens}, pass_rates
+    latency = {name: statistics.median(s) / n.throughput_tokens for name, s in single.items()}
+    return {"tokens_per_s": rate, "seconds_per_token": latency, "parent_tokens_per_s": rate["parent"],
+            "child_tokens_per_s": rate["child"], "ratio": rate["child"] / rate["parent"], "seconds": seconds,
+            "single_seconds": single, "prompts": len(batch), "new_tokens": n.throughput_tokens}, pass_rates
+
+
+def _timed(greedy: Callable[[list[list[int]], int], object], prompts: list[list[int]], tokens: int) -> float:
+    """Seconds of one ``greedy(prompts, tokens)``."""
+    start = time.perf_counter()
+    greedy(prompts, tokens)
+    return time.perf_counter() - start
+
+
+def fusion_report(unfused: HeteroLlamaForCausalLM, fused: HeteroLlamaForCausalLM, runs: list[tuple[int, int]],
+                  kl: dict[str, float], throughput: dict[str, Any]) -> dict[str, Any]:
+    """What FFN Fusion changed: layers, KL to the parent and vLLM speed, the child before fusion
+    against after (``kl``: "unfused" and "child"; ``throughput`` as ``serve_models`` returns it,
+    with an "unfused" model)."""
+    rate, latency = throughput["tokens_per_s"], throughput["seconds_per_token"]
+    return {"runs": [list(r) for r in runs], "layers_before": len(unfused.config.blocks),
+            "layers_after": len(fused.config.blocks), "kl_to_parent_unfused": kl["unfused"],
+            "kl_to_parent_fused": kl["child"], "tokens_per_s": {"unfused": rate["unfused"], "fused": rate["child"]},
+            "seconds_per_token": {"unfused": latency["unfused"], "fused": latency["child"]},
+            "throughput_ratio": rate["child"] / rate["unfused"], "latency_ratio": latency["child"] / latency["unfused"]}

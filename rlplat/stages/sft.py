@@ -13,9 +13,11 @@ from __future__ import annotations
 from rlplat.config.schema import Config
 from rlplat.data.sft import SFTExample, read_sft_examples, to_train_sequences
 from rlplat.data.synthetic import split_problems, toggle_examples
+from rlplat.runtime.stage_actors import StageActors
 from rlplat.runtime.supervised import train_supervised
 from rlplat.runtime.toggle_eval import measure_toggle
 from rlplat.stages.base import SFT_BAR_KEYS, StageContext, StageManifest, stage_metrics
+from rlplat.stages.held_out import PASS_RATE, held_out_pass_rate
 
 
 class SFTStage:
@@ -51,7 +53,11 @@ class SFTStage:
         metrics = train_supervised(cfg, ctx.model_path, to_train_sequences(train, tokenizer), out,
                                    stage_metrics(ctx, self.name, cfg.sft.steps, SFT_BAR_KEYS))
         if held_out:
-            metrics.update(measure_toggle(cfg, str(out), held_out))
+            with StageActors(cfg, str(out), cfg.sft.lr, learners=False) as actors:
+                metrics.update(measure_toggle(cfg, str(out), held_out, actors))
+                if cfg.grpo.eval_stages:  # on the same engines: no start of its own
+                    rate = held_out_pass_rate(cfg, str(out), actors)
+                    metrics.update({} if rate is None else {PASS_RATE: rate})
         return StageManifest(self.name, str(out), ctx.model_path, metrics=metrics)
 
 

@@ -3,8 +3,8 @@ tiny Llama to a DeciLM child, its result.json, and GRPO training the child (``st
 the distillation stage that may come between learns DeciLM children like any model: its learners
 are the ones GRPO uses, and test_weight_sync trains one).
 
-The throughput figure is only checked for being measured here: at this size per-call overhead, not
-compute, sets vLLM's speed (docs/nas.md has the measured figures at a size where compute does).
+The throughput figures are only checked for being measured here: they are speeds on a shared machine
+(docs/benchmarks.md has the measured figures of ``+experiment=tiny_nas``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ pytestmark = pytest.mark.slow
 
 NAS_FAST = ["stages=[nas,grpo]", "grpo.total_steps=1", "nas.bld_steps=30", "nas.calibration_rows=32",
             "nas.eval_rows=8", "nas.throughput_prompts=4", "nas.throughput_tokens=8", "nas.throughput_repeats=1",
-            "nas.speedup=1.3", "nas.alternatives=1", "nas.fuse_threshold=1.0", "grpo.eval_prompts=8", "grpo.eval_every=1",
+            "nas.speedup=1.0", "nas.alternatives=1", "nas.fuse_threshold=1.0", "grpo.eval_prompts=8", "grpo.eval_every=1",
+            # A KV-cache budget of one layer's in four: layers 1-3 lose their attention (layer 0 keeps
+            # its own), so the child has an attention-free run for fusion to merge, whatever the timings.
+            "nas.max_kv_ratio=0.25",
             "grpo.eval_samples=2", "grpo.eval_stages=true",
             # One engine and one learner: the subject is the search and the child, not the ranks.
             "cluster.devices_per_node=1"]
@@ -52,14 +55,25 @@ def test_nas_then_grpo_on_the_child(tmp_path: Path) -> None:
     assert search["mip"]["usage"]["latency"] < search["parent_usage"]["latency"]
     assert 0 < result["param_ratio"] <= 1 and result["kl_to_parent"] >= 0
     t = result["throughput"]
-    assert t["parent_tokens_per_s"] > 0 and t["child_tokens_per_s"] > 0 and t["new_tokens"] == 8
+    assert set(t["tokens_per_s"]) == set(t["seconds_per_token"]) == {"parent", "child", "unfused"}
+    assert all(v > 0 for v in (*t["tokens_per_s"].values(), *t["seconds_per_token"].values()))
+    assert result["throughput_ratio"] == t["ratio"] == t["tokens_per_s"]["child"] / t["tokens_per_s"]["parent"]
+    assert t["new_tokens"] == 8
     assert set(result["heldout_pass_rate"]) == {"parent", "child"}
     assert all(0.0 <= r <= 1.0 for r in result["heldout_pass_rate"].values())
+    assert (result["parent_pass_rate"], result["child_pass_rate"]) == (result["heldout_pass_rate"]["parent"],
+                                                                       result["heldout_pass_rate"]["child"])
 
-    # Fusion at threshold 1.0 fuses every attention-free run of two or more blocks the search left:
-    # the child has none left (whether or not the search left one), and each fused run was one.
-    assert ffn_only_runs(config.blocks) == [], [asdict(b) for b in config.blocks]
-    assert all(end - start >= 2 for start, end in result["fused_runs"]), result["fused_runs"]
+    # FFN Fusion fired: layers 1-3 have no attention, and at threshold 1.0 they become one layer,
+    # which vLLM served (the throughput above) and GRPO trains (below). The child before fusion was
+    # served beside it.
+    assert result["fused_runs"] == [[1, 4]], [asdict(b) for b in config.blocks]
+    assert ffn_only_runs(config.blocks) == [] and len(config.blocks) == 2
+    fusion = result["fusion"]
+    assert (fusion["layers_before"], fusion["layers_after"]) == (4, 2)
+    assert fusion["kl_to_parent_fused"] == result["kl_to_parent"] and fusion["kl_to_parent_unfused"] >= 0
+    assert fusion["throughput_ratio"] == t["tokens_per_s"]["child"] / t["tokens_per_s"]["unfused"]
+    assert is_decilm(run_dir / "stages" / "nas" / "unfused_model")
 
     # GRPO trained the child (its learners ran rlplat's module, its engines vLLM's DeciLM); the
     # distillation stage's teacher after a NAS stage: tests/unit/test_pipeline_hash.py
