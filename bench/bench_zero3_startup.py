@@ -5,8 +5,8 @@ and then sharded by DeepSpeed (``false``, what every rank did before), same mode
 For each arm the benchmark starts a real learner group (``LearnerGroup``: 2 ranks, ZeRO-3, float32,
 with the reference model) on the 100M Llama (``model=llama_100m``, built locally) and reads each
 rank's ``load_peak_bytes``: the peak resident memory (VmHWM, reset just before) while the rank read
-the policy and the reference, above what it held before (the sharded start's imports are done
-before the window: a whole start imports them at ``deepspeed.initialize``), and ``setup_peak_bytes``:
+the policy and the reference, above what it held before (the model's code and the sharded start's
+DeepSpeed modules are imported before the window, in both arms), and ``setup_peak_bytes``:
 the peak of the rank's whole start-up, DeepSpeed's initialisation included. The model's own size
 (parameters x 4 bytes) is the reference figure: a whole copy. Arms alternate ``--repeats`` times;
 medians reported.

@@ -27,7 +27,7 @@ from rlplat.config.schema import DistillConfig, GRPOConfig, LearnerConfig
 from rlplat.faults import ArmedFaults, FaultKind
 from rlplat.learner import ulysses
 from rlplat.learner.zero3 import gathered_state_dict, host_memory, load_sharded, prepare_sharded
-from rlplat.models.hf import greedy_decode, load_causal_lm, save_causal_lm
+from rlplat.models.hf import greedy_decode, import_model_code, load_causal_lm, save_causal_lm
 from rlplat.sync.buckets import pack, plan_buckets
 from rlplat.sync.fp8 import SCALE_SUFFIX, export_metas, fused_group, quantized_items
 from rlplat.sync.ipc import IpcExport, export_ipc
@@ -113,8 +113,10 @@ class LearnerWorker:
         dtype = getattr(torch, self.spec.dtype)
         ds_cfg = build_ds_config(self.spec.learner, self.spec.lr, self.spec.world_size,
                                  self.spec.device, self.spec.dtype)
+        # Imports outside the window measured below: the model's code, and a sharded start's own.
+        import_model_code(self.spec.model_path)
         if self._sharded:
-            prepare_sharded()  # its imports, outside the window measured below
+            prepare_sharded()
         before = host_memory(reset_peak=True)
         model = self._load(dtype, ds_cfg)
         if self.spec.gradient_checkpointing:

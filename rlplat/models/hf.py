@@ -44,6 +44,17 @@ def load_causal_lm(path: str | Path, dtype: torch.dtype) -> Any:
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
 
 
+def import_model_code(path: str | Path) -> None:
+    """Import the code of the model of directory ``path`` (its transformers class; rlplat's DeciLM
+    module is imported already), which transformers otherwise imports while building it: for a
+    caller measuring what building the model costs, without the import."""
+    if not is_decilm(path):
+        from transformers import AutoConfig
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+        MODEL_FOR_CAUSAL_LM_MAPPING[type(AutoConfig.from_pretrained(str(path)))]  # the lookup imports it
+
+
 def causal_lm_from_config(path: str | Path, dtype: torch.dtype) -> Any:
     """The causal LM of model directory ``path`` built from its config alone, its weights neither
     read nor initialised (for a caller that fills them in itself: ZeRO-3's sharded start,

@@ -17,7 +17,7 @@ def startup_rank(rank: int, port: int, path: str, sharded: bool, out: dict[int, 
     from rlplat.distributed.cluster import torch_extensions_dir
     from rlplat.learner.ds_config import build_ds_config
     from rlplat.learner.zero3 import host_memory, load_sharded, prepare_sharded
-    from rlplat.models.hf import load_causal_lm
+    from rlplat.models.hf import import_model_code, load_causal_lm
 
     os.environ.update(DS_ACCELERATOR="cpu", GLOO_SOCKET_IFNAME="lo", LOCAL_RANK=str(rank),
                       TORCH_EXTENSIONS_DIR=torch_extensions_dir())
@@ -26,8 +26,8 @@ def startup_rank(rank: int, port: int, path: str, sharded: bool, out: dict[int, 
 
     deepspeed.init_distributed(dist_backend="gloo")
     ds_cfg = build_ds_config(replace(LearnerConfig(), zero_stage=3), 1e-5, 2, "cpu", "float32")
+    import_model_code(path)  # imports outside the window, as the learner's
     prepare_sharded()
-    import transformers.models.llama.modeling_llama  # noqa: F401  # imports outside the window, as the learner's
 
     before = host_memory(reset_peak=True)
     model = load_sharded(path, torch.float32, ds_cfg, rank) if sharded else load_causal_lm(path, torch.float32)
