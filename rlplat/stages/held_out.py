@@ -25,6 +25,7 @@ from rlplat.stages.base import NAS_PARENT, TEACHER, StageManifest
 
 PASS_RATE = "eval/pass_rate"
 TEACHER_PASS_RATE = "eval/teacher_pass_rate"
+PARENT_PASS_RATE = "nas/parent_pass_rate"  # a NAS stage's figure for its parent (``NAS_PARENT``)
 
 
 def held_out_pass_rate(cfg: Config, model_path: str, actors: StageActors) -> float | None:
@@ -62,8 +63,8 @@ def known_rate(model_path: str, upstream: Sequence[StageManifest]) -> float | No
     for m in reversed(upstream):
         if m.model_path == model_path and PASS_RATE in m.metrics:
             return m.metrics[PASS_RATE]
-        if m.artifacts.get(NAS_PARENT) == model_path and "nas/parent_pass_rate" in m.metrics:
-            return m.metrics["nas/parent_pass_rate"]
+        if m.artifacts.get(NAS_PARENT) == model_path and PARENT_PASS_RATE in m.metrics:
+            return m.metrics[PARENT_PASS_RATE]
     return None
 
 

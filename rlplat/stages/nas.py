@@ -69,7 +69,7 @@ from rlplat.models.fusion import ffn_only_runs, fuse_runs, run_dependency, split
 from rlplat.models.hf import copy_tokenizer
 from rlplat.runtime.stage_actors import StageActors
 from rlplat.stages.base import NAS_PARENT, StageContext, StageManifest, stage_dir
-from rlplat.stages.held_out import PASS_RATE, held_out_pass_rate
+from rlplat.stages.held_out import PARENT_PASS_RATE, PASS_RATE, held_out_pass_rate
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +144,10 @@ def manifest_metrics(result: dict[str, Any]) -> dict[str, float]:
     if result["fusion"] is not None:
         metrics["nas/fusion_throughput_ratio"] = result["fusion"]["throughput_ratio"]
         metrics["nas/kl_to_parent_unfused"] = result["fusion"]["kl_to_parent_unfused"]
-    for who in ("parent", "child"):
-        if result[f"{who}_pass_rate"] is not None:
-            metrics[f"nas/{who}_pass_rate"] = result[f"{who}_pass_rate"]
+    if result["parent_pass_rate"] is not None:
+        metrics[PARENT_PASS_RATE] = result["parent_pass_rate"]
     if result["child_pass_rate"] is not None:
-        metrics[PASS_RATE] = result["child_pass_rate"]
+        metrics["nas/child_pass_rate"] = metrics[PASS_RATE] = result["child_pass_rate"]
     return metrics
 
 
@@ -354,9 +353,9 @@ def serve_models(cfg: Config, paths: dict[str, str],
     tokens = len(batch) * n.throughput_tokens
     rate = {name: tokens / statistics.median(s) for name, s in seconds.items()}
     latency = {name: statistics.median(s) / n.throughput_tokens for name, s in single.items()}
-    return {"tokens_per_s": rate, "seconds_per_token": latency, "parent_tokens_per_s": rate["parent"],
-            "child_tokens_per_s": rate["child"], "ratio": rate["child"] / rate["parent"], "seconds": seconds,
-            "single_seconds": single, "prompts": len(batch), "new_tokens": n.throughput_tokens}, pass_rates
+    return {"tokens_per_s": rate, "seconds_per_token": latency, "ratio": rate["child"] / rate["parent"],
+            "seconds": seconds, "single_seconds": single, "prompts": len(batch),
+            "new_tokens": n.throughput_tokens}, pass_rates
 
 
 def _timed(greedy: Callable[[list[list[int]], int], object], prompts: list[list[int]], tokens: int) -> float:
